@@ -1,0 +1,60 @@
+"""`twinclass classroom`: the headless classroom terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("classroom", help="join a lesson as a headless classroom terminal")
+    p.add_argument("--server", required=True, help="lesson server URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--token", required=True, help="join token (the token= part of a join link)")
+    p.add_argument("--video", default="testsrc", help="testsrc | PATH | /dev/videoN | none")
+    p.add_argument("--audio", default="tone", help="tone | tone:HZ | file (from --video PATH) | PATH | none")
+    p.add_argument("--size", default="640x360", help="test pattern / camera size WxH")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--codec", default="vp8", choices=["vp8", "h264"], help="video codec to publish")
+    p.add_argument("--duration", type=float, default=None, help="leave after S seconds (default: run until ^C)")
+    p.add_argument("--stats-json", type=Path, default=None, help="write receive statistics here every second")
+    p.add_argument("--raise-hand-at", type=float, default=None, help="raise the hand S seconds after start")
+    p.add_argument("--no-receive", action="store_true", help="publish only")
+    p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
+    p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=run_classroom)
+
+
+def run_classroom(args: argparse.Namespace) -> int:
+    from classroom_client.session import ClassroomClient, ClientConfig
+    from classroom_client.sources import SourceSpec
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    width, height = (int(x) for x in args.size.lower().split("x"))
+    config = ClientConfig(
+        server=args.server,
+        token=args.token,
+        sources=SourceSpec(video=args.video, audio=args.audio, width=width, height=height, fps=args.fps),
+        video_codec=args.codec,
+        duration=args.duration,
+        stats_json=args.stats_json,
+        raise_hand_at=args.raise_hand_at,
+        ice_servers=args.ice_servers,
+        ice_addresses=args.ice_addresses,
+        receive=not args.no_receive,
+    )
+
+    async def main() -> int:
+        client = ClassroomClient(config)
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(client.run())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, client.request_stop)
+        return await task
+
+    return asyncio.run(main())

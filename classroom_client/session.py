@@ -1,0 +1,482 @@
+"""A classroom's session with the lesson server: join, publish, receive, stay connected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import av
+import numpy as np
+import socketio
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from classroom_client.pattern import read_pattern, source_tag
+from classroom_client.sources import SourceSpec, open_sources
+from classroom_client.stats import RemoteStats, write_stats
+from sfu.media.aiortc_adapter import packets_received, restart_video_reassembly, use_host_addresses
+from sfu.media.endpoint import rtc_configuration
+
+logger = logging.getLogger(__name__)
+
+TONES_HZ = (440.0, 660.0, 880.0, 1100.0, 550.0, 770.0, 990.0, 1210.0, 1320.0)
+
+
+class JoinRefused(Exception):
+    """The server refused to let us in (bad token, unknown lesson...)."""
+
+    def __init__(self, message: str, code: str = "", url: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.url = url
+
+
+@dataclass
+class ClientConfig:
+    server: str
+    token: str
+    sources: SourceSpec = field(default_factory=SourceSpec)
+    video_codec: str = "vp8"  # vp8 | h264
+    duration: float | None = None
+    stats_json: Path | None = None
+    raise_hand_at: float | None = None
+    ice_servers: list[str] = field(default_factory=list)
+    ice_addresses: list[str] | None = None  # None: loopback when the server is on loopback
+    receive: bool = True
+    publish: bool = True
+    reconnect: bool = True
+
+
+@dataclass
+class SlotInfo:
+    key: str
+    kind: str
+    group: str
+    source: str
+    classroom: str | None
+
+
+class ClassroomClient:
+    """The headless classroom terminal."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.sio = socketio.AsyncClient(reconnection=config.reconnect, reconnection_delay=0.5,
+                                        reconnection_delay_max=3)
+        self.classroom = "?"
+        self.role = "?"
+        self.lesson: dict[str, Any] = {}
+        self.remotes: dict[str, RemoteStats] = {}
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.floor: str | None = None
+        self.hands: list[dict[str, Any]] = []
+        self.joined = asyncio.Event()
+        self.refused: str | None = None
+        self.kicked: str | None = None
+        self.sessions = 0  # how many times we (re)joined
+        self.stalls_recovered = 0
+        self.redirects = 0
+        self._pub: RTCPeerConnection | None = None
+        self._sub: RTCPeerConnection | None = None
+        self._slots_by_mid: dict[str, SlotInfo] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._players: list[Any] = []
+        self._video: MediaStreamTrack | None = None
+        self._audio: MediaStreamTrack | None = None
+        self._tags: dict[int, str] = {}
+        self._setup_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._register()
+
+    # -- socket.io -----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        sio = self.sio
+
+        @sio.event
+        async def connect() -> None:
+            self._spawn(self._setup())
+
+        @sio.event
+        async def disconnect(*args: Any) -> None:
+            self.joined.clear()
+            await self._close_peers()
+
+        for name in ("classroom_joined", "classroom_left", "hand_raised", "hand_lowered", "mute_requested",
+                     "courseware"):
+            sio.on(name, self._make_logger(name))
+
+        @sio.on("hands")
+        async def hands(data: dict[str, Any]) -> None:
+            self.hands = list(data.get("queue", []))
+            self._log_event("hands", data)
+
+        @sio.on("floor")
+        async def floor(data: dict[str, Any]) -> None:
+            self.floor = data.get("classroom")
+            self._log_event("floor", data)
+            if self.floor == self.classroom:
+                logger.info("we have the floor")
+
+        @sio.on("slots")
+        async def slots(data: dict[str, Any]) -> None:
+            self._apply_slots(data.get("slots", []))
+
+        @sio.on("error")
+        async def error(data: dict[str, Any]) -> None:
+            self._log_event("error", data)
+            logger.warning("server error: %s", data)
+            if data.get("code") in ("bad_token", "not_found"):  # "redirect" is handled by the join reply
+                self.refused = str(data.get("message"))
+                self._stop.set()
+
+        @sio.on("kicked")
+        async def kicked(data: dict[str, Any]) -> None:
+            self.kicked = str(data.get("reason"))
+            self._log_event("kicked", data)
+            self._stop.set()
+
+    def _make_logger(self, name: str) -> Any:
+        async def handler(data: dict[str, Any]) -> None:
+            self._log_event(name, data)
+
+        return handler
+
+    def _log_event(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append((time.time(), name, data))
+        logger.info("event %s %s", name, data)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def call(self, event: str, data: dict[str, Any] | None = None, timeout: float = 20) -> dict[str, Any]:
+        reply = await self.sio.call(event, data or {}, timeout=timeout)
+        if not isinstance(reply, dict):
+            raise RuntimeError(f"{event}: unexpected reply {reply!r}")
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            if event == "join":
+                raise JoinRefused(err.get("message", "refused"), err.get("code", ""), err.get("url"))
+            raise RuntimeError(f"{event}: {err.get('code')}: {err.get('message')}")
+        return reply
+
+    # -- session setup -------------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        async with self._setup_lock:
+            try:
+                await self._close_peers()
+                state = await self.call("join", {"token": self.config.token})
+                you = state["you"]
+                self.classroom, self.role = you["classroom"], you["role"]
+                self.lesson = state["lesson"]
+                self.floor = state.get("floor")
+                self.hands = state.get("hands", [])
+                classrooms = [self.lesson["master"], *self.lesson["rurals"]]
+                self._tags = {source_tag(c["id"]): c["id"] for c in classrooms}
+                self.sessions += 1
+                if self.config.publish and self.role in ("master", "rural"):
+                    await self._publish(classrooms)
+                if self.config.receive:
+                    await self._subscribe()
+                self.joined.set()
+            except JoinRefused as exc:
+                if exc.code == "redirect" and exc.url:
+                    logger.info("lesson lives on %s: moving there", exc.url)
+                    self.config.server = exc.url
+                    self.redirects += 1
+                    await self._restart()
+                    return
+                self.refused = str(exc)
+                logger.error("join refused: %s", exc)
+                self._stop.set()
+            except Exception as exc:
+                logger.warning("session setup failed (%s); reconnecting", exc)
+                await self._restart()
+
+    async def _restart(self) -> None:
+        """Drop the connection; socket.io reconnects and we set everything up again."""
+        if self._stop.is_set():
+            return
+        await self._close_peers()
+        with contextlib.suppress(Exception):
+            await self.sio.disconnect()
+        await asyncio.sleep(0.5)
+        self._spawn(self._connect_loop())
+
+    def _rtc_config(self) -> RTCConfiguration:
+        return rtc_configuration(self.config.ice_servers)
+
+    def _watch(self, pc: RTCPeerConnection, what: str) -> None:
+        @pc.on("connectionstatechange")
+        async def changed() -> None:
+            logger.info("%s connection %s", what, pc.connectionState)
+            if pc.connectionState == "failed" and (pc is self._pub or pc is self._sub):
+                await self._restart()
+
+    async def _publish(self, classrooms: list[dict[str, Any]]) -> None:
+        if self._video is None and self._audio is None:
+            index = next((i for i, c in enumerate(classrooms) if c["id"] == self.classroom), 0)
+            self._video, self._audio, self._players = open_sources(
+                self.config.sources, self._label(classrooms), source_tag(self.classroom), TONES_HZ[index % 9]
+            )
+        if self._video is None and self._audio is None:
+            return  # nothing to publish (no camera, no microphone): receive only
+        pc = RTCPeerConnection(self._rtc_config())
+        self._pub = pc
+        self._watch(pc, "publish")
+        sources: dict[str, str] = {}
+        transceivers = []
+        if self._video is not None:
+            t = pc.addTransceiver(self._video, direction="sendonly")
+            self._prefer_codec(t)
+            transceivers.append((t, "camera"))
+        if self._audio is not None:
+            transceivers.append((pc.addTransceiver(self._audio, direction="sendonly"), "mic"))
+        await pc.setLocalDescription(await pc.createOffer())
+        for t, source in transceivers:
+            if t.mid is not None:
+                sources[t.mid] = source
+        reply = await self.call("publish", {"sdp": pc.localDescription.sdp, "sources": sources})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+
+    def _label(self, classrooms: list[dict[str, Any]]) -> str:
+        for c in classrooms:
+            if c["id"] == self.classroom:
+                return f"{c['id']}"
+        return self.classroom
+
+    def _prefer_codec(self, transceiver: Any) -> None:
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        want = "video/" + self.config.video_codec.upper()
+        preferred: list[RTCRtpCodecCapability] = [c for c in caps if c.mimeType.upper() == want.upper()]
+        if not preferred:
+            raise ValueError(f"video codec {self.config.video_codec!r} not supported")
+        rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+        transceiver.setCodecPreferences(preferred + rtx)
+
+    async def _subscribe(self) -> None:
+        reply = await self.call("subscribe")
+        pc = RTCPeerConnection(self._rtc_config())
+        self._sub = pc
+        self._watch(pc, "subscribe")
+        self._slots_by_mid = {}
+        self._apply_slots(reply["slots"])
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+            slot = self._slots_by_mid.get(transceiver.mid or "") if transceiver else None
+            if slot is None or transceiver is None:
+                logger.warning("track on unknown transceiver")
+                return
+            watch = StallWatch(transceiver.receiver) if track.kind == "video" else None
+            self._spawn(self._consume(track, slot, watch))
+            if watch is not None:
+                self._spawn(self._watch_stall(watch, pc))
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
+
+    def _apply_slots(self, slots: list[dict[str, Any]]) -> None:
+        for s in slots:
+            if s.get("mid") is None:
+                continue
+            info = SlotInfo(s["key"], s["kind"], s["group"], s["source"], s.get("classroom"))
+            previous = self._slots_by_mid.get(s["mid"])
+            self._slots_by_mid[s["mid"]] = info
+            if info.classroom and (previous is None or previous.classroom != info.classroom):
+                self._remote(info.classroom).mark_visible()
+
+    def _remote(self, classroom: str) -> RemoteStats:
+        r = self.remotes.get(classroom)
+        if r is None:
+            r = self.remotes[classroom] = RemoteStats()
+        return r
+
+    async def _watch_stall(self, watch: StallWatch, pc: RTCPeerConnection) -> None:
+        while pc is self._sub and pc.connectionState != "closed":
+            await asyncio.sleep(0.5)
+            if watch.check():
+                self.stalls_recovered += 1
+                logger.info("video stalled with packets arriving: restarted reassembly")
+
+    async def _consume(self, track: MediaStreamTrack, slot: SlotInfo, watch: StallWatch | None = None) -> None:
+        mid_slot = slot
+        try:
+            while True:
+                frame = await track.recv()
+                if watch is not None:
+                    watch.frame()
+                current = next((s for s in self._slots_by_mid.values() if s.key == mid_slot.key), mid_slot)
+                if isinstance(frame, av.VideoFrame):
+                    luma = _luma(frame)
+                    info = read_pattern(luma)
+                    who = self._tags.get(info.tag) if info else None
+                    who = who or current.classroom
+                    if who is None:
+                        continue
+                    if current.source == "courseware":
+                        who = f"{who}/courseware"
+                    self._remote(who).on_video_frame(frame.width, frame.height, info,
+                                                      pattern_expected=self.config.sources.video == "testsrc")
+                elif isinstance(frame, av.AudioFrame):
+                    if current.classroom is None:
+                        continue
+                    samples = frame.to_ndarray()
+                    if samples.ndim == 2 and samples.shape[0] == 1 and frame.layout.nb_channels > 1:
+                        samples = samples.reshape(-1, frame.layout.nb_channels)[:, 0]
+                    self._remote(current.classroom).on_audio_frame(samples.reshape(-1), frame.sample_rate)
+        except MediaStreamError:
+            return
+
+    async def _close_peers(self) -> None:
+        for pc in (self._pub, self._sub):
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        self._pub = self._sub = None
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def raise_hand(self) -> None:
+        await self.call("raise_hand")
+
+    async def lower_hand(self) -> None:
+        await self.call("lower_hand")
+
+    async def give_floor(self, classroom: str) -> None:
+        await self.call("give_floor", {"classroom": classroom})
+
+    async def take_floor(self) -> None:
+        await self.call("take_floor")
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        url = self.config.server
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+                return
+            except Exception as exc:  # server not up yet, or network down
+                logger.info("connect to %s failed (%s); retrying in %.1fs", url, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+
+    async def start(self) -> None:
+        if self.config.ice_addresses is not None:
+            use_host_addresses(self.config.ice_addresses)
+        else:
+            host = urlparse(self.config.server).hostname or ""
+            if host.startswith("127.") or host == "localhost":
+                use_host_addresses(["127.0.0.1"])
+        await self._connect_loop()
+
+    async def run(self) -> int:
+        """Run until --duration passes (or forever); returns the exit code."""
+        await self.start()
+        started = time.monotonic()
+        hand_raised = False
+        next_stats = 0.0
+        try:
+            while not self._stop.is_set():
+                elapsed = time.monotonic() - started
+                if self.config.duration is not None and elapsed >= self.config.duration:
+                    break
+                if (self.config.raise_hand_at is not None and not hand_raised
+                        and elapsed >= self.config.raise_hand_at and self.joined.is_set()):
+                    with contextlib.suppress(Exception):
+                        await self.raise_hand()
+                        hand_raised = True
+                if self.config.stats_json and time.monotonic() >= next_stats:
+                    self.write_stats()
+                    next_stats = time.monotonic() + 1.0
+                await asyncio.sleep(0.1)
+        finally:
+            if self.config.stats_json:
+                self.write_stats()
+            await self.close()
+        if self.refused:
+            logger.error("refused: %s", self.refused)
+            return 2
+        return 0
+
+    def write_stats(self) -> None:
+        assert self.config.stats_json is not None
+        write_stats(self.config.stats_json, self.classroom, self.remotes, {
+            "role": self.role,
+            "sessions": self.sessions,
+            "stalls_recovered": self.stalls_recovered,
+            "server": self.config.server,
+            "redirects": self.redirects,
+            "floor": self.floor,
+            "hands": [h.get("classroom") for h in self.hands],
+            "refused": self.refused,
+            "slots": {mid: s.__dict__ for mid, s in self._slots_by_mid.items()},
+            "events": [{"t": t, "event": e, "data": d} for t, e, d in self.events[-200:]],
+        })
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await self.sio.disconnect()
+        await self._close_peers()
+        for task in list(self._tasks):
+            task.cancel()
+        for track in (self._video, self._audio):
+            if track is not None:
+                track.stop()
+
+
+class StallWatch:
+    """Notices a video track whose packets arrive but whose frames stopped coming out."""
+
+    STALL_S = 1.0
+
+    def __init__(self, receiver: Any) -> None:
+        self.receiver = receiver
+        self.last_frame = time.monotonic()
+        self.packets_at_frame = 0
+
+    def frame(self) -> None:
+        self.last_frame = time.monotonic()
+        self.packets_at_frame = packets_received(self.receiver)
+
+    def check(self) -> bool:
+        if time.monotonic() - self.last_frame < self.STALL_S:
+            return False
+        if packets_received(self.receiver) - self.packets_at_frame < 20:
+            return False  # nothing arriving: the source is quiet, not stuck
+        restart_video_reassembly(self.receiver)
+        self.frame()
+        return True
+
+
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    if frame.format.name in ("yuv420p", "yuvj420p", "nv12"):
+        plane = frame.planes[0]
+        buf = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
+        return buf[:, : frame.width]
+    return frame.to_ndarray(format="gray")

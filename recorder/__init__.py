@@ -1,0 +1,20 @@
+"""Lesson recording: a hidden subscriber that captures every track, and the archive builder.
+
+Live (inside the lesson server):
+    service   when to record a lesson, when it is over, building archives, crash recovery
+    session   the recorder as a hidden system participant: subscribe, capture, log events
+    capture   encoded frames muxed to one Matroska file per track (no transcoding), events log
+    catalog   the recordings table (same database as the lessons)
+    http_api  GET /api/recordings, /api/recordings/{id}, files with range requests
+
+After the lesson (a separate process, `twinclass archive build`):
+    timeline  reading a capture back: session clock, events, each track's extent
+    audio     microphone levels (for directing) and the AAC mix
+    director  auto-directing: which picture is large, which inset, when
+    compose   the 1280x720 layout, drawn in I420
+    render    decoding what is on screen, composing, H.264 encoding, in parallel chunks
+    build     the whole archive: lesson.mp4, poster, thumbnails, manifest.json
+    manifest  the manifest and `verify`
+
+See README_SECTION.md for the archive layout, the manifest fields, the CLI and HTTP.
+"""

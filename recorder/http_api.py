@@ -1,0 +1,140 @@
+"""Recordings over HTTP: the catalog, one recording's manifest, and its files with range requests.
+
+    GET  /api/recordings?lesson=&subject=&grade=&classroom=&date=YYYY-MM-DD&from=&to=&status=
+    GET  /api/recordings/{id}                    the manifest (+ catalog row and file URLs)
+    GET  /api/recordings/{id}/files/{path}       any file the manifest lists (Range: seekable)
+    POST /api/recordings/{id}/build              rebuild now (admin)
+
+Who may watch: admins and observers every recording; a classroom's token (master or rural)
+the recordings of its own lesson. The token goes in ``Authorization: Bearer`` or, for a
+``<video src>`` that cannot send headers, in ``?token=``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from recorder.catalog import Recording, RecordingFilter
+from recorder.manifest import MANIFEST, read_manifest
+from sfu.http_api import bearer_claims, require_admin
+from sfu.lessons import Role
+from sfu.tokens import Claims, TokenIssuer
+
+if TYPE_CHECKING:
+    from recorder.service import RecorderService
+
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".mkv": "video/x-matroska",
+    ".jpg": "image/jpeg",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+}
+
+
+def _error(exc: type[web.HTTPException], message: str) -> web.HTTPException:
+    return exc(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
+
+
+def may_watch(claims: Claims, record: Recording) -> bool:
+    if claims.role in (Role.ADMIN, Role.OBSERVER):
+        return True
+    return claims.role in (Role.MASTER, Role.RURAL) and claims.lesson == record.lesson_id
+
+
+def _utc_param(value: str, name: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _error(web.HTTPBadRequest, f"{name}: not an ISO 8601 date or date-time ({value!r})") from exc
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # server local time
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def _urls(record: Recording) -> dict[str, str]:
+    base = f"/api/recordings/{record.id}/files"
+    return {"video": f"{base}/lesson.mp4", "poster": f"{base}/poster.jpg", "manifest": f"{base}/{MANIFEST}"}
+
+
+def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.RouteDef]:
+    catalog = service.catalog
+
+    def lookup(request: web.Request) -> tuple[Recording, Claims]:
+        claims = bearer_claims(request, tokens)
+        record = catalog.get(request.match_info["recording_id"])
+        if record is None:
+            raise _error(web.HTTPNotFound, "recording not found")
+        if not may_watch(claims, record):
+            raise _error(web.HTTPForbidden, f"this token ({claims.role}) may not watch lesson {record.lesson_id!r}")
+        return record, claims
+
+    async def list_recordings(request: web.Request) -> web.Response:
+        claims = bearer_claims(request, tokens)
+        q = request.query
+        f = RecordingFilter(lesson=q.get("lesson") or None, subject=q.get("subject") or None,
+                            grade=q.get("grade") or None, classroom=q.get("classroom") or None,
+                            status=q.get("status") or None)
+        if q.get("date"):
+            try:
+                f.since, f.until = RecordingFilter.local_day(q["date"])
+            except ValueError as exc:
+                raise _error(web.HTTPBadRequest, f"date: not YYYY-MM-DD ({q['date']!r})") from exc
+        if q.get("from"):
+            f.since = _utc_param(q["from"], "from")
+        if q.get("to"):
+            f.until = _utc_param(q["to"], "to")
+        if claims.role not in (Role.ADMIN, Role.OBSERVER):
+            if f.lesson not in (None, claims.lesson):
+                raise _error(web.HTTPForbidden, "this token may only list its own lesson's recordings")
+            f.lesson = claims.lesson
+        records = catalog.list(f)
+        return web.json_response({"recordings": [{**r.to_json(), "urls": _urls(r)} for r in records]})
+
+    async def get_recording(request: web.Request) -> web.Response:
+        record, _claims = lookup(request)
+        directory = service.root / record.directory
+        manifest = read_manifest(directory) if record.status == "ready" else None
+        body: dict[str, Any] = dict(manifest or {})
+        body["recording"] = record.to_json()
+        body["urls"] = _urls(record) if manifest else {}
+        return web.json_response(body)
+
+    async def get_file(request: web.Request) -> web.StreamResponse:
+        record, _claims = lookup(request)
+        directory = service.root / record.directory
+        rel = request.match_info["path"]
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise _error(web.HTTPNotFound, f"recording {record.id} has no archive yet ({record.status})")
+        listed = {f["path"] for f in manifest.get("files", [])} | {MANIFEST}
+        if rel not in listed:
+            raise _error(web.HTTPNotFound, f"{rel}: not a file of this archive")
+        path = directory / rel
+        if not path.is_file():
+            raise _error(web.HTTPNotFound, f"{rel}: missing on disk")
+        suffix = path.suffix.lower()
+        headers = {"Content-Type": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+                   "Cache-Control": "private, max-age=3600"}
+        return web.FileResponse(path, headers=headers)
+
+    async def rebuild(request: web.Request) -> web.Response:
+        require_admin(request, tokens)
+        record = catalog.get(request.match_info["recording_id"])
+        if record is None:
+            raise _error(web.HTTPNotFound, "recording not found")
+        if record.status == "recording":
+            raise _error(web.HTTPConflict, "the lesson is still being recorded")
+        service.enqueue_build(record.id)
+        return web.json_response({"id": record.id, "status": "queued"}, status=202)
+
+    return [
+        web.get("/api/recordings", list_recordings),
+        web.get("/api/recordings/{recording_id}", get_recording),
+        web.get("/api/recordings/{recording_id}/files/{path:.+}", get_file),
+        web.post("/api/recordings/{recording_id}/build", rebuild),
+    ]

@@ -1,0 +1,24 @@
+"""The small interface through which the scheduler creates lessons; the composition root wires
+it to the SFU's lesson store and token issuer (the scheduler never imports `sfu`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+# Renders a timetable view (classroom, teacher or county JSON) as an HTML page. The page templates
+# live in the web package; the composition root passes `web.timetable.render` in.
+HtmlRenderer = Callable[[dict[str, Any]], str]
+
+
+class LessonPort(Protocol):
+    def create_lesson(self, lesson: dict[str, Any]) -> str:
+        """Create a lesson from `sfu.lessons.Lesson.from_json` JSON; return its id.
+
+        Raises ValueError when the lesson cannot be created (e.g. the id already exists).
+        """
+        ...
+
+    def mint_token(self, *, lesson: str, classroom: str, name: str, role: str, ttl_s: float) -> str:
+        """A join token for one classroom of a lesson."""
+        ...

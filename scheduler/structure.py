@@ -1,0 +1,215 @@
+"""The coverage model's constraints as index sets over candidates, shared by CP-SAT, the LP bound
+and the greedy baseline. Every "at once" limit is written as one constraint per clique of
+overlapping times (for intervals, the cliques at each start time are all that is needed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from scheduler.candidates import Candidate, build_candidates
+from scheduler.model import Problem
+
+
+@dataclass
+class Group:
+    members: list[int]
+    limit: int
+    kind: str  # need, day, clash, capacity, rural_link
+
+
+@dataclass
+class Structure:
+    problem: Problem
+    cands: list[Candidate]
+    groups: list[Group] = field(default_factory=list)
+    # continuity: (classroom, subject) -> teacher -> candidate indices
+    continuity: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)
+    # urban links: school -> list of (class cliques, limit); a class counts once if anyone joins it
+    urban_link: list[tuple[list[str], int]] = field(default_factory=list)
+    by_class: dict[str, list[int]] = field(default_factory=dict)
+    by_classroom: dict[str, list[int]] = field(default_factory=dict)
+    upper: dict[str, int] = field(default_factory=dict)  # classroom -> periods it could get alone
+
+
+def _cliques(items: list[tuple[int, int, int]]) -> list[list[int]]:
+    """items (start, end, key): the maximal sets of keys whose intervals share a moment."""
+    starts = sorted({s for s, _, _ in items})
+    sets: list[frozenset[int]] = []
+    for p in starts:
+        active = frozenset(k for s, e, k in items if s <= p < e)
+        if len(active) > 1:
+            sets.append(active)
+    sets = list(dict.fromkeys(sets))
+    return [sorted(a) for a in sets if not any(a < b for b in sets)]
+
+
+def build_structure(problem: Problem, cands: list[Candidate] | None = None) -> Structure:
+    cands = build_candidates(problem) if cands is None else cands
+    st = Structure(problem, cands)
+    by_cs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_class: dict[str, list[int]] = defaultdict(list)
+    by_room: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(cands):
+        by_cs[(c.classroom, c.subject)].append(i)
+        by_class[c.cls].append(i)
+        by_room[c.classroom].append(i)
+    st.by_class, st.by_classroom = dict(by_class), dict(by_room)
+    for (cid, subject), idx in by_cs.items():
+        need = problem.classrooms[cid].needs[subject]
+        if len(idx) > need:
+            st.groups.append(Group(idx, need, "need"))
+        limit = problem.day_limit(cid, subject)
+        per_day: dict[int, list[int]] = defaultdict(list)
+        for i in idx:
+            per_day[cands[i].weekday].append(i)
+        for members in per_day.values():
+            if len(members) > limit:
+                st.groups.append(Group(members, limit, "day"))
+        teachers: dict[str, list[int]] = defaultdict(list)
+        for i in idx:
+            teachers[cands[i].teacher].append(i)
+        st.continuity[(cid, subject)] = dict(teachers)
+    for k, idx in by_class.items():
+        cap = problem.classes[k].capacity
+        if len(idx) > cap:
+            st.groups.append(Group(idx, cap, "capacity"))
+    for idx in by_room.values():
+        per_day = defaultdict(list)
+        for i in idx:
+            per_day[cands[i].weekday].append(i)
+        for members in per_day.values():
+            items = [(cands[i].start, cands[i].end, i) for i in members]
+            # one period holds one lesson, even when two short classes would not overlap
+            periods: dict[int, list[int]] = defaultdict(list)
+            for i in members:
+                periods[cands[i].period].append(i)
+            cliques = _cliques(items)
+            for same in periods.values():
+                if len(same) > 1 and not any(set(same) <= set(q) for q in cliques):
+                    cliques.append(sorted(same))
+            st.groups.extend(Group(q, 1, "clash") for q in cliques)
+    rooms_by_school: dict[str, list[str]] = defaultdict(list)
+    for cid in by_room:
+        rooms_by_school[problem.classrooms[cid].school].append(cid)
+    for sid, rooms in rooms_by_school.items():
+        link = problem.schools[sid].link_capacity
+        if link is None:
+            continue
+        per_day = defaultdict(list)
+        for cid in rooms:
+            for i in by_room[cid]:
+                per_day[cands[i].weekday].append(i)
+        for members in per_day.values():
+            for q in _at_once(members, cands, link):
+                st.groups.append(Group(q, link, "rural_link"))
+    classes_by_school: dict[str, list[str]] = defaultdict(list)
+    for k in by_class:
+        classes_by_school[problem.teacher_school(k).id].append(k)
+    for sid, ks in classes_by_school.items():
+        link = problem.schools[sid].link_capacity
+        if link is None:
+            continue
+        keyed = {n: k for n, k in enumerate(ks)}
+        per_day_k: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for n, k in keyed.items():
+            mc = problem.classes[k]
+            per_day_k[mc.weekday].append((mc.start, mc.end, n))
+        for items in per_day_k.values():
+            for q in _cliques(items):
+                if len(q) > link:
+                    st.urban_link.append(([keyed[n] for n in q], link))
+    st.upper = {cid: _alone_upper(problem, cands, by_cs, cid) for cid in problem.classrooms}
+    return st
+
+
+def _at_once(members: list[int], cands: list[Candidate], limit: int) -> list[list[int]]:
+    """Cliques of candidates at the same moment, larger than the limit (rural links)."""
+    items = [(cands[i].start, cands[i].end, i) for i in members]
+    starts = sorted({s for s, _, _ in items})
+    out: list[frozenset[int]] = []
+    for p in starts:
+        active = frozenset(i for s, e, i in items if s <= p < e)
+        if len(active) > limit:
+            out.append(active)
+    out = list(dict.fromkeys(out))
+    return [sorted(a) for a in out if not any(a < b for b in out)]
+
+
+def _alone_upper(problem: Problem, cands: list[Candidate], by_cs: dict[tuple[str, str], list[int]],
+                 cid: str) -> int:
+    """Periods a classroom could get if it were alone: per subject, its best single teacher."""
+    total = 0
+    room = problem.classrooms[cid]
+    for subject, need in room.needs.items():
+        best = 0
+        per_teacher: dict[str, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+        for i in by_cs.get((cid, subject), []):
+            c = cands[i]
+            per_teacher[c.teacher][c.weekday].add(c.period)
+        limit = problem.day_limit(cid, subject)
+        for days in per_teacher.values():
+            best = max(best, sum(min(limit, len(ps)) for ps in days.values()))
+        total += min(need, best)
+    return total
+
+
+def split(st: Structure) -> list[Structure]:
+    """Independent parts of the model (no constraint links them), largest first.
+
+    Classrooms are linked through shared classes, teachers (continuity, weekly caps) and school
+    links; with `match_scope: county` the parts are at most counties.
+    """
+    n = len(st.cands)
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union_all(members: list[int]) -> None:
+        if not members:
+            return
+        r = find(members[0])
+        for i in members[1:]:
+            s = find(i)
+            if s != r:
+                parent[s] = r
+
+    for g in st.groups:
+        union_all(g.members)
+    for idx in st.by_classroom.values():
+        union_all(idx)
+    by_teacher: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(st.cands):
+        by_teacher[c.teacher].append(i)
+    for t, idx in by_teacher.items():
+        if st.problem.teachers[t].max_classrooms is not None:
+            union_all(idx)
+    for ks, _ in st.urban_link:
+        union_all([i for k in ks for i in st.by_class[k]])
+    parts: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        parts[find(i)].append(i)
+    if len(parts) <= 1:
+        return [st]
+    out = []
+    part_of = {i: root for root, idx in parts.items() for i in idx}
+    for root, idx in parts.items():
+        local = {g: n for n, g in enumerate(idx)}
+        sub = Structure(st.problem, [st.cands[i] for i in idx])
+        sub.groups = [Group([local[i] for i in g.members], g.limit, g.kind)
+                      for g in st.groups if part_of[g.members[0]] == root]
+        sub.continuity = {
+            key: {t: [local[i] for i in m] for t, m in teachers.items()}
+            for key, teachers in st.continuity.items()
+            if part_of[next(iter(teachers.values()))[0]] == root
+        }
+        sub.urban_link = [(ks, lim) for ks, lim in st.urban_link if part_of[st.by_class[ks[0]][0]] == root]
+        sub.by_class = {k: [local[i] for i in m] for k, m in st.by_class.items() if part_of[m[0]] == root}
+        sub.by_classroom = {c: [local[i] for i in m] for c, m in st.by_classroom.items() if part_of[m[0]] == root}
+        sub.upper = {c: st.upper[c] for c in sub.by_classroom}
+        out.append(sub)
+    return sorted(out, key=lambda s: -len(s.cands))

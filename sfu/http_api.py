@@ -1,0 +1,140 @@
+"""The lesson JSON API: health, lessons (admin), and what is live now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from sfu.cluster import LocalRegistry, NodeRegistry
+from sfu.lessons import Lesson, LessonError, Role
+from sfu.media.aiortc_adapter import decoders_created
+from sfu.room import RoomDirectory
+from sfu.store import LessonStore
+from sfu.tokens import Claims, TokenError, TokenIssuer
+
+
+def bearer_claims(request: web.Request, tokens: TokenIssuer) -> Claims:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query.get("token")
+    if not token:
+        raise web.HTTPUnauthorized(text='{"error": "bearer token required"}', content_type="application/json")
+    try:
+        return tokens.verify(token)
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=_err(str(exc)), content_type="application/json") from exc
+
+
+def require_admin(request: web.Request, tokens: TokenIssuer) -> Claims:
+    claims = bearer_claims(request, tokens)
+    if claims.role != Role.ADMIN:
+        reason = _err(f"admin token required (this one is {claims.role})")
+        raise web.HTTPForbidden(text=reason, content_type="application/json")
+    return claims
+
+
+def _err(message: str) -> str:
+    import json
+
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
+                  registry: NodeRegistry | None = None) -> list[web.RouteDef]:
+    nodes: NodeRegistry = registry or LocalRegistry("")
+
+    async def live(lesson: Lesson) -> dict[str, Any]:
+        data = lesson.to_json()
+        room = rooms.get(lesson.id)
+        if room is not None:
+            data["connected"] = [p.to_json() for p in room.connected_classrooms()]
+            data["node"] = nodes.node_url
+        else:  # live on another node, or not live
+            data["connected"] = await nodes.presence(lesson.id) or []
+        data["floor"] = room.floor if room else None
+        data["hands"] = room.hands_json() if room else []
+        return data
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "live_lessons": len(rooms.rooms)})
+
+    async def list_lessons(request: web.Request) -> web.Response:
+        claims = bearer_claims(request, tokens)
+        lessons = store.list()
+        if claims.role != Role.ADMIN:
+            lessons = [lesson for lesson in lessons if lesson.id == claims.lesson]
+        return web.json_response({"lessons": [await live(lesson) for lesson in lessons]})
+
+    async def get_lesson(request: web.Request) -> web.Response:
+        claims = bearer_claims(request, tokens)
+        lesson_id = request.match_info["lesson_id"]
+        if claims.role != Role.ADMIN and claims.lesson != lesson_id:
+            raise web.HTTPForbidden(text=_err("token is for another lesson"), content_type="application/json")
+        lesson = store.get(lesson_id)
+        if lesson is None:
+            raise web.HTTPNotFound(text=_err(f"lesson {lesson_id!r} not found"), content_type="application/json")
+        return web.json_response(await live(lesson))
+
+    async def create_lesson(request: web.Request) -> web.Response:
+        require_admin(request, tokens)
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
+        try:
+            lesson = store.create(Lesson.from_json(body))
+        except LessonError as exc:
+            raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
+        return web.json_response(lesson.to_json(), status=201)
+
+    async def mint_tokens(request: web.Request) -> web.Response:
+        """Join tokens for every classroom of a lesson (admin), so other systems can hand out links."""
+        require_admin(request, tokens)
+        lesson = store.get(request.match_info["lesson_id"])
+        if lesson is None:
+            raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
+        ttl = float(request.query.get("ttl", 6 * 3600))
+        out = {
+            c.id: tokens.mint(lesson=lesson.id, classroom=c.id, name=c.name, role=lesson.role_of(c.id) or Role.RURAL,
+                              ttl_s=ttl)
+            for c in lesson.classrooms
+        }
+        out["observer"] = tokens.mint(lesson=lesson.id, classroom="observer", name="observer", role=Role.OBSERVER,
+                                      ttl_s=ttl)
+        return web.json_response({"lesson": lesson.id, "tokens": out})
+
+    async def stats(request: web.Request) -> web.Response:
+        """Forwarding counters (admin): proves the server forwards and never decodes."""
+        require_admin(request, tokens)
+        out: dict[str, Any] = {"decoders_created": decoders_created(), "lessons": {}}
+        for lesson_id, room in rooms.rooms.items():
+            tracks = {}
+            for p in room.participants.values():
+                for source, track in p.published.items():
+                    tracks[f"{p.classroom}/{source}"] = {
+                        "packets_in": track.stats.packets_in,
+                        "bytes_in": track.stats.bytes_in,
+                        "keyframe_requests": track.stats.keyframe_requests_sent,
+                        "subscribers": len(track.slots),
+                    }
+            slots = {}
+            for p in room.participants.values():
+                if p.subscriber is None:
+                    continue
+                for key, slot in p.subscriber.slots.items():
+                    slots[f"{p.classroom}<-{key}"] = {
+                        "source": slot.source.label if slot.source else None,
+                        "started": bool(slot.port and slot.port.started),
+                        **slot.stats.__dict__,
+                    }
+            out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots}
+        return web.json_response(out)
+
+    return [
+        web.get("/healthz", healthz),
+        web.get("/api/lessons", list_lessons),
+        web.post("/api/lessons", create_lesson),
+        web.get("/api/lessons/{lesson_id}", get_lesson),
+        web.post("/api/lessons/{lesson_id}/tokens", mint_tokens),
+        web.get("/api/stats", stats),
+    ]

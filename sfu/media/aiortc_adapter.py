@@ -1,0 +1,280 @@
+"""Every use of aiortc/aioice internals, in one place (aiortc is pinned to 1.16.0 for this).
+
+Forwarding on aiortc needs hooks it does not offer publicly:
+- a receive tap: see each RTP packet (RTX unwrapped) before aiortc's own handling, which still
+  runs so NACKs, REMB and receiver reports keep flowing, but with no decoder thread at all;
+- a send port: write already-encoded packets through an `RTCRtpSender` with its SSRC, MID and
+  header-extension ids, kept in its history (so NACKs are answered) and counted (so sender
+  reports stay valid), and learn when the subscriber asks for a keyframe;
+- keyframe requests upstream (PLI) and the host addresses ICE gathers.
+
+`tests/sfu/test_aiortc_adapter.py` checks each hook against the installed aiortc, so an upgrade
+that moves any of them fails loudly there instead of silently in a lesson.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc import rtcrtpreceiver as _receiver_mod
+from aiortc import rtcrtpsender as _sender_mod
+from aiortc.codecs import is_rtx
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtp import RtpPacket, unwrap_rtx
+
+logger = logging.getLogger(__name__)
+
+RTP_HISTORY_SIZE: int = _sender_mod.RTP_HISTORY_SIZE
+
+_pending: set[asyncio.Future[None]] = set()  # fire-and-forget RTCP sends, kept alive until done
+
+PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
+EncodedFrameHandler = Callable[[RTCRtpCodecParameters, Any], None]
+
+# -- process-wide settings -------------------------------------------------------------------
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_decoder_count = [0]  # mutable cell, not rebound: counts decoders aiortc creates here
+_original_get_decoder = _receiver_mod.get_decoder
+
+
+def _counting_get_decoder(codec: RTCRtpCodecParameters) -> Any:
+    _decoder_count[0] += 1
+    return _original_get_decoder(codec)
+
+
+_receiver_mod.get_decoder = _counting_get_decoder
+
+
+def decoders_created() -> int:
+    """How many media decoders aiortc created in this process (the server's must stay 0)."""
+    return _decoder_count[0]
+
+
+def use_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Gather ICE host candidates only on these addresses (None: every interface, aioice's way).
+
+    aioice never offers 127.0.0.1 by itself; a lesson on one machine (tests, the demo) needs it.
+    """
+    if addresses is None:
+        aioice.ice.get_host_addresses = _original_get_host_addresses
+        return
+    fixed = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+# -- receive side ----------------------------------------------------------------------------
+
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters]:
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    return codecs
+
+
+def _receive_without_decoder(receiver: RTCRtpReceiver) -> Callable[[RTCRtpReceiveParameters], Awaitable[None]]:
+    """RTCRtpReceiver.receive as aiortc 1.16.0 has it, minus the decoder thread."""
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        r: Any = receiver
+        if r._RTCRtpReceiver__started:
+            return
+        for codec in parameters.codecs:
+            r._RTCRtpReceiver__codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                r._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        r._RTCRtpReceiver__transport._register_rtp_receiver(receiver, parameters)
+        r._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+        r._RTCRtpReceiver__started = True
+
+    return receive
+
+
+class ReceiverTap:
+    """Sees every RTP packet of one receiver first; aiortc still handles it, but never decodes."""
+
+    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+        self.receiver = receiver
+        self._on_packet = on_packet
+        self._original = receiver._handle_rtp_packet
+        r: Any = receiver
+        r.receive = _receive_without_decoder(receiver)
+        r._handle_rtp_packet = self._handle_rtp_packet
+        self.media_ssrc: int | None = None
+
+    @property
+    def codecs(self) -> dict[int, RTCRtpCodecParameters]:
+        return receiver_codecs(self.receiver)
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        codecs = receiver_codecs(self.receiver)
+        codec = codecs.get(packet.payload_type)
+        if codec is not None:
+            forward = packet
+            if is_rtx(codec):
+                rtx_ssrc: dict[int, int] = self.receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+                apt = codec.parameters.get("apt")
+                original_ssrc = rtx_ssrc.get(packet.ssrc)
+                if original_ssrc is not None and isinstance(apt, int) and apt in codecs and len(packet.payload) >= 2:
+                    forward = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+                    codec = codecs[apt]
+                else:
+                    forward = None  # type: ignore[assignment]
+            if forward is not None:
+                if self.media_ssrc is None:
+                    self.media_ssrc = forward.ssrc
+                try:
+                    await self._on_packet(forward, codec)
+                except Exception:  # a bug in one track's fan-out must not kill the transport
+                    logger.exception("forwarding failed")
+        await self._original(packet, arrival_time_ms)
+
+    def request_keyframe(self) -> None:
+        """Send a PLI to the publisher for this track."""
+        if self.media_ssrc is None:
+            return
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.media_ssrc))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+class _DecodeQueueToSink(queue.Queue):  # type: ignore[type-arg]
+    """Stands in for a receiver's decoder queue: hands encoded frames to a sink instead."""
+
+    def __init__(self, sink: EncodedFrameHandler) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            return
+        codec, encoded_frame = item
+        self._sink(codec, encoded_frame)
+
+
+class _NoThread:
+    """Stands in for the decoder thread that capture never starts (aiortc joins it on stop)."""
+
+    def join(self) -> None:
+        return None
+
+
+def capture_encoded_frames(receiver: RTCRtpReceiver, sink: EncodedFrameHandler) -> None:
+    """Deliver the receiver's reassembled encoded frames to `sink(codec, frame)`, never decoding.
+
+    `frame.data` holds the depayloaded bitstream, `frame.timestamp` the RTP timestamp mapped to
+    start at 0. Used by the recorder to mux tracks without transcoding.
+    """
+    r: Any = receiver
+    r.receive = _receive_without_decoder(receiver)
+    r._RTCRtpReceiver__decoder_queue = _DecodeQueueToSink(sink)
+    r._RTCRtpReceiver__decoder_thread = _NoThread()  # aiortc queues frames only when this is set
+
+
+def packets_received(receiver: RTCRtpReceiver) -> int:
+    """RTP packets this receiver has taken in (all its sources)."""
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    return sum(int(s.packets_received) for s in streams.values())
+
+
+def restart_video_reassembly(receiver: RTCRtpReceiver) -> None:
+    """Unstick a receiving video track and ask the sender for a keyframe.
+
+    After a loss that retransmission could not repair, aiortc's jitter buffer waits for the
+    missing packet until ~500 more have arrived (seconds of frozen picture). A classroom
+    terminal calls this when packets keep arriving but no frame has come out for a while.
+    """
+    r: Any = receiver
+    r._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=512, is_video=True)
+    for ssrc in list(r._RTCRtpReceiver__remote_streams):
+        task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+# -- send side -------------------------------------------------------------------------------
+
+
+class SenderPort:
+    """Writes forwarded packets through an RTCRtpSender whose own encoder loop never runs."""
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        on_started: Callable[[], None],
+        on_keyframe_request: Callable[[], None],
+    ) -> None:
+        self.transceiver = transceiver
+        self.sender: RTCRtpSender = transceiver.sender
+        self.started = False
+        self._on_started = on_started
+        s: Any = self.sender
+        s._run_rtp = self._run_rtp
+        s._send_keyframe = on_keyframe_request
+        self.packets_sent = 0
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        s: Any = self.sender
+        s._RTCRtpSender__rtp_started.set()
+        self.started = True
+        try:
+            self._on_started()
+            await asyncio.Event().wait()  # until stop() cancels us
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.started = False
+            s._RTCRtpSender__rtp_exited.set()
+
+    @property
+    def codecs(self) -> list[RTCRtpCodecParameters]:
+        """The codecs negotiated with the subscriber for this slot (with its payload types)."""
+        codecs: list[RTCRtpCodecParameters] = self.transceiver._codecs
+        return codecs
+
+    @property
+    def ssrc(self) -> int:
+        ssrc: int = self.sender._ssrc
+        return ssrc
+
+    async def write(self, packet: RtpPacket, payload_type: int, sequence_number: int, timestamp: int) -> None:
+        """Send one packet as this sender's own (SSRC, PT, seq, ts and extensions rewritten)."""
+        s: Any = self.sender
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            ssrc=self.sender._ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.mid = s._RTCRtpSender__mid
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out
+        data = out.serialize(s._RTCRtpSender__rtp_header_extensions_map)
+        try:
+            await self.sender.transport._send_rtp(data)
+        except ConnectionError:
+            return
+        s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+        s._RTCRtpSender__rtp_timestamp = timestamp
+        s._RTCRtpSender__octet_count += len(packet.payload)
+        s._RTCRtpSender__packet_count += 1
+        self.packets_sent += 1
+
+    def sender_counters(self) -> tuple[int, int, int]:
+        """(packet count, octet count, last RTP timestamp) as the next sender report gives them."""
+        s: Any = self.sender
+        return (s._RTCRtpSender__packet_count, s._RTCRtpSender__octet_count, s._RTCRtpSender__rtp_timestamp)

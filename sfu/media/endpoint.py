@@ -1,0 +1,214 @@
+"""Peer connections on the server side: a classroom's publishing and subscribing endpoints.
+
+A classroom holds two connections: one it publishes on (it offers, we answer; every incoming
+track becomes a `PublishedTrack`) and one it receives on (we offer fixed slots, it answers).
+Fixed slots mean the server never has to renegotiate when classrooms come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
+from sfu.media.forwarder import PublishedTrack, Slot
+
+logger = logging.getLogger(__name__)
+
+
+class SdpError(ValueError):
+    """An SDP or ICE candidate the peer connection refused; the message says why."""
+
+
+def rtc_configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
+    """Peer connection settings for every connection we make (server and classroom terminal).
+
+    - aiortc adds a public STUN server unless the list is given explicitly (even empty).
+    - max-bundle: with aiortc's default ("balanced"), an answerer with two m-lines of the same
+      kind leaves the second on a transport it then discards, so that track never flows.
+    """
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=u) for u in ice_servers], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+    )
+
+
+async def add_remote_candidate(pc: RTCPeerConnection, candidate: dict[str, Any]) -> None:
+    """Accept a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); empty = end of candidates."""
+    text = candidate.get("candidate")
+    if not isinstance(text, str):
+        raise SdpError("candidate: must be a string")
+    if not text:
+        return
+    try:
+        cand = candidate_from_sdp(text.removeprefix("candidate:"))
+    except (ValueError, IndexError) as exc:
+        raise SdpError(f"candidate: cannot parse {text!r}") from exc
+    cand.sdpMid = candidate.get("sdpMid")
+    cand.sdpMLineIndex = candidate.get("sdpMLineIndex")
+    if cand.sdpMid is None and cand.sdpMLineIndex is None:
+        cand.sdpMLineIndex = 0
+    await pc.addIceCandidate(cand)
+
+
+def check_description(sdp: str, what: str) -> None:
+    """Refuse what aiortc would accept silently: no media, or media without ICE/DTLS parameters."""
+    if not sdp.startswith("v=0"):
+        raise SdpError(f"{what}: not an SDP description")
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise SdpError(f"{what}: cannot parse SDP ({exc or type(exc).__name__})") from exc
+    if not parsed.media:
+        raise SdpError(f"{what}: describes no media")
+    for media in parsed.media:
+        if media.kind in ("audio", "video") and (media.ice is None or not media.ice.usernameFragment
+                                                 or media.dtls is None or not media.dtls.fingerprints):
+            raise SdpError(f"{what}: m={media.kind} lacks ICE credentials or a DTLS fingerprint")
+
+
+DEFAULT_VIDEO_CODECS = ("VP8", "H264")
+
+
+def video_codec_preferences(order: Sequence[str]) -> list[RTCRtpCodecCapability]:
+    """Every video codec we can forward, the preferred first (then RTX).
+
+    A slot may carry any classroom's video, so every codec stays offered and the forwarder maps
+    each publisher's payload type to the subscriber's; the order tells a subscriber that accepts
+    only one codec which to take.
+    """
+    caps = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() != "video/rtx"]
+    rank = {name.upper(): i for i, name in enumerate(order)}
+    caps.sort(key=lambda c: rank.get(c.mimeType.split("/")[1].upper(), len(rank)))
+    rtx = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/rtx"]
+    return caps + rtx
+
+
+class _Endpoint:
+    def __init__(self, ice_servers: Sequence[str], on_state: Callable[[str], None]) -> None:
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        self._on_state = on_state
+        self.closed = False
+
+        @self.pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            on_state(self.pc.connectionState)
+
+    async def add_ice_candidate(self, candidate: dict[str, Any]) -> None:
+        await add_remote_candidate(self.pc, candidate)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self.pc.close()
+
+
+class PublisherEndpoint(_Endpoint):
+    """Receives a classroom's tracks. Each new m-line becomes a PublishedTrack, keyed by mid."""
+
+    def __init__(
+        self,
+        ice_servers: Sequence[str],
+        label: str,
+        on_track: Callable[[str, PublishedTrack], None],
+        on_state: Callable[[str], None],
+    ) -> None:
+        super().__init__(ice_servers, on_state)
+        self.label = label
+        self.tracks: dict[str, PublishedTrack] = {}
+        self._on_track = on_track
+        self._lock = asyncio.Lock()
+
+    async def accept_offer(self, sdp: str, sources: dict[str, str]) -> str:
+        """Apply the classroom's offer (initial or renegotiated) and return our answer SDP.
+
+        `sources` names what each mid carries ("camera", "mic", "courseware").
+        """
+        check_description(sdp, "offer")
+        async with self._lock:
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:  # aiortc raises ValueError, KeyError, OperationError ...
+                raise SdpError(f"offer rejected: {exc or type(exc).__name__}") from exc
+            for transceiver in self.pc.getTransceivers():
+                self._adopt(transceiver, sources)
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+            return str(self.pc.localDescription.sdp)
+
+    def _adopt(self, transceiver: RTCRtpTransceiver, sources: dict[str, str]) -> None:
+        mid = transceiver.mid
+        if mid is None or mid in self.tracks:
+            return
+        kind = transceiver.kind
+        default = "camera" if kind == "video" else "mic"
+        source = sources.get(mid, default)
+        track = PublishedTrack(kind, f"{self.label}/{source}")
+        track.bind(ReceiverTap(transceiver.receiver, track.on_packet))
+        self.tracks[mid] = track
+        self._on_track(source, track)
+
+    async def close(self) -> None:
+        for track in self.tracks.values():
+            track.close()
+        await super().close()
+
+
+class SubscriberEndpoint(_Endpoint):
+    """Sends to a classroom over fixed slots that the server feeds from published tracks."""
+
+    def __init__(self, ice_servers: Sequence[str], on_state: Callable[[str], None],
+                 video_codecs: Sequence[str] = DEFAULT_VIDEO_CODECS) -> None:
+        super().__init__(ice_servers, on_state)
+        self.slots: dict[str, Slot] = {}  # slot key -> slot (key chosen by the room)
+        self._video_preferences = video_codec_preferences(video_codecs)
+        self._lock = asyncio.Lock()
+
+    def add_slot(self, key: str, kind: str) -> Slot:
+        def make_port(slot: Slot) -> SenderPort:
+            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+            if kind == "video":
+                transceiver.setCodecPreferences(self._video_preferences)
+            return SenderPort(transceiver, slot.on_started, slot.on_keyframe_request)
+
+        slot = Slot(kind, make_port)
+        self.slots[key] = slot
+        return slot
+
+    def slot_mids(self) -> dict[str, str | None]:
+        return {key: (s.port.transceiver.mid if s.port else None) for key, s in self.slots.items()}
+
+    async def create_offer(self) -> str:
+        async with self._lock:
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+            return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self.pc.signalingState != "have-local-offer":
+                raise SdpError("answer: no offer is pending on the receiving connection")
+            check_description(sdp, "answer")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:
+                raise SdpError(f"answer rejected: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        for slot in self.slots.values():
+            slot.detach()
+        await super().close()

@@ -1,0 +1,229 @@
+"""The forwarding plane: a published track fans its RTP packets out to subscriber slots.
+
+A packet's way through the server, top to bottom:
+  ReceiverTap (aiortc_adapter) -> PublishedTrack.on_packet -> Slot.forward -> SenderPort.write
+
+A `Slot` is one fixed send transceiver of a subscriber's connection. The server decides which
+`PublishedTrack` feeds it (`Slot.attach`); switching sources keeps the subscriber's sequence
+numbers and timestamps continuous, waits for a keyframe, and asks the new source for one.
+Nothing is decoded or encoded here.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
+from sfu.media.codecs import CodecKey, is_keyframe_start, payload_type_map
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.5  # at most one PLI upstream per publisher track per interval
+_SEQ_MOD = 1 << 16
+_TS_MOD = 1 << 32
+
+
+@dataclass
+class TrackStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    keyframe_requests_sent: int = 0
+
+
+class PublishedTrack:
+    """One incoming track of a classroom (camera, microphone or courseware)."""
+
+    def __init__(self, kind: str, label: str) -> None:
+        self.kind = kind
+        self.label = label  # e.g. "rural-1/camera", for logs and stats
+        self.slots: set[Slot] = set()
+        self.stats = TrackStats()
+        self._tap: ReceiverTap | None = None
+        self._last_keyframe_request = 0.0
+        self._keyframe_wanted = False
+        self.closed = False
+        self.last_packet_at = 0.0
+
+    def bind(self, tap: ReceiverTap) -> None:
+        self._tap = tap
+
+    @property
+    def codecs(self) -> list[RTCRtpCodecParameters]:
+        return list(self._tap.codecs.values()) if self._tap else []
+
+    async def on_packet(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        self.stats.packets_in += 1
+        self.stats.bytes_in += len(packet.payload)
+        self.last_packet_at = time.monotonic()
+        if self._keyframe_wanted:
+            self.request_keyframe()
+        for slot in tuple(self.slots):
+            await slot.forward(self, packet, codec)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL_S."""
+        if self.kind != "video" or self._tap is None or self.closed:
+            return
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL_S or self._tap.media_ssrc is None:
+            # too soon, or no packet seen yet: remember and ask on a later packet
+            self._keyframe_wanted = True
+            return
+        self._keyframe_wanted = False
+        self._last_keyframe_request = now
+        self.stats.keyframe_requests_sent += 1
+        self._tap.request_keyframe()
+
+    def close(self) -> None:
+        """The publisher is gone: every slot it fed goes quiet (and stays continuous later)."""
+        self.closed = True
+        for slot in tuple(self.slots):
+            slot.detach()
+
+
+@dataclass
+class SlotStats:
+    packets_out: int = 0
+    dropped_waiting_keyframe: int = 0
+    dropped_no_codec: int = 0
+    source_switches: int = 0
+
+
+class Slot:
+    """A subscriber's fixed send slot; the server switches which PublishedTrack feeds it."""
+
+    def __init__(self, kind: str, port_factory: Callable[[Slot], SenderPort] | None = None) -> None:
+        self.kind = kind
+        self.source: PublishedTrack | None = None
+        self.stats = SlotStats()
+        self.port: SenderPort | None = port_factory(self) if port_factory else None
+        # munging state: output = input + offset (mod 2^16 / 2^32), rebased at each switch
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq = random.randrange(_SEQ_MOD)
+        self._last_ts = random.randrange(_TS_MOD)
+        self._last_sent_at: float | None = None
+        self._base_in_seq: int | None = None
+        self._rebase = True
+        self._need_keyframe = kind == "video"
+        self._pt_map: dict[int, int] = {}
+        self._clock_rate = 90000 if kind == "video" else 48000
+        self._mid_frame = False  # the last forwarded video packet did not end its frame
+        self._draining: PublishedTrack | None = None  # old source finishing its current frame
+        self._draining_pt: dict[int, int] = {}
+
+    # called by the SenderPort
+    def on_started(self) -> None:
+        """The subscriber's transport is up: get it a picture as soon as possible."""
+        if self.source is not None:
+            self._pt_map = payload_type_map(self.source.codecs, self.port.codecs if self.port else [])
+            self.source.request_keyframe()
+
+    def on_keyframe_request(self) -> None:
+        """The subscriber sent PLI/FIR: pass it upstream (rate-limited by the track)."""
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    # called by the room
+    def attach(self, source: PublishedTrack | None) -> None:
+        if source is self.source:
+            return
+        self._stop_draining()
+        old = self.source
+        if old is not None:
+            if self._mid_frame and not old.closed and source is not None:
+                self._draining = old  # let it finish the frame the subscriber is in the middle of
+            else:
+                old.slots.discard(self)
+        self.source = source
+        self._rebase = True
+        self._need_keyframe = self.kind == "video"
+        if source is None:
+            return
+        if source.kind != self.kind:
+            raise ValueError(f"cannot feed a {self.kind} slot from a {source.kind} track")
+        self.stats.source_switches += 1
+        self._draining_pt = self._pt_map
+        source.slots.add(self)
+        self._pt_map = payload_type_map(source.codecs, self.port.codecs if self.port else [])
+        if self.port is not None and self.port.started:
+            source.request_keyframe()
+
+    def detach(self) -> None:
+        self.attach(None)
+
+    def _stop_draining(self) -> None:
+        if self._draining is not None:
+            if self._draining is not self.source:
+                self._draining.slots.discard(self)
+            self._draining = None
+
+    async def forward(self, source: PublishedTrack, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        port = self.port
+        if port is None or not port.started:
+            return
+        if source is self._draining:
+            await self._forward_draining(packet, port)
+            return
+        if source is not self.source:
+            return
+        pt = self._pt_map.get(packet.payload_type)
+        if pt is None:
+            self._pt_map = payload_type_map(source.codecs, port.codecs)
+            pt = self._pt_map.get(packet.payload_type)
+            if pt is None:
+                self.stats.dropped_no_codec += 1
+                return
+        if self._need_keyframe:
+            if not is_keyframe_start(CodecKey.of(codec).name, packet.payload):
+                self.stats.dropped_waiting_keyframe += 1
+                source.request_keyframe()
+                return
+            self._need_keyframe = False
+            self._stop_draining()
+        if self._rebase:
+            self._rebase_on(packet)
+        elif ((packet.sequence_number - self._base_in_seq) % _SEQ_MOD) >= 0x8000:  # type: ignore[operator]
+            return  # older than the switch point: would collide with what we already sent
+        seq = (packet.sequence_number + self._seq_offset) % _SEQ_MOD
+        ts = (packet.timestamp + self._ts_offset) % _TS_MOD
+        await self._write(port, packet, pt, seq, ts)
+
+    async def _write(self, port: SenderPort, packet: RtpPacket, pt: int, seq: int, ts: int) -> None:
+        await port.write(packet, pt, seq, ts)
+        if ((seq - self._last_seq) % _SEQ_MOD) < 0x8000:
+            self._last_seq = seq
+            self._last_ts = ts
+            self._mid_frame = self.kind == "video" and not packet.marker
+        self._last_sent_at = time.monotonic()
+        self.stats.packets_out += 1
+
+    async def _forward_draining(self, packet: RtpPacket, port: SenderPort) -> None:
+        """The old source's packets up to the end of the frame in flight, with the old mapping."""
+        seq = (packet.sequence_number + self._seq_offset) % _SEQ_MOD
+        if ((seq - self._last_seq) % _SEQ_MOD) != 1:
+            return  # only the next packet in order; anything else ends up as a gap anyway
+        pt = self._draining_pt.get(packet.payload_type)
+        if pt is None:
+            self._stop_draining()
+            return
+        await self._write(port, packet, pt, seq, (packet.timestamp + self._ts_offset) % _TS_MOD)
+        if packet.marker:
+            self._stop_draining()
+
+    def _rebase_on(self, packet: RtpPacket) -> None:
+        """Continue the subscriber's sequence and timestamp from where the last source left off."""
+        gap = 1
+        if self._last_sent_at is not None:
+            gap = max(1, int((time.monotonic() - self._last_sent_at) * self._clock_rate))
+        self._seq_offset = (self._last_seq + 1 - packet.sequence_number) % _SEQ_MOD
+        self._ts_offset = (self._last_ts + gap - packet.timestamp) % _TS_MOD
+        self._base_in_seq = packet.sequence_number
+        self._rebase = False

@@ -1,0 +1,286 @@
+"""Socket.io signaling: join with a token, publish/subscribe offer-answer, ICE, classroom events.
+
+Client -> server (each answered through the socket.io ack as {"ok": true, ...} or
+{"ok": false, "error": {"code", "message"}}):
+  join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware}
+  publish {sdp, sources{mid: camera|mic|courseware}} -> {sdp}   (answer)
+  subscribe {}                     -> {sdp, slots}               (our offer)
+  subscribe_answer {sdp}           -> {}
+  ice {target: publish|subscribe, candidate: {candidate, sdpMid, sdpMLineIndex}}
+  raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
+  request_mute {classroom} / courseware {on} / leave {}
+Server -> client events: classroom_joined, classroom_left, hand_raised, hand_lowered, hands,
+  floor, mute_requested, courseware, slots, error, kicked.
+
+A malformed message or SDP gets an `error` event and closes that session only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+
+from sfu.cluster import LocalRegistry, NodeRegistry
+from sfu.lessons import Role
+from sfu.media.endpoint import SdpError
+from sfu.room import LessonRoom, Participant, RoomDirectory, RoomError
+from sfu.store import AttendanceLog, LessonStore
+from sfu.tokens import TokenError, TokenIssuer
+
+logger = logging.getLogger(__name__)
+
+MAX_SDP_BYTES = 64 * 1024
+
+
+class ProtocolError(Exception):
+    """A message that does not follow the protocol; the session is closed."""
+
+
+@dataclass
+class Session:
+    sid: str
+    lesson_id: str
+    participant: Participant
+
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+def _field(data: dict[str, Any], key: str, kind: type, *, required: bool = True, max_len: int | None = None) -> Any:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind):
+        raise ProtocolError(f"{key}: expected {kind.__name__}")
+    if max_len is not None and isinstance(value, str | dict) and len(value) > max_len:
+        raise ProtocolError(f"{key}: too long")
+    return value
+
+
+class Signaling:
+    """Binds socket.io events to lesson rooms."""
+
+    def __init__(self, sio: socketio.AsyncServer, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
+                 registry: NodeRegistry | None = None, attendance: AttendanceLog | None = None):
+        self.sio = sio
+        self.registry: NodeRegistry = registry or LocalRegistry("")
+        self.attendance = attendance
+        self._attendance_rows: dict[str, int] = {}  # sid -> open attendance row
+        self.store = store
+        self.tokens = tokens
+        self.rooms = rooms
+        self.sessions: dict[str, Session] = {}
+        self._listening: set[str] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        sio.on("join", self._on_join)
+        handlers: dict[str, Handler] = {
+            "publish": self._publish,
+            "subscribe": self._subscribe,
+            "subscribe_answer": self._subscribe_answer,
+            "ice": self._ice,
+            "raise_hand": self._raise_hand,
+            "lower_hand": self._lower_hand,
+            "give_floor": self._give_floor,
+            "take_floor": self._take_floor,
+            "request_mute": self._request_mute,
+            "courseware": self._courseware,
+            "leave": self._leave,
+        }
+        for event, handler in handlers.items():
+            sio.on(event, self._wrap(event, handler))
+        rooms.on_room_closed(self._room_closed)
+
+    def _room_closed(self, room: LessonRoom) -> None:
+        self._listening.discard(room.lesson.id)
+        self._spawn(self.registry.release(room.lesson.id))
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        logger.debug("connect %s", sid)
+
+    async def _on_disconnect(self, sid: str, *args: Any) -> None:
+        await self._drop(sid, "disconnected")
+
+    async def _drop(self, sid: str, reason: str) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        row = self._attendance_rows.pop(sid, None)
+        if row is not None and self.attendance is not None:
+            self.attendance.closed(row, datetime.now(UTC), reason)
+        room = self.rooms.get(session.lesson_id)
+        if room is not None:
+            await room.leave(sid, reason=reason)
+
+    async def _refuse(self, sid: str, code: str, message: str, *, close: bool, **extra: Any) -> dict[str, Any]:
+        await self.sio.emit("error", {"code": code, "message": message, **extra}, to=sid)
+        if close:
+            await self._drop(sid, f"closed: {message}")
+            # let the error event go out before the socket closes
+            asyncio.get_running_loop().call_later(0.2, lambda: self._spawn(self.sio.disconnect(sid)))
+        return {"ok": False, "error": {"code": code, "message": message, **extra}}
+
+    def _wrap(self, event: str, handler: Handler) -> Callable[[str, Any], Awaitable[dict[str, Any]]]:
+        async def on_event(sid: str, data: Any = None) -> dict[str, Any]:
+            session = self.sessions.get(sid)
+            if session is None:
+                return await self._refuse(sid, "not_joined", f"{event}: join the lesson first", close=False)
+            if data is None:
+                data = {}
+            try:
+                if not isinstance(data, dict):
+                    raise ProtocolError(f"{event}: message must be an object")
+                result = await handler(session, data)
+                return {"ok": True, **(result or {})}
+            except RoomError as exc:
+                return await self._refuse(sid, exc.code, str(exc), close=False)
+            except (ProtocolError, SdpError) as exc:
+                logger.info("closing %s (%s): %s", sid, session.participant.classroom, exc)
+                return await self._refuse(sid, "protocol_error", f"{event}: {exc}", close=True)
+
+        return on_event
+
+    def _listen(self, room: LessonRoom) -> None:
+        if room.lesson.id in self._listening:
+            return
+        self._listening.add(room.lesson.id)
+        channel = f"lesson:{room.lesson.id}"
+
+        def on_room_event(event: str, data: dict[str, Any]) -> None:
+            if event == "media_failed":
+                message = f"{data['connection']} connection failed"
+                self._spawn(self._refuse(data["sid"], "media_failed", message, close=True))
+                return
+            if event in ("classroom_joined", "classroom_left"):
+                presence = [p.to_json() for p in room.connected_classrooms()]
+                self._spawn(self.registry.publish_presence(room.lesson.id, presence))
+            if event != "published":
+                self._spawn(self.sio.emit(event, data, room=channel))
+            if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published"):
+                for p in room.participants.values():
+                    if p.subscriber is not None:
+                        self._spawn(self.sio.emit("slots", {"slots": room.slots_json(p)}, to=p.sid))
+
+        room.add_listener(on_room_event)
+
+    # -- join ----------------------------------------------------------------------------------
+
+    async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
+        if sid in self.sessions:
+            return await self._refuse(sid, "bad_request", "join: already joined", close=False)
+        if not isinstance(data, dict):
+            return await self._refuse(sid, "protocol_error", "join: message must be an object", close=True)
+        try:
+            claims = self.tokens.verify(data.get("token"))
+        except TokenError as exc:
+            return await self._refuse(sid, "bad_token", str(exc), close=True)
+        if claims.role == Role.ADMIN:
+            lesson_id = data.get("lesson")
+            role = Role.OBSERVER  # admins watch lessons as observers (patrol)
+        else:
+            lesson_id = claims.lesson
+            role = claims.role
+            if data.get("lesson") not in (None, "", claims.lesson):
+                return await self._refuse(sid, "bad_token", "token is for another lesson", close=True)
+        lesson = self.store.get(lesson_id) if isinstance(lesson_id, str) and lesson_id else None
+        if lesson is None:
+            return await self._refuse(sid, "not_found", f"lesson {lesson_id!r} not found", close=True)
+        if role in (Role.MASTER, Role.RURAL):
+            actual = lesson.role_of(claims.classroom)
+            if actual is None:
+                return await self._refuse(
+                    sid, "bad_token", f"classroom {claims.classroom!r} is not part of this lesson", close=True
+                )
+            if actual != role:
+                return await self._refuse(
+                    sid, "bad_token", f"token role {role} does not match classroom's role {actual}", close=True
+                )
+        owner = await self.registry.claim(lesson.id)
+        if owner != self.registry.node_url:
+            return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {owner}", close=True, url=owner)
+        classroom = claims.classroom if role in (Role.MASTER, Role.RURAL) else f"observer-{sid[:8]}"
+        room = self.rooms.get_or_create(lesson)
+        self._listen(room)
+        participant = Participant(sid=sid, classroom=classroom, name=claims.name or classroom, role=role)
+        replaced = await room.join(participant)
+        if replaced is not None:
+            self.sessions.pop(replaced.sid, None)
+            row = self._attendance_rows.pop(replaced.sid, None)
+            if row is not None and self.attendance is not None:
+                self.attendance.closed(row, datetime.now(UTC), "replaced by a new connection")
+            await self.sio.emit("kicked", {"reason": "replaced by a new connection"}, to=replaced.sid)
+            self._spawn(self.sio.disconnect(replaced.sid))
+        self.sessions[sid] = Session(sid=sid, lesson_id=lesson.id, participant=participant)
+        if self.attendance is not None:
+            self._attendance_rows[sid] = self.attendance.opened(lesson.id, classroom, str(role), participant.name,
+                                                                datetime.now(UTC))
+        await self.sio.enter_room(sid, f"lesson:{lesson.id}")
+        return {
+            "ok": True,
+            "you": {"classroom": classroom, "name": participant.name, "role": str(role)},
+            **room.state(),
+        }
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    def _room(self, session: Session) -> LessonRoom:
+        room = self.rooms.get(session.lesson_id)
+        if room is None:
+            raise RoomError("not_found", "lesson is no longer live")
+        return room
+
+    async def _publish(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
+        sdp = _field(data, "sdp", str, max_len=MAX_SDP_BYTES)
+        sources = _field(data, "sources", dict, required=False) or {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
+            raise ProtocolError("sources: must map mid strings to source names")
+        answer = await self._room(session).publish(session.sid, sdp, sources)
+        return {"sdp": answer, "type": "answer"}
+
+    async def _subscribe(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
+        offer, slots = await self._room(session).subscribe(session.sid)
+        return {"sdp": offer, "type": "offer", "slots": slots}
+
+    async def _subscribe_answer(self, session: Session, data: dict[str, Any]) -> None:
+        sdp = _field(data, "sdp", str, max_len=MAX_SDP_BYTES)
+        await self._room(session).subscribe_answer(session.sid, sdp)
+
+    async def _ice(self, session: Session, data: dict[str, Any]) -> None:
+        target = _field(data, "target", str)
+        candidate = _field(data, "candidate", dict)
+        await self._room(session).add_ice_candidate(session.sid, target, candidate)
+
+    async def _raise_hand(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).raise_hand(session.sid)
+
+    async def _lower_hand(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).lower_hand(session.sid, _field(data, "classroom", str, required=False))
+
+    async def _give_floor(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).give_floor(session.sid, data.get("classroom"))
+
+    async def _take_floor(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).take_floor(session.sid)
+
+    async def _request_mute(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).request_mute(session.sid, data.get("classroom"))
+
+    async def _courseware(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).set_courseware(session.sid, bool(_field(data, "on", bool)))
+
+    async def _leave(self, session: Session, data: dict[str, Any]) -> None:
+        await self._drop(session.sid, "left")

@@ -1,0 +1,174 @@
+"""Durable lesson metadata in SQL (SQLite under the data dir by default; PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from sfu.lessons import Classroom, Lesson, LessonError
+
+metadata = sa.MetaData()
+
+lessons_table = sa.Table(
+    "lessons",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False, default=""),
+    sa.Column("grade", sa.Text, nullable=False, default=""),
+    sa.Column("master", sa.Text, nullable=False),  # JSON classroom
+    sa.Column("rurals", sa.Text, nullable=False),  # JSON list of classrooms
+    sa.Column("planned_start", sa.DateTime, nullable=True),
+    sa.Column("planned_end", sa.DateTime, nullable=True),
+    sa.Column("rural_see_each_other", sa.Boolean, nullable=False, default=False),
+    sa.Column("record", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("extra", sa.Text, nullable=False, default="{}"),
+)
+
+
+attendance_table = sa.Table(
+    "attendance",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("lesson_id", sa.String(64), nullable=False, index=True),
+    sa.Column("classroom", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, default=""),
+    sa.Column("joined_at", sa.DateTime, nullable=False),  # UTC
+    sa.Column("left_at", sa.DateTime, nullable=True),  # NULL while connected (or if the server died)
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'twinclass.db').resolve()}"
+
+
+def make_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, future=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class LessonStore:
+    """Create, read and list lessons. Small synchronous queries: fine on the event loop."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        metadata.create_all(engine)
+
+    def create(self, lesson: Lesson) -> Lesson:
+        lesson.validate()
+        if self.get(lesson.id) is not None:
+            raise LessonError(f"id: lesson {lesson.id!r} already exists")
+        lesson.created_at = lesson.created_at or datetime.now(UTC).replace(tzinfo=None)
+        with self._engine.begin() as conn:
+            conn.execute(
+                lessons_table.insert().values(
+                    id=lesson.id,
+                    title=lesson.title,
+                    subject=lesson.subject,
+                    grade=lesson.grade,
+                    master=json.dumps(lesson.master.to_json()),
+                    rurals=json.dumps([c.to_json() for c in lesson.rurals]),
+                    planned_start=_local_naive(lesson.planned_start),
+                    planned_end=_local_naive(lesson.planned_end),
+                    rural_see_each_other=lesson.rural_see_each_other,
+                    record=lesson.record,
+                    created_at=lesson.created_at,
+                    extra=json.dumps(lesson.extra),
+                )
+            )
+        return lesson
+
+    def get(self, lesson_id: str) -> Lesson | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(lessons_table.select().where(lessons_table.c.id == lesson_id)).first()
+        return _row_to_lesson(row) if row is not None else None
+
+    def list(self, *, limit: int = 500) -> list[Lesson]:
+        q = lessons_table.select().order_by(lessons_table.c.created_at.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [_row_to_lesson(r) for r in conn.execute(q)]
+
+    def delete(self, lesson_id: str) -> bool:
+        with self._engine.begin() as conn:
+            res = conn.execute(lessons_table.delete().where(lessons_table.c.id == lesson_id))
+        return res.rowcount > 0
+
+
+def _local_naive(at: datetime | None) -> datetime | None:
+    """Planned times are kept as the server's local wall-clock time (naive), as readers expect.
+
+    A time given with an offset (the scheduler writes +08:00) is converted, not truncated.
+    """
+    if at is None or at.tzinfo is None:
+        return at
+    return at.astimezone().replace(tzinfo=None)
+
+
+def _row_to_lesson(row: sa.Row) -> Lesson:
+    m = row._mapping
+    return Lesson(
+        id=m["id"],
+        title=m["title"],
+        subject=m["subject"],
+        grade=m["grade"],
+        master=Classroom(**json.loads(m["master"])),
+        rurals=[Classroom(**c) for c in json.loads(m["rurals"])],
+        planned_start=m["planned_start"],
+        planned_end=m["planned_end"],
+        rural_see_each_other=bool(m["rural_see_each_other"]),
+        record=bool(m["record"]),
+        created_at=m["created_at"],
+        extra=json.loads(m["extra"] or "{}"),
+    )
+
+
+class AttendanceLog:
+    """Who was connected to which lesson, when: the basis of usage reports (开课率, minutes attended)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        metadata.create_all(engine)
+
+    def opened(self, lesson_id: str, classroom: str, role: str, name: str, at: datetime) -> int:
+        with self._engine.begin() as conn:
+            res = conn.execute(attendance_table.insert().values(
+                lesson_id=lesson_id, classroom=classroom, role=role, name=name, joined_at=_utc(at)))
+        key = res.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def closed(self, row_id: int, at: datetime, reason: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(attendance_table.update().where(attendance_table.c.id == row_id)
+                         .values(left_at=_utc(at), reason=reason))
+
+    def close_open(self, at: datetime, reason: str) -> int:
+        """Close rows left open (server shutdown, or after a crash on the next start)."""
+        with self._engine.begin() as conn:
+            res = conn.execute(attendance_table.update().where(attendance_table.c.left_at.is_(None))
+                               .values(left_at=_utc(at), reason=reason))
+        return int(res.rowcount)
+
+    def rows(self, *, lesson_id: str | None = None, since: datetime | None = None,
+             until: datetime | None = None) -> list[dict[str, object]]:
+        q = attendance_table.select().order_by(attendance_table.c.joined_at)
+        if lesson_id:
+            q = q.where(attendance_table.c.lesson_id == lesson_id)
+        if since:
+            q = q.where(attendance_table.c.joined_at >= _utc(since))
+        if until:
+            q = q.where(attendance_table.c.joined_at < _utc(until))
+        with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _utc(at: datetime) -> datetime:
+    """Naive UTC for the database."""
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at

@@ -1,0 +1,185 @@
+"""A real lesson through a real server process: media both ways, roles, tokens, leave/return.
+
+Classrooms are `twinclass classroom` processes publishing the test pattern (frame counter, send
+time, source tag) and a per-classroom tone; their stats JSON is what a user would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+from harness import ClassroomLauncher, ServerProcess, raw_client, wait_until
+
+TONE = {"master": 440.0, "rural-1": 660.0, "rural-2": 880.0, "rural-3": 1100.0}
+
+
+def _assert_stream(stats: dict, who: str, *, min_fps: float = 25.0, tone: bool = True) -> None:
+    assert stats, f"no stats for {who}"
+    assert stats["video_fps"] >= min_fps, f"{who}: {stats['video_fps']} fps"
+    assert stats["frames_verified"] >= 0.98 * stats["frames_decoded"], f"{who}: {stats}"
+    assert stats["decode_errors"] <= 2, f"{who}: {stats}"
+    assert stats["counter_gaps"] <= 0.02 * stats["frames_decoded"] + 3, f"{who}: {stats}"
+    if tone:
+        assert stats["audio_packets"] > 200, f"{who}: audio {stats['audio_packets']}"
+        assert stats["audio_peak_hz"] == TONE[who], f"{who}: heard {stats['audio_peak_hz']} Hz"
+
+
+def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, classrooms: ClassroomLauncher) -> None:
+    """Everyone receives what their role allows at >= 25 fps; the server never decodes."""
+    procs = {
+        "master": classrooms.start("master", "master", "--duration", "60"),
+        "rural-1": classrooms.start("rural-1", "rural", "--duration", "60"),
+        "rural-2": classrooms.start("rural-2", "rural", "--duration", "60"),
+        "rural-3": classrooms.start("rural-3", "rural", "--duration", "60"),
+        "observer": classrooms.start("observer-1", "observer", "--duration", "60"),
+    }
+    expected = {"master": ["rural-1", "rural-2", "rural-3"], "rural-1": ["master"], "rural-2": ["master"],
+                "rural-3": ["master"], "observer": ["master", "rural-1", "rural-2", "rural-3"]}
+
+    def everyone_receiving() -> bool:
+        return all(procs[name].remote(who).get("frames_verified", 0) > 30 for name in expected
+                   for who in expected[name])
+
+    wait_until(everyone_receiving, 40, message="every classroom receiving")
+    cpu0 = server.cpu_seconds()
+    t0 = time.monotonic()
+    time.sleep(8)  # fps is measured over the last 3 s of this window
+    cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    snapshot = {name: p.stats() for name, p in procs.items()}
+    remotes = {name: s.get("remotes", {}) for name, s in snapshot.items()}
+
+    for rural in ("rural-1", "rural-2", "rural-3"):
+        _assert_stream(remotes["master"].get(rural, {}), rural)
+        _assert_stream(remotes[rural].get("master", {}), "master")
+        # without the floor and with rural_see_each_other off, rural classrooms do not see each other
+        others = set(remotes[rural]) - {"master"}
+        assert not any(remotes[rural][o]["frames_decoded"] for o in others), remotes[rural]
+    for who in ("master", "rural-1", "rural-2", "rural-3"):
+        _assert_stream(remotes["observer"].get(who, {}), who)
+    # the observer is invisible: no classroom was told it joined, and nobody receives it
+    for name in ("master", "rural-1"):
+        joined = [e["data"]["classroom"] for e in snapshot[name]["events"] if e["event"] == "classroom_joined"]
+        assert not any(j.startswith("observer") for j in joined), joined
+        assert not any(k.startswith("observer") for k in remotes[name])
+
+    # the server forwarded without decoding: no decoder created, no decoder thread alive
+    status, stats = server.api("/api/stats", token=server.admin_token())
+    assert status == 200 and stats["decoders_created"] == 0
+    assert not [n for n in server.thread_names() if "decoder" in n], server.thread_names()
+    tracks = stats["lessons"]["demo"]["tracks"]
+    assert tracks["master/camera"]["subscribers"] == 4  # three rural classrooms + the observer
+    assert cpu < 1.0, f"server used {cpu:.2f} CPU-s/s"
+
+
+def test_observer_cannot_publish_and_bad_tokens_are_refused(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        url = server.url
+        # observer: joins, but publishing is refused with a reason
+        obs = await raw_client(url)
+        reply = await obs.call("join", {"token": server.token(classroom="insp", role="observer")})
+        assert reply["ok"] and reply["you"]["role"] == "observer"
+        reply = await obs.call("publish", {"sdp": "v=0\r\n", "sources": {}})
+        assert not reply["ok"] and reply["error"]["code"] == "forbidden"
+        assert "observer cannot publish" in reply["error"]["message"]
+        await obs.disconnect()
+
+        secret = (server.data_dir / "token-secret").read_text().strip()
+        now = int(time.time())
+
+        def signed(claims: dict, key: str = secret) -> str:
+            return jwt.encode(claims, key, algorithm="HS256")
+
+        good = {"lesson": "demo", "classroom": "rural-1", "name": "r1", "role": "rural", "exp": now + 600}
+        cases = {
+            "expired": (signed({**good, "exp": now - 5}), "token expired"),
+            "forged": (signed(good, "not-the-server-secret-but-also-32-bytes-long"), "signature invalid"),
+            "wrong lesson": (signed({**good, "lesson": "no-such-lesson"}), "not found"),
+            "wrong role": (signed({**good, "role": "master"}), "does not match classroom's role rural"),
+            "unknown role": (signed({**good, "role": "teacher"}), "role 'teacher' is unknown"),
+            "not in lesson": (signed({**good, "classroom": "rural-9"}), "not part of this lesson"),
+            "garbage": ("not.a.jwt", "malformed"),
+        }
+        for name, (token, reason) in cases.items():
+            client = await raw_client(url)
+            reply = await client.call("join", {"token": token})
+            assert not reply["ok"], name
+            assert reason in reply["error"]["message"], (name, reply)
+            await asyncio.sleep(0.4)
+            assert not client.connected, f"{name}: refused session still open"
+        # a token for the right lesson used to join another lesson id
+        client = await raw_client(url)
+        reply = await client.call("join", {"token": signed(good), "lesson": "other"})
+        assert not reply["ok"] and "another lesson" in reply["error"]["message"]
+        await client.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_late_joiner_sees_picture_within_a_second(server: ServerProcess, classrooms: ClassroomLauncher) -> None:
+    master = classrooms.start("master", "master", "--duration", "20")
+    wait_until(lambda: master.stats().get("sessions", 0) >= 1, 10, message="master joined")
+    time.sleep(4)  # the master's encoder is long past its first keyframe
+    late = classrooms.start("rural-2", "rural", "--duration", "10")
+    wait_until(lambda: late.remote("master").get("frames_verified", 0) > 30, 15, message="late joiner frames")
+    assert late.remote("master")["first_frame_s"] <= 1.0, late.remote("master")
+    wait_until(lambda: master.remote("rural-2").get("frames_verified", 0) > 30, 10, message="master sees late")
+    assert master.remote("rural-2")["first_frame_s"] <= 1.0, master.remote("rural-2")
+
+
+def test_classroom_that_leaves_stops_and_its_return_works(server: ServerProcess,
+                                                          classrooms: ClassroomLauncher) -> None:
+    master = classrooms.start("master", "master", "--duration", "40")
+    rural = classrooms.start("rural-1", "rural", "--duration", "6")
+    wait_until(lambda: master.remote("rural-1").get("frames_verified", 0) > 60, 15, message="rural-1 frames")
+    rural.wait(20)
+    wait_until(lambda: any(e["event"] == "classroom_left" and e["data"]["classroom"] == "rural-1"
+                           for e in master.stats().get("events", [])), 5, message="master told rural-1 left")
+    time.sleep(1.5)
+    frozen = master.remote("rural-1")["frames_decoded"]
+    time.sleep(2)
+    assert master.remote("rural-1")["frames_decoded"] == frozen, "media kept flowing after the classroom left"
+    _status, lesson = server.api("/api/lessons/demo", token=server.admin_token())
+    assert [c["classroom"] for c in lesson["connected"]] == ["master"]
+
+    back = classrooms.start("rural-1", "rural", "--duration", "8", name="rural-1-back")
+    wait_until(lambda: master.remote("rural-1").get("frames_decoded", 0) > frozen + 60, 15,
+               message="rural-1 forwarded again after coming back")
+    wait_until(lambda: back.remote("master").get("frames_verified", 0) > 30, 10, message="returning sees master")
+    assert master.remote("rural-1")["video_fps"] >= 25
+
+    # a classroom that drops (its terminal killed, no goodbye) is noticed and announced too
+    back.proc.kill()
+    wait_until(lambda: sum(1 for e in master.stats().get("events", []) if e["event"] == "classroom_left"
+                           and e["data"]["classroom"] == "rural-1") >= 2, 25, message="master told rural-1 dropped")
+
+
+def test_malformed_messages_close_only_that_session(server: ServerProcess, classrooms: ClassroomLauncher) -> None:
+    master = classrooms.start("master", "master", "--duration", "25")
+    rural = classrooms.start("rural-1", "rural", "--duration", "25")
+    wait_until(lambda: rural.remote("master").get("frames_verified", 0) > 60
+               and master.remote("rural-1").get("frames_verified", 0) > 60, 15, message="lesson running")
+
+    async def misbehave() -> list[tuple[str, object]]:
+        outcomes = []
+        for bad in ({"sdp": "this is not SDP"}, {"sdp": 42}, "just a string", {"sdp": "v=0\r\nm=video"}):
+            client = await raw_client(server.url)
+            reply = await client.call("join", {"token": server.token(classroom="rural-2", role="rural")})
+            assert reply["ok"]
+            reply = await client.call("publish", bad)
+            await asyncio.sleep(0.5)
+            outcomes.append((str(bad), reply))
+            assert not reply["ok"] and reply["error"]["code"] == "protocol_error", reply
+            assert any(e == "error" for e, _ in client.received)
+            assert not client.connected, f"session stayed open after {bad!r}"
+        return outcomes
+
+    before_m = master.remote("rural-1")["frames_decoded"]
+    before_r = rural.remote("master")["frames_decoded"]
+    asyncio.run(misbehave())
+    time.sleep(3)
+    assert master.remote("rural-1")["frames_decoded"] > before_m + 60
+    assert rural.remote("master")["frames_decoded"] > before_r + 60
+    assert master.remote("rural-1")["video_fps"] >= 25 and rural.remote("master")["video_fps"] >= 25
+    assert master.proc.poll() is None and rural.proc.poll() is None

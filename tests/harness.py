@@ -1,0 +1,248 @@
+"""Test harness (imported as `harness`): a real `twinclass serve` process, real classroom processes.
+
+Everything binds to 127.0.0.1 on free ports, lives in pytest's tmp dirs and is stopped by the
+fixture that started it (by PID).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TWINCLASS = str(BIN / "twinclass")
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a child we started, SIGKILL it if it does not go within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `twinclass serve` child process on a free loopback port."""
+
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def token(self, *, lesson: str = "demo", classroom: str = "", role: str, ttl: float = 3600) -> str:
+        args = [TWINCLASS, "token", "--data-dir", str(self.data_dir), "--role", role, "--ttl", str(ttl)]
+        if lesson and role != "admin":
+            args += ["--lesson", lesson]
+        if classroom:
+            args += ["--classroom", classroom]
+        return subprocess.check_output(args, text=True).strip()
+
+    def admin_token(self) -> str:
+        return self.token(role="admin")
+
+    def api(self, path: str, *, method: str = "GET", body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            status = exc.code
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"server not ready:\n{self.log.read_text()}")
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(parts[11]) + int(parts[12])) / ticks
+
+    def thread_names(self) -> list[str]:
+        names = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                names.append((task / "comm").read_text().strip())
+            except OSError:
+                pass
+        return names
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+
+def start_server(data_dir: Path, *extra: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> ServerProcess:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [TWINCLASS, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
+        env={**os.environ, **(env or {})},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+    )
+    server = ServerProcess(data_dir=data_dir, port=port, proc=proc, log=log, extra_args=list(extra))
+    server.wait_ready()
+    return server
+
+
+@dataclass
+class ClassroomProcess:
+    """A `twinclass classroom` child process writing its stats JSON."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    stats_path: Path
+    log: Path
+
+    def stats(self) -> dict[str, Any]:
+        if not self.stats_path.exists():
+            return {}
+        return dict(json.loads(self.stats_path.read_text()))
+
+    def remote(self, classroom: str) -> dict[str, Any]:
+        return dict(self.stats().get("remotes", {}).get(classroom, {}))
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+
+class ClassroomLauncher:
+    def __init__(self, server: ServerProcess, workdir: Path) -> None:
+        self.server = server
+        self.workdir = workdir
+        self.started: list[ClassroomProcess] = []
+
+    def start(self, classroom: str, role: str, *args: str, token: str | None = None, lesson: str = "demo",
+              size: str = "320x240", name: str | None = None) -> ClassroomProcess:
+        token = token or self.server.token(lesson=lesson, classroom=classroom, role=role)
+        name = name or f"{classroom}-{len(self.started)}"
+        stats = self.workdir / f"{name}.json"
+        log = self.workdir / f"{name}.log"
+        proc = subprocess.Popen(
+            [TWINCLASS, "classroom", "--server", self.server.url, "--token", token, "--stats-json", str(stats),
+             "--size", size, *args],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+        cp = ClassroomProcess(name=name, proc=proc, stats_path=stats, log=log)
+        self.started.append(cp)
+        return cp
+
+    def stop_all(self) -> None:
+        for cp in self.started:
+            cp.stop()
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+async def raw_client(url: str) -> Any:
+    """A bare socket.io client (no media), for protocol-level tests."""
+    import socketio
+
+    client = socketio.AsyncClient(reconnection=False)
+    client.received = []  # type: ignore[attr-defined]
+
+    @client.on("*")
+    async def any_event(event: str, data: Any = None) -> None:
+        client.received.append((event, data))  # type: ignore[attr-defined]
+
+    await client.connect(url, transports=["websocket"], wait_timeout=10)
+    return client
+
+
+@dataclass
+class RedisProcess:
+    """A private `redis-server` on a free loopback port (never the machine's shared one)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+
+def start_redis(workdir: Path) -> RedisProcess:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisProcess(port, proc)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("redis-server did not start")

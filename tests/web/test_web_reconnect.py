@@ -1,0 +1,30 @@
+"""After a network loss the page says so, reconnects by itself, and the lesson comes back."""
+
+from __future__ import annotations
+
+from harness import ClassroomLauncher, ServerProcess
+from lesson_page import LessonPages, restart_server, start_classroom, wait_for
+
+
+def test_page_reconnects_after_the_server_comes_back(
+    server: ServerProcess, classrooms: ClassroomLauncher, pages: LessonPages
+) -> None:
+    master = start_classroom(classrooms, "master", "master", "--duration", "40")
+    rural = pages.open_as(server, "rural-1", "rural", label="rural")
+    rural.wait_connected(timeout=25)
+    rural.wait_video_playing('#stage video[data-slot="master:camera"]', timeout=25)
+
+    server.stop()
+    wait_for(lambda: rural.connection_state() == "reconnecting", 10, "reconnecting shown")
+    assert "正在重新连接" in rural.text("#conn-status")
+    assert "网络中断" in rural.text("#banners")
+    assert "正在重新连接" in rural.text('.tile[data-tile="master"]')
+    rural.screenshot("rural-reconnecting")
+
+    restart_server(server, down_s=1.0)
+    rural.wait_connected(timeout=30)
+    assert rural.page.locator('#banners [data-kind="reconnecting"]').count() == 0
+    rural.wait_video_playing('#stage video[data-slot="master:camera"]', timeout=30)
+    # and the master classroom sees this rural classroom again
+    frames = master.remote("rural-1").get("frames_decoded", 0)
+    wait_for(lambda: master.remote("rural-1").get("frames_decoded", 0) > frames + 30, 20, "master sees rural again")

@@ -1,0 +1,35 @@
+"""The `twinclass` command. Subcommands register themselves from their own packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from classroom_client import cli as classroom_cli
+    from recorder import cli as recorder_cli
+    from scheduler import cli as scheduler_cli
+    from twinclass import commands
+    from twinclass.lesson_port import lesson_port_for
+    from web import timetable as timetable_pages
+
+    parser = argparse.ArgumentParser(prog="twinclass", description="Twinclass twinning lessons")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands.add_commands(sub)
+    classroom_cli.add_commands(sub)
+    scheduler_cli.add_commands(sub, lesson_port_for, timetable_pages.render)
+    recorder_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

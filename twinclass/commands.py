@@ -1,0 +1,102 @@
+"""`twinclass serve` and `twinclass token`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sfu.lessons import LessonError, Role
+from sfu.store import LessonStore, make_engine, sqlite_url
+from sfu.tokens import TokenIssuer, load_or_create_secret
+
+
+def add_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the lesson server (creates a demo lesson on first start)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--data-dir", type=Path, default=Path("./var"))
+    serve.add_argument("--database-url", default=os.environ.get("TWINCLASS_DATABASE_URL"),
+                       help="SQLAlchemy URL (default: SQLite in the data dir)")
+    serve.add_argument("--secret", default=os.environ.get("TWINCLASS_SECRET"),
+                       help="token signing secret (default: kept in the data dir)")
+    serve.add_argument("--ice-address", action="append", dest="ice_addresses",
+                       help="host address for ICE candidates (repeatable; default: loopback when --host is)")
+    serve.add_argument("--ice-server", action="append", dest="ice_servers", default=[],
+                       help="STUN/TURN URL offered to peers (repeatable)")
+    serve.add_argument("--video-codecs", default="VP8,H264",
+                       help="video codecs offered to receiving classrooms, preferred first (default VP8,H264)")
+    serve.add_argument("--redis-url", default=os.environ.get("TWINCLASS_REDIS_URL"),
+                       help="run as one of several nodes sharing lessons through Redis")
+    serve.add_argument("--node-url", default=os.environ.get("TWINCLASS_NODE_URL"),
+                       help="URL classrooms use to reach this node (with --redis-url; default http://HOST:PORT)")
+    serve.add_argument("--no-demo", action="store_true", help="do not create the demo lesson")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=run_serve)
+
+    token = sub.add_parser("token", help="print a signed join token (or an admin token)")
+    token.add_argument("--data-dir", type=Path, default=Path("./var"))
+    token.add_argument("--secret", default=os.environ.get("TWINCLASS_SECRET"))
+    token.add_argument("--lesson", default="")
+    token.add_argument("--classroom", default="")
+    token.add_argument("--name", default=None)
+    token.add_argument("--role", required=True, choices=[r.value for r in Role if r != Role.SYSTEM])
+    token.add_argument("--ttl", type=float, default=6 * 3600, help="seconds the token stays valid")
+    token.set_defaults(func=run_token)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from twinclass.server import ServerConfig, serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        secret=args.secret,
+        ice_addresses=args.ice_addresses,
+        ice_servers=args.ice_servers,
+        video_codecs=tuple(c.strip().upper() for c in args.video_codecs.split(",") if c.strip()),
+        redis_url=args.redis_url,
+        node_url=args.node_url,
+        create_demo=not args.no_demo,
+    )
+    asyncio.run(serve(config))
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    issuer = TokenIssuer(args.secret or load_or_create_secret(args.data_dir))
+    role = Role(args.role)
+    if role == Role.ADMIN:
+        print(issuer.mint_admin(args.name or "admin", ttl_s=args.ttl))
+        return 0
+    if not args.lesson:
+        raise SystemExit("twinclass token: --lesson is required for this role")
+    name = args.name
+    if role in (Role.MASTER, Role.RURAL):
+        if not args.classroom:
+            raise SystemExit("twinclass token: --classroom is required for this role")
+        db = args.data_dir / "twinclass.db"
+        if db.exists():  # check against the lesson when this data dir has it
+            lesson = LessonStore(make_engine(sqlite_url(args.data_dir))).get(args.lesson)
+            if lesson is None:
+                raise SystemExit(f"twinclass token: lesson {args.lesson!r} not found in {args.data_dir}")
+            actual = lesson.role_of(args.classroom)
+            if actual != role:
+                raise SystemExit(
+                    f"twinclass token: classroom {args.classroom!r} is {actual or 'not in the lesson'}, not {role}"
+                )
+            room = lesson.classroom(args.classroom)
+            name = name or (room.name if room else None)
+    try:
+        print(issuer.mint(lesson=args.lesson, classroom=args.classroom or "observer",
+                          name=name or args.classroom or "observer", role=role, ttl_s=args.ttl))
+    except LessonError as exc:
+        raise SystemExit(str(exc)) from exc
+    return 0

@@ -1,0 +1,182 @@
+"""The composition root: builds the lesson server (HTTP + socket.io + forwarding) from a config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import socketio
+from aiohttp import web
+from sqlalchemy import exc as sa_exc
+
+from recorder import service as recorder_service
+from scheduler import http as scheduler_http
+from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
+from sfu.http_api import lesson_routes, require_admin
+from sfu.lessons import Classroom, Lesson, LessonError, Role
+from sfu.media.aiortc_adapter import use_host_addresses
+from sfu.room import RoomDirectory
+from sfu.signaling import Signaling
+from sfu.store import AttendanceLog, LessonStore, make_engine, sqlite_url
+from sfu.tokens import TokenIssuer, load_or_create_secret
+from web import routes as web_routes
+from web import study_routes
+from web import timetable as timetable_pages
+
+logger = logging.getLogger("twinclass")
+
+DEMO_LESSON_ID = "demo"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./var")
+    database_url: str | None = None  # default: SQLite under data_dir
+    secret: str | None = None  # default: kept in data_dir/token-secret
+    ice_addresses: list[str] | None = None  # host candidates; None = loopback for a loopback host
+    ice_servers: list[str] = field(default_factory=list)  # STUN/TURN URLs for classrooms behind NAT
+    video_codecs: tuple[str, ...] = ("VP8", "H264")  # preference order offered to receiving classrooms
+    redis_url: str | None = None  # lessons spread over several nodes: ownership, presence, socket.io fan-out
+    node_url: str | None = None  # how classrooms reach this node (default: http://host:port)
+    create_demo: bool = True
+
+    @property
+    def public_url(self) -> str:
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def effective_ice_addresses(self) -> list[str] | None:
+        if self.ice_addresses is not None:
+            return self.ice_addresses
+        if self.host.startswith("127.") or self.host == "localhost":
+            return ["127.0.0.1"]
+        return None
+
+
+@dataclass
+class Services:
+    """Everything the server is made of, wired once (tests reach in through this)."""
+
+    config: ServerConfig
+    store: LessonStore
+    attendance: AttendanceLog
+    tokens: TokenIssuer
+    rooms: RoomDirectory
+    sio: socketio.AsyncServer
+    signaling: Signaling
+    app: web.Application
+
+
+def build(config: ServerConfig) -> Services:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    use_host_addresses(config.effective_ice_addresses())
+    engine = make_engine(config.database_url or sqlite_url(config.data_dir))
+    store = LessonStore(engine)
+    attendance = AttendanceLog(engine)
+    attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
+    tokens = TokenIssuer(config.secret or load_or_create_secret(config.data_dir))
+    rooms = RoomDirectory(config.ice_servers, config.video_codecs)
+    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", cors_allowed_origins="*", client_manager=manager, max_http_buffer_size=256 * 1024,
+        ping_interval=10, ping_timeout=10,  # a classroom that drops off is noticed within ~20 s
+    )
+    app = web.Application(client_max_size=1024 * 1024)
+    sio.attach(app)
+    registry: NodeRegistry = (
+        RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
+    )
+    signaling = Signaling(sio, store, tokens, rooms, registry, attendance)
+    app.add_routes(lesson_routes(store, tokens, rooms, registry))
+
+    app.add_routes(scheduler_http.make_routes(lambda request: _check_admin(request, tokens), config.data_dir,
+                                              timetable_pages.render))
+
+    web_routes.add_routes(app, store=store, tokens=tokens, rooms=rooms, data_dir=config.data_dir)
+
+    study_routes.add_study_routes(app, store=store, tokens=tokens, rooms=rooms, data_dir=config.data_dir,
+                                  engine=engine)
+
+    recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+
+    async def close_rooms(app: web.Application) -> None:
+        await rooms.close()
+        attendance.close_open(datetime.now(UTC), "server stopped")
+        await registry.close()
+
+    app.on_shutdown.append(close_rooms)
+    services = Services(config, store, attendance, tokens, rooms, sio, signaling, app)
+    if config.create_demo:
+        ensure_demo_lesson(store)
+    return services
+
+
+def _check_admin(request: web.Request, tokens: TokenIssuer) -> None:
+    require_admin(request, tokens)
+
+
+def ensure_demo_lesson(store: LessonStore) -> Lesson:
+    lesson = store.get(DEMO_LESSON_ID)
+    if lesson is not None:
+        return lesson
+    lesson = Lesson(
+        id=DEMO_LESSON_ID,
+        title="演示课：英语 Demo lesson (English)",
+        subject="英语",
+        grade="3",
+        master=Classroom("master", "城区主讲教室 Master classroom", "实验小学"),
+        rurals=[
+            Classroom("rural-1", "教学点一 Rural classroom 1", "山口教学点"),
+            Classroom("rural-2", "教学点二 Rural classroom 2", "河西教学点"),
+            Classroom("rural-3", "教学点三 Rural classroom 3", "石桥教学点"),
+        ],
+    )
+    try:
+        return store.create(lesson)
+    except (LessonError, sa_exc.IntegrityError):  # another node created it at the same moment
+        return store.get(DEMO_LESSON_ID) or lesson
+
+
+def join_links(services: Services, lesson: Lesson, ttl_s: float = 12 * 3600) -> list[tuple[str, str, str]]:
+    """(who, token, page link) for each classroom of the lesson and one observer."""
+    out = []
+    base = services.config.public_url
+    for c in lesson.classrooms:
+        role = lesson.role_of(c.id) or Role.RURAL
+        token = services.tokens.mint(lesson=lesson.id, classroom=c.id, name=c.name, role=role, ttl_s=ttl_s)
+        out.append((f"{role} {c.id}", token, f"{base}/lesson/{lesson.id}?token={token}"))
+    token = services.tokens.mint(lesson=lesson.id, classroom="observer", name="观察员 Observer", role=Role.OBSERVER,
+                                 ttl_s=ttl_s)
+    out.append(("observer", token, f"{base}/lesson/{lesson.id}?token={token}"))
+    return out
+
+
+async def serve(config: ServerConfig) -> None:
+    services = build(config)
+    runner = web.AppRunner(services.app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    lesson = services.store.get(DEMO_LESSON_ID)
+    print(f"Twinclass lesson server on {config.public_url}  (data: {config.data_dir.resolve()})", flush=True)
+    if lesson is not None:
+        print(f"Demo lesson '{lesson.title}' — join links:", flush=True)
+        for who, _token, link in join_links(services, lesson):
+            print(f"  {who:16s} {link}", flush=True)
+        print("Headless classroom:  twinclass classroom --server URL --token TOKEN  (TOKEN from a link above)")
+        print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
+    await stop.wait()
+    print("shutting down", flush=True)
+    await runner.cleanup()

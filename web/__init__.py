@@ -1,0 +1,1 @@
+"""The pages people use: lesson page, recordings, patrol wall, timetables and reports."""

@@ -1,0 +1,120 @@
+"""The browser lesson page and the files it loads, served by the lesson server itself.
+
+- `GET /lesson/{lesson_id}?token=…`: the lesson page (master, rural or observer view: the token
+  decides, when the page joins over socket.io). The page is static apart from a small JSON
+  config block (ICE servers); the token never leaves the browser except in the `join` message.
+- `GET /static/…`: the page's own modules, styles and string tables (`web/static/`).
+- `GET /vendor/…`: browser libraries installed from npm with a lockfile (`web/node_modules/`,
+  `make web-deps`); nothing comes from a CDN, schools' networks are often offline.
+- `GET /`: a plain list of live lessons (no join links: those carry tokens and come from the
+  timetable or `twinclass serve`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sfu.room import RoomDirectory
+from sfu.store import LessonStore
+from sfu.tokens import TokenIssuer
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+NODE_MODULES = WEB_DIR / "node_modules"
+
+# /vendor/<name>/... -> a folder of an npm package under web/node_modules (only these, only these kinds)
+VENDOR_DIRS = {
+    "socket.io": "socket.io-client/dist",  # socket.io.esm.min.js
+    "noto-sans-sc": "@fontsource-variable/noto-sans-sc",  # index.css + files/*.woff2 (CJK for any OS)
+}
+VENDOR_SUFFIXES = (".js", ".map", ".css", ".woff2")
+
+_NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag/Last-Modified) so upgrades show at once
+_CONFIG_MARK = "{{TWINCLASS_CONFIG}}"
+
+
+def page_config(rooms: RoomDirectory) -> dict[str, Any]:
+    """What the page needs from the server configuration before it joins."""
+    return {"iceServers": [{"urls": url} for url in rooms.ice_servers]}
+
+
+def _script_json(data: dict[str, Any]) -> str:
+    """JSON that is safe inside a <script> element."""
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _simple_page(title: str, body: str, status: int = 200) -> web.Response:
+    text = (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><link rel='stylesheet' href='/static/css/lesson.css'></head>"
+        f"<body class='simple-page'><main>{body}</main></body></html>"
+    )
+    return web.Response(text=text, content_type="text/html", status=status, headers=_NO_CACHE)
+
+
+def _safe_file(base: Path, relative: str) -> Path:
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        raise web.HTTPNotFound()
+    return path
+
+
+def add_routes(
+    app: web.Application, *, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory, data_dir: Path
+) -> None:
+    """Register the lesson page, its static files and the vendored browser libraries."""
+    template = (STATIC_DIR / "lesson.html").read_text(encoding="utf-8")
+
+    async def lesson_page(request: web.Request) -> web.Response:
+        lesson_id = request.match_info["lesson_id"]
+        if store.get(lesson_id) is None:
+            return _simple_page(
+                "Twinclass",
+                f"<h1>课堂不存在 · Lesson not found</h1><p>{html.escape(lesson_id)}</p>",
+                status=404,
+            )
+        text = template.replace(_CONFIG_MARK, _script_json(page_config(rooms)))
+        return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
+
+    async def static_file(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(_safe_file(STATIC_DIR, request.match_info["path"]), headers=_NO_CACHE)
+
+    async def vendor_file(request: web.Request) -> web.StreamResponse:
+        package, relative = request.match_info["package"], request.match_info["path"]
+        if package not in VENDOR_DIRS or not relative.endswith(VENDOR_SUFFIXES):
+            raise web.HTTPNotFound()
+        base = (NODE_MODULES / VENDOR_DIRS[package]).resolve()
+        if not base.is_dir():
+            raise web.HTTPServiceUnavailable(
+                text=f"{package} is not installed: run `make web-deps` (npm ci in web/)", content_type="text/plain"
+            )
+        return web.FileResponse(_safe_file(base, relative), headers={"Cache-Control": "max-age=86400"})
+
+    async def index(request: web.Request) -> web.Response:
+        items = []
+        for lesson_id, room in sorted(rooms.rooms.items()):
+            connected = len(room.connected_classrooms())
+            items.append(
+                f"<li><strong>{html.escape(room.lesson.title)}</strong> "
+                f"<span class='muted'>({html.escape(lesson_id)} · {connected}/{len(room.lesson.classrooms)} "
+                "个教室在线 classrooms online)</span></li>"
+            )
+        listing = f"<ul>{''.join(items)}</ul>" if items else "<p>现在没有进行中的课堂。No lesson is live now.</p>"
+        return _simple_page(
+            "Twinclass",
+            "<h1>城乡结对课堂 Twinclass</h1>"
+            "<p>请打开你收到的课堂链接进入课堂。Open the lesson link you were given to join.</p>"
+            f"<h2>进行中的课堂 Live lessons</h2>{listing}",
+        )
+
+    app.router.add_get("/lesson/{lesson_id}", lesson_page)
+    app.router.add_get("/static/{path:.+}", static_file)
+    app.router.add_get("/vendor/{package}/{path:.+}", vendor_file)
+    if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
+        app.router.add_get("/", index)

@@ -1,0 +1,27 @@
+"""Printable HTML timetable pages (classroom, teacher, county) from plain view dicts.
+
+The views are built by `scheduler.views`; this module only renders, so it imports nothing
+from the scheduler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]),
+                   trim_blocks=True, lstrip_blocks=True)
+
+_PAGES = {"classroom": "timetable_classroom.html", "teacher": "timetable_teacher.html",
+          "county": "timetable_county.html"}
+
+
+def render(view: dict[str, Any]) -> str:
+    """Render a classroom, teacher or county view (its `kind` picks the template)."""
+    kind = view.get("kind")
+    if kind not in _PAGES:
+        raise ValueError(f"unknown timetable view kind {kind!r}")
+    return _env.get_template(_PAGES[kind]).render(v=view)
