@@ -69,7 +69,12 @@ def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, clas
     assert status == 200 and stats["decoders_created"] == 0
     assert not [n for n in server.thread_names() if "decoder" in n], server.thread_names()
     tracks = stats["lessons"]["demo"]["tracks"]
-    assert tracks["master/camera"]["subscribers"] == 4  # three rural classrooms + the observer
+    # three rural classrooms, the observer and the lesson's recorder (a hidden subscriber like any other)
+    assert tracks["master/camera"]["subscribers"] == 5, tracks["master/camera"]
+    fed_by_master = sorted(key.split("<-")[0].split("-")[0] if key.startswith("observer") else key.split("<-")[0]
+                           for key, slot in stats["lessons"]["demo"]["slots"].items()
+                           if slot["source"] == "master/camera")
+    assert fed_by_master == ["observer", "recorder", "rural-1", "rural-2", "rural-3"], fed_by_master
     assert cpu < 1.0, f"server used {cpu:.2f} CPU-s/s"
 
 
