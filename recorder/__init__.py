@@ -16,5 +16,5 @@ After the lesson (a separate process, `twinclass archive build`):
     build     the whole archive: lesson.mp4, poster, thumbnails, manifest.json
     manifest  the manifest and `verify`
 
-See README_SECTION.md for the archive layout, the manifest fields, the CLI and HTTP.
+See README.md ("Recording and the lesson archive") for the archive layout, the manifest fields, the CLI and HTTP.
 """
