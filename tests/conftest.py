@@ -11,26 +11,17 @@ from harness import ClassroomLauncher, RedisProcess, ServerProcess, start_redis,
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path / "var")
-    try:
+    with start_server(tmp_path / "var") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def classrooms(server: ServerProcess, tmp_path: Path) -> Iterator[ClassroomLauncher]:
-    launcher = ClassroomLauncher(server, tmp_path)
-    try:
+    with ClassroomLauncher(server, tmp_path) as launcher:
         yield launcher
-    finally:
-        launcher.stop_all()
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    proc = start_redis(tmp_path)
-    try:
+    with start_redis(tmp_path) as proc:
         yield proc
-    finally:
-        proc.stop()

@@ -16,7 +16,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from sfu.tokens import TokenIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -34,6 +36,19 @@ def terminate(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+class StopsOnExit:
+    """`with` stops what was started (by PID), however the block ends."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,8 +56,8 @@ def free_port() -> int:
 
 
 @dataclass
-class ServerProcess:
-    """A `twinclass serve` child process on a free loopback port."""
+class ServerProcess(StopsOnExit):
+    """A `twinclass serve` child process on a free loopback port (`with` stops it)."""
 
     data_dir: Path
     port: int
@@ -161,6 +176,8 @@ class ClassroomProcess:
 
 
 class ClassroomLauncher:
+    """Starts `twinclass classroom` processes; `with` (or stop_all) stops every one."""
+
     def __init__(self, server: ServerProcess, workdir: Path) -> None:
         self.server = server
         self.workdir = workdir
@@ -187,14 +204,37 @@ class ClassroomLauncher:
         for cp in self.started:
             cp.stop()
 
+    def __enter__(self) -> Self:
+        return self
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.25) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        value = predicate()
+        if value:
+            return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+    wait_for(predicate, timeout, message, interval)
+
+
+def mint_token(server: ServerProcess, *, role: str, classroom: str = "", lesson: str = "demo", name: str = "") -> str:
+    """A join token signed with the server's secret, in-process (the `twinclass token` command costs
+    seconds of start-up per call on a loaded machine; the claims are the same). Observers are named
+    "观察员 Observer" and others after their classroom unless `name` is given."""
+    issuer = TokenIssuer((server.data_dir / "token-secret").read_text().strip())
+    if role == "admin":
+        return issuer.mint_admin(name or "admin")
+    name = name or ("观察员 Observer" if role == "observer" else classroom)
+    return issuer.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=3600)
 
 
 async def raw_client(url: str) -> Any:
@@ -213,8 +253,8 @@ async def raw_client(url: str) -> Any:
 
 
 @dataclass
-class RedisProcess:
-    """A private `redis-server` on a free loopback port (never the machine's shared one)."""
+class RedisProcess(StopsOnExit):
+    """A private `redis-server` on a free loopback port (never the machine's shared one; `with` stops it)."""
 
     port: int
     proc: subprocess.Popen[bytes]

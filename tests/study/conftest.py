@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import study_archive
 import study_speech
+from browser import CHROMIUM, FLAGS, launch_chromium
 from harness import ClassroomLauncher, ServerProcess, start_server
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from study_archive import ARCHIVE_ID
-from study_pages import CHROMIUM, FLAGS, Pages
+from study_pages import Pages
 
 
 @pytest.fixture(scope="session")
@@ -43,50 +45,35 @@ def study_server(tmp_path: Path, built_archive: Path, monkeypatch: pytest.Monkey
     data_dir = tmp_path / "var"
     target = data_dir / "recordings" / built_archive.name
     shutil.copytree(built_archive, target)
-    srv = start_server(data_dir)
-    study_archive.register(data_dir, target)
-    try:
+    with start_server(data_dir) as srv:
+        study_archive.register(data_dir, target)
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def live_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerProcess]:
     """A lesson server for live lessons; the recorder records nothing (fewer processes on two cores)."""
     monkeypatch.setenv("TWINCLASS_RECORDER", "0")
-    srv = start_server(tmp_path / "var")
-    try:
+    with start_server(tmp_path / "var") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def launcher(live_server: ServerProcess, tmp_path: Path) -> Iterator[ClassroomLauncher]:
-    started = ClassroomLauncher(live_server, tmp_path)
-    try:
+    with ClassroomLauncher(live_server, tmp_path) as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """Debian's chromium (flags as the lesson-page tests use them, without the fake camera)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (the tests need a real browser)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_chromium(FLAGS) as browser:
+        yield browser
 
 
 @pytest.fixture
 def pages(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Pages]:
-    opened = Pages(chromium, request.node.name)
-    try:
+    with closing(Pages(chromium, request.node.name)) as opened:
         yield opened
-    finally:
-        opened.close()

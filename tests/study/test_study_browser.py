@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-from harness import ServerProcess
+from browser import ARTIFACTS
+from harness import ServerProcess, wait_for
 from playwright.sync_api import Page
 from study_archive import ARCHIVE_ID
-from study_pages import ARTIFACTS, Pages, mint, wait_for
+from study_pages import Pages, mint
 
 DURATION = 30.0
 

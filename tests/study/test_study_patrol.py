@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from harness import ClassroomLauncher, ServerProcess, wait_until
-from study_pages import Pages, mint, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for, wait_until
+from study_pages import Pages, mint
 
 
 def test_patrol_wall_shows_a_live_lesson_and_flags_a_missing_one(live_server: ServerProcess,

@@ -23,11 +23,8 @@ def recording_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setenv("TWINCLASS_RECORDER_AUTOBUILD", "0")
     monkeypatch.setenv("TWINCLASS_RECORDER_IDLE_S", "3")
     monkeypatch.setenv("TWINCLASS_RECORDER_PLANNED_POLL_S", "3600")
-    srv = start_server(tmp_path / "var")
-    try:
+    with start_server(tmp_path / "var") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def lesson(lid: str, subject: str, day: date, hour: int, master: str, rurals: list[tuple[str, str]],

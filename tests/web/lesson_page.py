@@ -7,13 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, TWINCLASS, ClassroomLauncher, ClassroomProcess, ServerProcess
+from browser import SCREENSHOTS, save_console_log
+from harness import ROOT, TWINCLASS, ClassroomLauncher, ClassroomProcess, ServerProcess, mint_token, wait_for
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
-
-from sfu.tokens import TokenIssuer
-
-ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
-LOGS = ROOT / "test-artifacts" / "browser-logs"
 
 # Counts what the page asks of the browser's media APIs (an observer must ask for nothing) and
 # keeps every RTCPeerConnection so a test can read its senders the way getStats would.
@@ -45,17 +41,6 @@ VIDEO_STATE = """
   visible: !!(v.offsetWidth || v.offsetHeight),
 }))
 """
-
-
-def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
 class LessonPage:
@@ -136,8 +121,8 @@ class LessonPage:
         return str(self.page.locator(selector).inner_text())
 
     def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(path))
         return path
 
@@ -189,9 +174,8 @@ class LessonPages:
         return lp
 
     def close(self) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
         for lp in self.opened:
-            (LOGS / f"{self.test_name}-{lp.label}.log").write_text("\n".join(lp.console) + "\n")
+            save_console_log(self.test_name, lp.label, lp.console)
             try:
                 lp.context.close()
             except Exception:  # the browser may already be gone
@@ -229,17 +213,6 @@ def restart_server(server: ServerProcess, down_s: float = 2.0) -> None:
         stdout=server.log.open("ab"), stderr=subprocess.STDOUT, cwd=str(ROOT),
     )
     server.wait_ready()
-
-
-def mint_token(server: ServerProcess, *, classroom: str = "", role: str, lesson: str = "demo", name: str = "") -> str:
-    """A join token signed with the server's secret, in-process (the `twinclass token` command costs
-    seconds of start-up per call on a loaded machine; the claims are the same)."""
-    secret = (server.data_dir / "token-secret").read_text().strip()
-    issuer = TokenIssuer(secret)
-    if role == "admin":
-        return issuer.mint_admin()
-    name = name or ("观察员 Observer" if role == "observer" else classroom)
-    return issuer.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=3600)
 
 
 def start_classroom(classrooms: ClassroomLauncher, classroom: str, role: str, *args: str) -> ClassroomProcess:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for
+from lesson_page import LessonPages, start_classroom
 
 
 def test_courseware_share_reaches_python_and_browser_rurals(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import ServerProcess
-from lesson_page import LessonPages, mint_token, wait_for
+from harness import ServerProcess, mint_token, wait_for
+from lesson_page import LessonPages
 
 # Make getUserMedia fail the way a browser does when the user blocks the permission, or when a
 # kind of device is absent (the page must say so plainly and keep the lesson going).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for
+from lesson_page import LessonPages, start_classroom
 
 
 def test_hand_queue_and_floor_from_the_master_page(

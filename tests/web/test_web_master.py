@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, decoded_fps, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for
+from lesson_page import LessonPages, decoded_fps, start_classroom
 
 
 def test_browser_master_sees_two_python_rurals_and_is_seen(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, mint_token, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, mint_token, wait_for
+from lesson_page import LessonPages, start_classroom
 
 
 def test_observer_page_receives_video_and_sends_none(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, restart_server, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for
+from lesson_page import LessonPages, restart_server, start_classroom
 
 
 def test_page_reconnects_after_the_server_comes_back(

@@ -4,8 +4,8 @@ rural classroom then sees and hears the one that has the floor."""
 
 from __future__ import annotations
 
-from harness import ClassroomLauncher, ServerProcess
-from lesson_page import LessonPages, start_classroom, wait_for
+from harness import ClassroomLauncher, ServerProcess, wait_for
+from lesson_page import LessonPages, start_classroom
 
 
 def test_master_and_rural_tabs_see_hear_raise_hand_and_give_the_floor(
