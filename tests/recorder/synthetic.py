@@ -1,7 +1,7 @@
 """A synthetic capture, written by the recorder's own writer as if a lesson had happened.
 
 Frames are really encoded (VP8 test pattern, Opus tones) and go through `CaptureWriter` with
-made-up arrival times, so the files on disk are exactly what a live capture writes.
+made-up arrival times (fake_capture.py), so the files on disk are exactly what a live capture writes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 import av
 import numpy as np
+from fake_capture import Timeline, write_capture_dir
 
 from classroom_client.pattern import PatternPainter, source_tag
-from recorder.capture import CapturedFrame, CaptureWriter, JsonLines, write_json_atomic
+from recorder.capture import CapturedFrame
 
 LESSON = {
     "id": "synth",
@@ -71,14 +72,8 @@ def _encoder(codec: str, width: int, height: int, fps: int) -> Any:
 def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = True,
                   epoch: float | None = None) -> float:
     """Write ``directory/capture``; returns the epoch (unix time of t = 0)."""
-    capture = directory / "capture"
-    capture.mkdir(parents=True, exist_ok=True)
     epoch = epoch if epoch is not None else time.time() - lesson.duration - 60
-    write_json_atomic(capture / "session.json", {"format": "twinclass-capture/1", "recording": directory.name,
-                                                 "epoch": epoch, "lesson": LESSON})
-    events = JsonLines(capture / "events.jsonl")
-    events.append({"t": epoch, "event": "state", "classrooms": [], "floor": None, "courseware": False})
-    timeline: list[tuple[float, str, dict[str, Any]]] = []
+    timeline: Timeline = []
     for c in lesson.classrooms:
         timeline.append((c.joined, "classroom_joined", {"classroom": c.id, "name": c.id, "role": "?"}))
         if c.left is not None:
@@ -87,11 +82,8 @@ def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = 
     if lesson.courseware:
         timeline.append((lesson.courseware[0], "courseware", {"on": True, "classroom": "master"}))
         timeline.append((lesson.courseware[1], "courseware", {"on": False, "classroom": "master"}))
-    for t, name, data in sorted(timeline, key=lambda x: x[0]):
-        events.append({"t": epoch + t, "event": name, **data})
     kinds = {f"{c.id}:{s}": k for c in lesson.classrooms for s, k in (("camera", "video"), ("mic", "audio"))}
     kinds["master:courseware"] = "video"
-    writer = CaptureWriter(capture, epoch, kinds)
     frames: list[CapturedFrame] = []
     w, h = lesson.size
     for c in lesson.classrooms:
@@ -103,13 +95,9 @@ def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = 
     if lesson.courseware:
         frames += _video_frames("master:courseware", "slides", lesson.courseware[0] + 0.2, lesson.courseware[1],
                                 lesson, epoch, 640, 360)
-    for frame in sorted(frames, key=lambda f: f.arrival):
-        writer.put(frame)
-    writer.close()
-    if complete:
-        end_t = max((c.left or lesson.duration) for c in lesson.classrooms)
-        write_json_atomic(capture / "ended.json", {"ended_at": epoch + end_t, "reason": "lesson ended"})
-    events.close()
+    end_t = max((c.left or lesson.duration) for c in lesson.classrooms)
+    write_capture_dir(directory, lesson=LESSON, epoch=epoch, timeline=timeline, kinds=kinds, frames=frames,
+                      ended_at=epoch + end_t if complete else None)
     return epoch
 
 

@@ -1,8 +1,9 @@
 """A recording directory as the recorder writes it, from synthetic classroom sound (imported as `study_archive`).
 
-The capture goes through the recorder's own `CaptureWriter` (Opus microphones, a VP8 camera), so
-the files are what a live lesson leaves on disk; `build` then runs the recorder's archive build
-(lesson.mp4 + manifest.json) and `register` adds the catalog row the way the recorder does.
+The capture goes through the recorder's own `CaptureWriter` (Opus microphones, a VP8 camera; see
+fake_capture.py), so the files are what a live lesson leaves on disk; `build` then runs the
+recorder's archive build (lesson.mp4 + manifest.json) and `register` adds the catalog row the way
+the recorder does.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import av
 import numpy as np
+from fake_capture import Timeline, write_capture_dir
 
-from recorder.capture import CapturedFrame, CaptureWriter, JsonLines, write_json_atomic
+from recorder.capture import CapturedFrame
 
 RATE = 48000
 ARCHIVE_ID = "study-synth-20261123-100000"  # the recording the browser and API tests open
@@ -74,22 +76,15 @@ def _vp8_frames(key: str, duration: float, epoch: float, fps: int = 10, size: tu
     return out
 
 
-def write_capture(directory: Path, mics: dict[str, np.ndarray], events: list[tuple[float, str, dict[str, Any]]],
+def write_capture(directory: Path, mics: dict[str, np.ndarray], events: Timeline,
                   *, lesson: dict[str, Any] | None = None, camera: str | None = "master",
                   epoch: float | None = None) -> float:
     """``directory/capture`` for a lesson of len(any mic) seconds; returns its epoch (unix time of 0)."""
-    lesson = lesson or LESSON
     duration = max(p.shape[0] for p in mics.values()) / RATE
-    capture = directory / "capture"
-    capture.mkdir(parents=True, exist_ok=True)
     epoch = epoch if epoch is not None else time.time() - duration - 120
-    write_json_atomic(capture / "session.json", {"format": "twinclass-capture/1", "recording": directory.name,
-                                                 "epoch": epoch, "lesson": lesson})
-    log = JsonLines(capture / "events.jsonl")
-    log.append({"t": epoch, "event": "state", "classrooms": [], "floor": None, "courseware": False})
-    timeline = [(0.0, "classroom_joined", {"classroom": c, "name": c, "role": "?"}) for c in mics]
-    for t, name, data in sorted([*timeline, *events], key=lambda x: x[0]):
-        log.append({"t": epoch + t, "event": name, **data})
+    timeline: Timeline = [(0.0, "classroom_joined", {"classroom": c, "name": c, "role": "?"}) for c in mics]
+    timeline += events
+    timeline += [(duration, "classroom_left", {"classroom": c, "name": c, "reason": "left"}) for c in mics]
     kinds = {f"{c}:mic": "audio" for c in mics}
     frames: list[CapturedFrame] = []
     for c, pcm in mics.items():
@@ -97,14 +92,8 @@ def write_capture(directory: Path, mics: dict[str, np.ndarray], events: list[tup
     if camera:
         kinds[f"{camera}:camera"] = "video"
         frames += _vp8_frames(f"{camera}:camera", duration, epoch)
-    writer = CaptureWriter(capture, epoch, kinds)
-    for frame in sorted(frames, key=lambda f: f.arrival):
-        writer.put(frame)
-    writer.close()
-    for c in mics:
-        log.append({"t": epoch + duration, "event": "classroom_left", "classroom": c, "name": c, "reason": "left"})
-    log.close()
-    write_json_atomic(capture / "ended.json", {"ended_at": epoch + duration, "reason": "lesson ended"})
+    write_capture_dir(directory, lesson=lesson or LESSON, epoch=epoch, timeline=timeline, kinds=kinds,
+                      frames=frames, ended_at=epoch + duration)
     return epoch
 
 
