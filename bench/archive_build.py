@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,21 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+from bench.common import BIN, cpu_seconds, free_port, token, wait_http
 
 
 def api(url: str, token: str, body: Any = None, method: str = "GET") -> Any:
@@ -58,11 +45,6 @@ def api(url: str, token: str, body: Any = None, method: str = "GET") -> Any:
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def token(data_dir: Path, *args: str) -> str:
-    return subprocess.check_output([str(BIN / "twinclass"), "token", "--data-dir", str(data_dir), *args],
-                                   text=True).strip()
 
 
 class Server:
@@ -75,14 +57,7 @@ class Server:
         self.proc = subprocess.Popen([str(BIN / "twinclass"), "serve", "--port", str(self.port), "--data-dir",
                                       str(data_dir), "--log-level", "WARNING"], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError("server did not start")
+        wait_http(self.url + "/healthz", timeout=30, interval=0.2)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,33 +29,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
+from bench.common import BIN, ROOT, cpu_seconds, free_port, token, wait_http
 
 # -- subscribers (worker processes) ---------------------------------------------------------------
 
@@ -280,9 +255,7 @@ def main() -> None:
         wait_http(url + "/healthz")
 
         def tok(classroom: str, role: str) -> str:
-            cmd = [str(BIN / "twinclass"), "token", "--data-dir", str(data), "--lesson", "demo",
-                   "--classroom", classroom, "--role", role]
-            return subprocess.check_output(cmd, text=True).strip()
+            return token(data, "--lesson", "demo", "--classroom", classroom, "--role", role)
 
         publisher = subprocess.Popen([str(BIN / "twinclass"), "classroom", "--server", url, "--token",
                                       tok("master", "master"), "--size", args.size, "--no-receive", "--audio", "none"],
