@@ -9,10 +9,13 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.errors import InputError, SchedulerError
 from scheduler.ports import HtmlRenderer, LessonPort
+
+if TYPE_CHECKING:
+    from scheduler.timetable import Timetable
 
 LessonPortFactory = Callable[[Path], LessonPort]
 
@@ -69,11 +72,22 @@ def _load(path: Path) -> Any:
     return load_problem(path)
 
 
-def _report_input_error(exc: InputError) -> int:
-    print(f"error: {len(exc.issues)} problem(s) in the input; nothing was solved", file=sys.stderr)
-    for issue in exc.issues:
-        print(f"  {issue}", file=sys.stderr)
+def _report_error(exc: SchedulerError) -> int:
+    """Exit status 2, with the reason on stderr (for bad input: every problem found)."""
+    if isinstance(exc, InputError):
+        print(f"error: {len(exc.issues)} problem(s) in the input; nothing was solved", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
     return 2
+
+
+def _load_with_timetable(ns: argparse.Namespace) -> tuple[Any, Timetable]:
+    """The problem at ns.input and the timetable at ns.timetable (raises SchedulerError)."""
+    from scheduler.timetable import read_timetable
+
+    return _load(ns.input), read_timetable(ns.timetable)
 
 
 def cmd_solve(ns: argparse.Namespace) -> int:
@@ -87,11 +101,8 @@ def cmd_solve(ns: argparse.Namespace) -> int:
     try:
         problem = _load(ns.input)
         previous = read_timetable(ns.previous) if ns.previous else None
-    except InputError as exc:
-        return _report_input_error(exc)
     except SchedulerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _report_error(exc)
     tt = make_timetable(problem, SolveOptions(time_limit_s=ns.time_limit, workers=ns.workers), previous)
     counts = write_outputs(tt, ns.out, render_html=None if ns.no_html else ns.render_html)
     if ns.data_dir:
@@ -125,17 +136,12 @@ def _print_unmet(unmet: list[dict[str, Any]]) -> None:
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
-    from scheduler.timetable import read_timetable
     from scheduler.validate import check
 
     try:
-        problem = _load(ns.input)
-        tt = read_timetable(ns.timetable)
-    except InputError as exc:
-        return _report_input_error(exc)
+        problem, tt = _load_with_timetable(ns)
     except SchedulerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _report_error(exc)
     violations = check(problem, tt)
     for v in violations:
         print(v)
@@ -146,16 +152,11 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 def cmd_explain(ns: argparse.Namespace) -> int:
     from scheduler.explain import explain
-    from scheduler.timetable import read_timetable
 
     try:
-        problem = _load(ns.input)
-        tt = read_timetable(ns.timetable)
-    except InputError as exc:
-        return _report_input_error(exc)
+        problem, tt = _load_with_timetable(ns)
     except SchedulerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _report_error(exc)
     unmet = explain(problem, tt.pairs())
     if ns.json:
         print(json.dumps(unmet, ensure_ascii=False, indent=1))
@@ -174,8 +175,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
     try:
         tt = read_timetable(ns.timetable)
     except SchedulerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _report_error(exc)
     counts = write_outputs(tt, ns.out, render_html=ns.render_html)
     print(f"wrote {ns.out}: {counts}")
     return 0
@@ -198,8 +198,7 @@ def cmd_apply(ns: argparse.Namespace, factory: LessonPortFactory | None) -> int:
     try:
         tt = read_timetable(path)
     except SchedulerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _report_error(exc)
     port = factory(ns.data_dir)
     applied = apply_week(tt, ns.week, port)
     print(f"week of {monday_of(ns.week)} from timetable {tt.id}: {len(applied)} lesson(s)")
