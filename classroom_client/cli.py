@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-receive", action="store_true", help="publish only")
     p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
     p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.set_defaults(func=run_classroom)
 
 
@@ -33,8 +32,6 @@ def run_classroom(args: argparse.Namespace) -> int:
     from classroom_client.session import ClassroomClient, ClientConfig
     from classroom_client.sources import SourceSpec
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aioice").setLevel(logging.WARNING)
     width, height = (int(x) for x in args.size.lower().split("x"))
     config = ClientConfig(
         server=args.server,

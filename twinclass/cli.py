@@ -1,8 +1,10 @@
-"""The `twinclass` command. Subcommands register themselves from their own packages."""
+"""The `twinclass` command. Subcommands register themselves from their own packages; for those with
+--log-level, logging is set up here before they run."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -24,9 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: str) -> None:
+    """Log lines to stderr at `level` (a subcommand's --log-level); aioice's chatter only from WARNING."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "log_level", None):
+        configure_logging(args.log_level)
     result = args.func(args)
     return int(result or 0)
 

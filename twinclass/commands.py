@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--node-url", default=os.environ.get("TWINCLASS_NODE_URL"),
                        help="URL classrooms use to reach this node (with --redis-url; default http://HOST:PORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not create the demo lesson")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.set_defaults(func=run_serve)
 
     token = sub.add_parser("token", help="print a signed join token (or an admin token)")
@@ -51,8 +50,6 @@ def add_commands(sub: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from twinclass.server import ServerConfig, serve
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aioice").setLevel(logging.WARNING)
     config = ServerConfig(
         host=args.host,
         port=args.port,
