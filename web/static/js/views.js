@@ -280,7 +280,7 @@ export class LessonView {
           h("button", { type: "button", class: "secondary", dataset: { action: "lower-hand" },
             onclick: () => this.actions.lowerHandOf(hand.classroom) }, t("action.lower_hand_of"))));
       }
-      if (hand.classroom === state.you.classroom) li.classList.add("me");
+      if (hand.classroom === state.you.classroom) li.classList.add("mine");
       return li;
     });
     // Rebuild only when the queue or language changed, so buttons are not replaced under the cursor;
@@ -344,7 +344,7 @@ export class LessonView {
     const box = this.$("toasts");
     const el = h("div", { class: `toast ${kind}`, role: "status" }, t(key, vars));
     box.append(el);
-    while (box.children.length > 4) box.firstChild.remove();
+    while (box.children.length > 3) box.firstChild.remove();
     setTimeout(() => el.remove(), 6000);
   }
 
