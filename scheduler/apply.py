@@ -2,7 +2,9 @@
 
 One lesson per master class occurring that week with the rural classrooms assigned to it.
 Lesson ids are deterministic (`tt-<date>-<class>`), so applying the same week twice creates
-nothing new.
+nothing new. When a stored lesson of that id has other classrooms or times (the timetable was
+solved again), it is updated to the new timetable and the differences are reported; a store that
+cannot update it leaves it as it was and reports an error (no tokens are issued for it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.ports import LessonPort
+from scheduler.ports import LessonExists, LessonPort
 from scheduler.timetable import Timetable
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -27,6 +29,45 @@ class AppliedLesson:
     created: bool  # False: it already existed
     tokens: dict[str, str] = field(default_factory=dict)  # classroom id -> token
     error: str = ""
+    updated: bool = False  # it existed with other classrooms or times and was updated
+    changes: list[str] = field(default_factory=list)  # how the stored lesson differed, e.g. "+ rural c2"
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return f"error: {self.error}"
+        if self.created:
+            return "created"
+        if self.updated:
+            return "updated: " + "; ".join(self.changes)
+        return "already exists"
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO date-time as an aware instant (a naive one is the store's local time)."""
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.astimezone()
+
+
+def lesson_differences(existing: dict[str, Any], lesson: dict[str, Any]) -> list[str]:
+    """How a stored lesson differs from the one the timetable asks for: classrooms and times."""
+    out = []
+    old_master, new_master = (existing.get("master") or {}).get("id"), lesson["master"]["id"]
+    if old_master != new_master:
+        out.append(f"master {old_master} → {new_master}")
+    old = {r.get("id") for r in existing.get("rurals") or []}
+    new = {r["id"] for r in lesson["rurals"]}
+    out += [f"+ rural {r}" for r in sorted(new - old)]
+    out += [f"- rural {r}" for r in sorted(old - new, key=str)]
+    for key in ("planned_start", "planned_end"):
+        if _instant(existing.get(key)) != _instant(lesson[key]):
+            out.append(f"{key} {existing.get(key)} → {lesson[key]}")
+    return out
 
 
 def monday_of(day: date) -> date:
@@ -87,11 +128,25 @@ def apply_week(tt: Timetable, week: date, port: LessonPort, *, now: datetime | N
         try:
             lid = port.create_lesson(lesson)
             item = AppliedLesson(lid, lesson, created=True)
-        except ValueError as exc:
-            if "exist" not in str(exc):
-                out.append(AppliedLesson(lesson["id"], lesson, created=False, error=str(exc)))
+        except LessonExists as exc:
+            item = AppliedLesson(exc.lesson_id, lesson, created=False)
+            if exc.existing is None:
+                item.error = "it already exists and the store did not say with which classrooms; not changed"
+                out.append(item)
                 continue
-            item = AppliedLesson(lesson["id"], lesson, created=False)
+            item.changes = lesson_differences(exc.existing, lesson)
+            if item.changes:
+                try:
+                    port.update_lesson(lesson)
+                except ValueError as update_exc:
+                    item.error = (f"it already exists with other classrooms or times ({'; '.join(item.changes)}) "
+                                  f"and could not be updated ({update_exc}); not changed, no tokens issued")
+                    out.append(item)
+                    continue
+                item.updated = True
+        except ValueError as exc:
+            out.append(AppliedLesson(lesson["id"], lesson, created=False, error=str(exc)))
+            continue
         end = datetime.fromisoformat(lesson["planned_end"])
         ttl = max(3600.0, (end - now).total_seconds() + 3600.0)
         master = lesson["master"]

@@ -17,11 +17,14 @@ from scheduler.ports import HtmlRenderer, LessonPort
 if TYPE_CHECKING:
     from scheduler.timetable import Timetable
 
-LessonPortFactory = Callable[[Path], LessonPort]
+# The composition root's wiring of `schedule apply` to a lesson store: `port_options` adds the
+# options that say which store (database URL, secret), the factory opens the port from them.
+LessonPortFactory = Callable[[argparse.Namespace], LessonPort]
+PortOptions = Callable[[argparse.ArgumentParser], None]
 
 
 def add_commands(sub: argparse._SubParsersAction, lesson_port_factory: LessonPortFactory | None = None,
-                 render_html: HtmlRenderer | None = None) -> None:
+                 render_html: HtmlRenderer | None = None, port_options: PortOptions | None = None) -> None:
     p = sub.add_parser("schedule", help="term timetable: match rural classrooms with master classes")
     p.set_defaults(render_html=render_html)
     ss = p.add_subparsers(dest="schedule_command", required=True)
@@ -58,6 +61,8 @@ def add_commands(sub: argparse._SubParsersAction, lesson_port_factory: LessonPor
     a.add_argument("--week", type=date.fromisoformat, required=True, help="a date in the week (YYYY-MM-DD)")
     a.add_argument("--data-dir", type=Path, default=Path("./var"))
     a.add_argument("--base-url", default="", help="print join links as BASE_URL/join?token=…")
+    if port_options is not None:
+        port_options(a)
     a.set_defaults(func=lambda ns: cmd_apply(ns, lesson_port_factory))
 
     t = ss.add_parser("template", help="write the CSV templates (filled with a small example)")
@@ -94,7 +99,7 @@ def cmd_solve(ns: argparse.Namespace) -> int:
     from scheduler.export import write_json, write_outputs
     from scheduler.pipeline import make_timetable
     from scheduler.solver import SolveOptions
-    from scheduler.timetable import read_timetable
+    from scheduler.timetable import read_timetable, timetable_store
 
     if not ns.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -106,16 +111,19 @@ def cmd_solve(ns: argparse.Namespace) -> int:
     tt = make_timetable(problem, SolveOptions(time_limit_s=ns.time_limit, workers=ns.workers), previous)
     counts = write_outputs(tt, ns.out, render_html=None if ns.no_html else ns.render_html)
     if ns.data_dir:
-        write_json(tt, ns.data_dir / "timetables" / f"{tt.id}.json")
+        write_json(tt, timetable_store(ns.data_dir) / f"{tt.id}.json")
     s = tt.summary
     print(f"timetable {tt.id}: covered {s['covered']} of {s['need']} periods ({100 * s['coverage']:.1f} %), "
           f"proven bound {s['coverage_bound']:.0f}{' (optimal)' if s['coverage_optimal'] else ''}, "
           f"lowest classroom ratio {s['lowest_ratio']:.2f} ({s['lowest_ratio_classroom']}), {s['wall_s']:.1f} s")
     if tt.changes is not None:
         ch = tt.changes
-        print(f"minimal change: kept {ch['kept']}, moved/removed {len(ch['removed'])}, added {len(ch['added'])}")
+        print(f"minimal change: kept {ch['kept']}, moved/removed {len(ch['removed'])}, added {len(ch['added'])}, "
+              f"same class at a new time {len(ch.get('moved', []))}")
         for r in ch["removed"]:
             print(f"  - {r['classroom']} ⟵ {r['class']}: {r['reason']}")
+        for r in ch.get("moved", []):
+            print(f"  ~ {r['classroom']} ⟵ {r['class']}: {r['reason']}")
         for r in ch["added"]:
             print(f"  + {r['classroom']} ⟵ {r['class']}")
     _print_unmet(tt.unmet)
@@ -183,30 +191,29 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 def cmd_apply(ns: argparse.Namespace, factory: LessonPortFactory | None) -> int:
     from scheduler.apply import apply_week, monday_of
-    from scheduler.timetable import read_timetable
+    from scheduler.timetable import newest_timetable, read_timetable, timetable_store
 
     if factory is None:
         print("error: no lesson store is wired to the scheduler", file=sys.stderr)
         return 2
     path = ns.timetable
     if path is None:
-        stored = sorted((ns.data_dir / "timetables").glob("*.json"), key=lambda p: p.stat().st_mtime)
-        if not stored:
-            print(f"error: no timetable given and none in {ns.data_dir / 'timetables'}", file=sys.stderr)
+        path = newest_timetable(timetable_store(ns.data_dir))
+        if path is None:
+            print(f"error: no timetable given and none in {timetable_store(ns.data_dir)}", file=sys.stderr)
             return 2
-        path = stored[-1]
     try:
         tt = read_timetable(path)
     except SchedulerError as exc:
         return _report_error(exc)
-    port = factory(ns.data_dir)
+    port = factory(ns)
     applied = apply_week(tt, ns.week, port)
     print(f"week of {monday_of(ns.week)} from timetable {tt.id}: {len(applied)} lesson(s)")
     failed = 0
     for item in applied:
         lesson = item.lesson
-        state = "error: " + item.error if item.error else ("created" if item.created else "already exists")
-        print(f"{item.id}  {lesson['planned_start'][:16]}–{lesson['planned_end'][11:16]}  {lesson['title']}  [{state}]")
+        print(f"{item.id}  {lesson['planned_start'][:16]}–{lesson['planned_end'][11:16]}  {lesson['title']}  "
+              f"[{item.state}]")
         failed += bool(item.error)
         for cid, token in item.tokens.items():
             link = f"{ns.base_url.rstrip('/')}/join?token={token}" if ns.base_url else f"token={token}"

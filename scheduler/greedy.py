@@ -6,6 +6,7 @@ It is the bench's point of comparison and the solver's first hint.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from scheduler.structure import Structure
 
@@ -58,20 +59,38 @@ class Ledger:
         self.room_teacher_uses[(c.classroom, c.teacher)] += 1
 
 
-def greedy(st: Structure) -> list[int]:
-    """Candidate indices chosen greedily (feasible for every constraint of the model)."""
+def greedy(st: Structure, seed: Iterable[int] = ()) -> list[int]:
+    """Candidate indices chosen greedily (feasible for every constraint of the model).
+
+    The `seed` candidates (e.g. the assignments kept from an earlier timetable) are taken first,
+    in order, each one that still fits; classroom-subjects they start keep their teacher.
+    """
     ledger = Ledger(st)
     problem = st.problem
+    teacher_of: dict[tuple[str, str], str] = {}
+    taken: dict[tuple[str, str], int] = defaultdict(int)
+    for i in seed:
+        c = st.cands[i]
+        cs = (c.classroom, c.subject)
+        if taken[cs] >= problem.classrooms[c.classroom].needs[c.subject]:
+            continue
+        if teacher_of.get(cs, c.teacher) == c.teacher and ledger.fits(i):
+            ledger.add(i)
+            teacher_of[cs] = c.teacher
+            taken[cs] += 1
     order = sorted(
         st.continuity.items(),
         key=lambda kv: (sum(len(v) for v in kv[1].values()), -problem.classrooms[kv[0][0]].needs[kv[0][1]],
                         kv[0]),
     )
     for (cid, subject), teachers in order:
-        need = problem.classrooms[cid].needs[subject]
+        need = problem.classrooms[cid].needs[subject] - taken[(cid, subject)]
+        if need <= 0:
+            continue
         best: list[int] = []
         best_key: tuple[int, int, int] = (-1, -1, -1)
-        for teacher in sorted(teachers):
+        fixed = teacher_of.get((cid, subject))
+        for teacher in [fixed] if fixed is not None else sorted(teachers):
             picks = _try_teacher(ledger, teachers[teacher], need)
             if not picks:
                 continue

@@ -19,7 +19,7 @@ from scheduler.io_json import tables_from_json
 from scheduler.pipeline import make_timetable
 from scheduler.ports import HtmlRenderer
 from scheduler.solver import SolveOptions
-from scheduler.timetable import Timetable, read_timetable
+from scheduler.timetable import INPUT_SUFFIX, Timetable, read_timetable, stored_timetables, timetable_store
 from scheduler.validate import check
 from scheduler.views import NotFound, classroom_view, county_view, teacher_view
 
@@ -37,7 +37,7 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
                 render_html: HtmlRenderer | None = None) -> list[web.RouteDef]:
-    store = data_dir / "timetables"
+    store = timetable_store(data_dir)
 
     def load(request: web.Request) -> Timetable:
         tid = request.match_info["id"]
@@ -70,7 +70,7 @@ def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
     async def solve(request: web.Request) -> web.Response:
         check_admin(request)
         time_limit = number(request, "time_limit", 30.0, MAX_TIME_LIMIT_S)
-        workers = int(number(request, "workers", 8, 64))
+        workers = int(number(request, "workers", SolveOptions().workers, 64))  # default as the CLI's: one per CPU
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -89,15 +89,13 @@ def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
         loop = asyncio.get_running_loop()
         tt = await loop.run_in_executor(None, make_timetable, problem, options, previous)
         write_json(tt, store / f"{tt.id}.json")
-        (store / f"{tt.id}.input.json").write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+        (store / f"{tt.id}{INPUT_SUFFIX}").write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
         return _json(tt.to_json(), status=201)
 
     async def listing(request: web.Request) -> web.Response:
         check_admin(request)
         items = []
-        for path in sorted(store.glob("*.json")):
-            if path.name.endswith(".input.json"):
-                continue
+        for path in stored_timetables(store):
             try:
                 tt = read_timetable(path)
             except SchedulerError:
@@ -116,7 +114,7 @@ def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
     async def recheck(request: web.Request) -> web.Response:
         check_admin(request)
         tt = load(request)
-        raw = store / f"{tt.id}.input.json"
+        raw = store / f"{tt.id}{INPUT_SUFFIX}"
         if not raw.exists():
             return _error(404, "the input of this timetable was not stored")
         problem = build_problem(tables_from_json(json.loads(raw.read_text(encoding="utf-8")), raw.name))

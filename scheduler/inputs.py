@@ -319,6 +319,7 @@ class _Builder:
 
     def classes(self, teachers: dict[str, Teacher]) -> dict[str, MasterClass]:
         out: dict[str, MasterClass] = {}
+        placed: dict[tuple[str, int], list[tuple[MasterClass, Row]]] = defaultdict(list)  # a teacher's day
         teacher_rows = {_text(r.values.get("id")) for r in self.t.rows("teachers")}
         for kid, row in self.unique(self.t.rows("classes")).items():
             tid = _text(row.values.get("teacher"))
@@ -341,8 +342,16 @@ class _Builder:
                 continue
             if cap is None and _text(row.values.get("capacity")) != "":
                 continue
-            out[kid] = MasterClass(kid, tid, subject, grade, day, start, end,
-                                   cap if cap is not None else DEFAULT_CAPACITY, _text(row.values.get("room")))
+            mc = MasterClass(kid, tid, subject, grade, day, start, end,
+                             cap if cap is not None else DEFAULT_CAPACITY, _text(row.values.get("room")))
+            other = next(((q, qrow) for q, qrow in placed[(tid, day)] if q.start < end and start < q.end), None)
+            if other is not None:
+                q, qrow = other
+                self.bad(row, "start", f"{hhmm(start)}-{hhmm(end)} on weekday {day} overlaps class {q.id} of "
+                         f"the same teacher {tid!r} ({hhmm(q.start)}-{hhmm(q.end)}, row {qrow.row})")
+                continue
+            placed[(tid, day)].append((mc, row))
+            out[kid] = mc
         return out
 
     def partnerships(self, schools: dict[str, School]) -> set[tuple[str, str]]:

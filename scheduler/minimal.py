@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from scheduler.candidates import Candidate
-from scheduler.model import Problem
+from scheduler.model import WEEKDAY_NAMES, Problem, hhmm
 from scheduler.timetable import Timetable
 
 
@@ -43,14 +43,40 @@ def why_removed(problem: Problem, previous: Timetable, classroom: str, cls: str,
     return "displaced by a changed limit (continuity, a link, or another moved lesson)"
 
 
+def _when(weekday: int, start: str, end: str, period: int) -> str:
+    return f"{WEEKDAY_NAMES.get(weekday, weekday)} {start}-{end} (period {period})"
+
+
 def changes(problem: Problem, previous: Timetable, new_pairs: list[tuple[str, str]],
             cands: list[Candidate]) -> dict[str, Any]:
+    """What moved between the previous timetable and the new pairs.
+
+    `removed`: earlier pairs not kept, with the reason; `added`: new pairs; `moved`: pairs kept
+    whose class now meets at another day or time, in another period or with another teacher (the
+    input changed), so the classroom's week changes although the pair stays; `kept`: pairs that
+    stayed exactly as they were.
+    """
     by_pair = {(c.classroom, c.cls): c for c in cands}
-    old = set(previous.pairs())
+    before = {(a.classroom, a.cls): a for a in previous.assignments}
+    old = set(before)
     new = set(new_pairs)
     removed = [
         {"classroom": c, "class": k, "reason": why_removed(problem, previous, c, k, by_pair)}
         for c, k in sorted(old - new)
     ]
     added = [{"classroom": c, "class": k} for c, k in sorted(new - old)]
-    return {"previous": previous.id, "kept": len(old & new), "removed": removed, "added": added}
+    moved = []
+    for c, k in sorted(old & new):
+        a, cand = before[(c, k)], by_pair.get((c, k))
+        if cand is None:
+            continue
+        was = (a.teacher, a.weekday, a.start, a.end, a.period)
+        now = (cand.teacher, cand.weekday, hhmm(cand.start), hhmm(cand.end), cand.period)
+        if was == now:
+            continue
+        reason = (f"class {k} moved from {_when(*was[1:])} to {_when(*now[1:])}" if was[1:] != now[1:]
+                  else f"class {k} changed teacher from {a.teacher} to {cand.teacher}")
+        moved.append({"classroom": c, "class": k, "from": _when(*was[1:]), "to": _when(*now[1:]),
+                      "teacher_from": a.teacher, "teacher_to": cand.teacher, "reason": reason})
+    return {"previous": previous.id, "kept": len(old & new) - len(moved), "moved": moved, "removed": removed,
+            "added": added}

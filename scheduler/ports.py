@@ -11,11 +11,27 @@ from typing import Any, Protocol
 HtmlRenderer = Callable[[dict[str, Any]], str]
 
 
+class LessonExists(ValueError):
+    """`create_lesson`: a lesson with this id is already stored; `existing` is its JSON (None if unknown)."""
+
+    def __init__(self, lesson_id: str, existing: dict[str, Any] | None = None) -> None:
+        super().__init__(f"lesson {lesson_id!r} already exists")
+        self.lesson_id = lesson_id
+        self.existing = existing
+
+
 class LessonPort(Protocol):
     def create_lesson(self, lesson: dict[str, Any]) -> str:
         """Create a lesson from `sfu.lessons.Lesson.from_json` JSON; return its id.
 
-        Raises ValueError when the lesson cannot be created (e.g. the id already exists).
+        Raises LessonExists when the id is taken, ValueError when the lesson cannot be created.
+        """
+        ...
+
+    def update_lesson(self, lesson: dict[str, Any]) -> None:
+        """Replace a stored lesson's definition (classrooms, times) with this JSON, same id.
+
+        Raises ValueError when the store cannot update it.
         """
         ...
 

@@ -367,8 +367,12 @@ class _Part:
             keep = cp_model.LinearExpr.sum([model.x[i] for i in keep_idx])
             out = self._run("keep", model.m, keep, KEEP_SHARE * time_limit)
             if out is None:
-                self.reports.append(StageReport("keep", 0, len(keep_idx), False, 0.0))
-                self.chosen = greedy(st)  # the kept pairs may clash with the new input: start afresh
+                # no solution in the slice (the kept pairs may clash with the new input): keep, in
+                # order, every old pair that still fits, fill greedily and hold on to that many
+                self.chosen = greedy(st, seed=keep_idx)
+                value = len(set(self.chosen) & set(keep_idx))
+                self.reports.append(StageReport("keep", value, len(keep_idx), False, 0.0))
+                model.m.add(keep >= value)
                 model.hint_from_x(self.chosen)
             else:
                 solver, optimal, wall = out

@@ -32,13 +32,13 @@ class Structure:
     upper: dict[str, int] = field(default_factory=dict)  # classroom -> periods it could get alone
 
 
-def _cliques(items: list[tuple[int, int, int]]) -> list[list[int]]:
-    """items (start, end, key): the maximal sets of keys whose intervals share a moment."""
+def _cliques(items: list[tuple[int, int, int]], min_size: int = 2) -> list[list[int]]:
+    """items (start, end, key): the maximal sets of at least `min_size` keys whose intervals share a moment."""
     starts = sorted({s for s, _, _ in items})
     sets: list[frozenset[int]] = []
     for p in starts:
         active = frozenset(k for s, e, k in items if s <= p < e)
-        if len(active) > 1:
+        if len(active) >= min_size:
             sets.append(active)
     sets = list(dict.fromkeys(sets))
     return [sorted(a) for a in sets if not any(a < b for b in sets)]
@@ -116,7 +116,7 @@ def build_structure(problem: Problem, cands: list[Candidate] | None = None) -> S
             mc = problem.classes[k]
             per_day_k[mc.weekday].append((mc.start, mc.end, n))
         for items in per_day_k.values():
-            for q in _cliques(items):
+            for q in _cliques(items, min_size=1):  # a lone class counts too (link_capacity 0)
                 if len(q) > link:
                     st.urban_link.append(([keyed[n] for n in q], link))
     st.upper = {cid: _alone_upper(problem, cands, by_cs, cid) for cid in problem.classrooms}
@@ -138,14 +138,23 @@ def _at_once(members: list[int], cands: list[Candidate], limit: int) -> list[lis
 
 def _alone_upper(problem: Problem, cands: list[Candidate], by_cs: dict[tuple[str, str], list[int]],
                  cid: str) -> int:
-    """Periods a classroom could get if it were alone: per subject, its best single teacher."""
+    """Periods a classroom could get if it were alone: per subject, its best single teacher.
+
+    Classes it can never join however the others are placed do not count: a school link of 0
+    (its own or the class's urban school) or a teacher's weekly cap of 0. A classroom that can
+    get nothing thus has 0 and stays out of the fairness objective instead of pinning it at 0.
+    """
     total = 0
     room = problem.classrooms[cid]
+    if problem.schools[room.school].link_capacity == 0:
+        return 0
     for subject, need in room.needs.items():
         best = 0
         per_teacher: dict[str, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
         for i in by_cs.get((cid, subject), []):
             c = cands[i]
+            if problem.teachers[c.teacher].max_classrooms == 0 or problem.teacher_school(c.cls).link_capacity == 0:
+                continue
             per_teacher[c.teacher][c.weekday].add(c.period)
         limit = problem.day_limit(cid, subject)
         for days in per_teacher.values():

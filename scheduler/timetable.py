@@ -100,6 +100,24 @@ def read_timetable(path: Path) -> Timetable:
         raise TimetableError(f"{path}: {exc}") from exc
 
 
+INPUT_SUFFIX = ".input.json"  # `<id>.input.json`: the input a stored timetable was solved from
+
+
+def timetable_store(data_dir: Path) -> Path:
+    """Where `solve --data-dir` and the HTTP API keep timetables: `DATA_DIR/timetables/`."""
+    return data_dir / "timetables"
+
+
+def stored_timetables(store: Path) -> list[Path]:
+    """The timetable files in a store (not the `<id>.input.json` inputs kept beside them), by name."""
+    return sorted(p for p in store.glob("*.json") if not p.name.endswith(INPUT_SUFFIX))
+
+
+def newest_timetable(store: Path) -> Path | None:
+    """The most recently written timetable file in a store, or None."""
+    return max(stored_timetables(store), key=lambda p: (p.stat().st_mtime, p.name), default=None)
+
+
 def new_id() -> str:
     return f"tt-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3)}"
 

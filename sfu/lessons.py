@@ -27,6 +27,14 @@ class LessonError(ValueError):
     """A lesson definition that cannot be accepted (the message says which field)."""
 
 
+class LessonExists(LessonError):
+    """A lesson with this id is already stored."""
+
+    def __init__(self, lesson_id: str) -> None:
+        super().__init__(f"id: lesson {lesson_id!r} already exists")
+        self.lesson_id = lesson_id
+
+
 @dataclass(frozen=True)
 class Classroom:
     id: str

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sfu.lessons import Classroom, Lesson, LessonError
+from sfu.lessons import Classroom, Lesson, LessonError, LessonExists
 
 metadata = sa.MetaData()
 
@@ -64,7 +64,7 @@ class LessonStore:
     def create(self, lesson: Lesson) -> Lesson:
         lesson.validate()
         if self.get(lesson.id) is not None:
-            raise LessonError(f"id: lesson {lesson.id!r} already exists")
+            raise LessonExists(lesson.id)
         lesson.created_at = lesson.created_at or datetime.now(UTC).replace(tzinfo=None)
         with self._engine.begin() as conn:
             conn.execute(
@@ -84,6 +84,29 @@ class LessonStore:
                 )
             )
         return lesson
+
+    def update(self, lesson: Lesson) -> Lesson:
+        """Replace a stored lesson's definition (classrooms, times, title…); its id and creation
+        time stay. Raises LessonError when no lesson has this id."""
+        lesson.validate()
+        with self._engine.begin() as conn:
+            res = conn.execute(
+                lessons_table.update().where(lessons_table.c.id == lesson.id).values(
+                    title=lesson.title,
+                    subject=lesson.subject,
+                    grade=lesson.grade,
+                    master=json.dumps(lesson.master.to_json()),
+                    rurals=json.dumps([c.to_json() for c in lesson.rurals]),
+                    planned_start=_local_naive(lesson.planned_start),
+                    planned_end=_local_naive(lesson.planned_end),
+                    rural_see_each_other=lesson.rural_see_each_other,
+                    record=lesson.record,
+                    extra=json.dumps(lesson.extra),
+                )
+            )
+        if res.rowcount == 0:
+            raise LessonError(f"id: no lesson {lesson.id!r}")
+        return self.get(lesson.id) or lesson
 
     def get(self, lesson_id: str) -> Lesson | None:
         with self._engine.connect() as conn:

@@ -14,14 +14,15 @@ def build_parser() -> argparse.ArgumentParser:
     from recorder import cli as recorder_cli
     from scheduler import cli as scheduler_cli
     from twinclass import commands
-    from twinclass.lesson_port import lesson_port_for
+    from twinclass.lesson_port import lesson_port_from_args
+    from twinclass.storage import add_store_options
     from web import timetable as timetable_pages
 
     parser = argparse.ArgumentParser(prog="twinclass", description="Twinclass twinning lessons")
     sub = parser.add_subparsers(dest="command", required=True)
     commands.add_commands(sub)
     classroom_cli.add_commands(sub)
-    scheduler_cli.add_commands(sub, lesson_port_for, timetable_pages.render)
+    scheduler_cli.add_commands(sub, lesson_port_from_args, timetable_pages.render, add_store_options)
     recorder_cli.add_commands(sub)
     return parser
 

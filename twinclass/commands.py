@@ -10,7 +10,8 @@ from typing import Any
 
 from sfu.lessons import LessonError, Role
 from sfu.store import LessonStore, make_engine, sqlite_url
-from sfu.tokens import TokenIssuer, load_or_create_secret
+from sfu.tokens import TokenIssuer
+from twinclass.storage import add_store_options, token_secret
 
 
 def add_commands(sub: Any) -> None:
@@ -18,10 +19,7 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", type=Path, default=Path("./var"))
-    serve.add_argument("--database-url", default=os.environ.get("TWINCLASS_DATABASE_URL"),
-                       help="SQLAlchemy URL (default: SQLite in the data dir)")
-    serve.add_argument("--secret", default=os.environ.get("TWINCLASS_SECRET"),
-                       help="token signing secret (default: kept in the data dir)")
+    add_store_options(serve)
     serve.add_argument("--ice-address", action="append", dest="ice_addresses",
                        help="host address for ICE candidates (repeatable; default: loopback when --host is)")
     serve.add_argument("--ice-server", action="append", dest="ice_servers", default=[],
@@ -38,7 +36,7 @@ def add_commands(sub: Any) -> None:
 
     token = sub.add_parser("token", help="print a signed join token (or an admin token)")
     token.add_argument("--data-dir", type=Path, default=Path("./var"))
-    token.add_argument("--secret", default=os.environ.get("TWINCLASS_SECRET"))
+    add_store_options(token, database=False)
     token.add_argument("--lesson", default="")
     token.add_argument("--classroom", default="")
     token.add_argument("--name", default=None)
@@ -68,7 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_token(args: argparse.Namespace) -> int:
-    issuer = TokenIssuer(args.secret or load_or_create_secret(args.data_dir))
+    issuer = TokenIssuer(token_secret(args.data_dir, args.secret))
     role = Role(args.role)
     if role == Role.ADMIN:
         print(issuer.mint_admin(args.name or "admin", ttl_s=args.ttl))

@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from scheduler.ports import LessonExists
 from sfu.lessons import Lesson
-from sfu.store import LessonStore, make_engine, sqlite_url
-from sfu.tokens import TokenIssuer, load_or_create_secret
+from sfu.lessons import LessonExists as StoredLessonExists
+from sfu.store import LessonStore, make_engine
+from sfu.tokens import TokenIssuer
+from twinclass.storage import database_url, token_secret
 
 
 class StoreLessonPort:
-    """Creates lessons in the lesson store (raises ValueError, e.g. when the id exists) and mints tokens."""
+    """Creates and updates lessons in the lesson store and mints tokens."""
 
     def __init__(self, store: LessonStore, tokens: TokenIssuer) -> None:
-        self._store = store
-        self._tokens = tokens
+        self.store = store
+        self.tokens = tokens
 
     def create_lesson(self, lesson: dict[str, Any]) -> str:
-        return self._store.create(Lesson.from_json(lesson)).id
+        try:
+            return self.store.create(Lesson.from_json(lesson)).id
+        except StoredLessonExists as exc:
+            existing = self.store.get(exc.lesson_id)
+            raise LessonExists(exc.lesson_id, existing.to_json() if existing else None) from exc
+
+    def update_lesson(self, lesson: dict[str, Any]) -> None:
+        self.store.update(Lesson.from_json(lesson))
 
     def mint_token(self, *, lesson: str, classroom: str, name: str, role: str, ttl_s: float) -> str:
-        return self._tokens.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=ttl_s)
+        return self.tokens.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=ttl_s)
 
 
-def lesson_port_for(data_dir: Path) -> StoreLessonPort:
-    """The port over a data directory's SQLite store and secret (what `twinclass serve` uses)."""
-    store = LessonStore(make_engine(sqlite_url(data_dir)))
-    return StoreLessonPort(store, TokenIssuer(load_or_create_secret(data_dir)))
+def lesson_port_for(data_dir: Path, url: str | None = None, secret: str | None = None) -> StoreLessonPort:
+    """The port over the store and secret `twinclass serve` uses with the same data dir, database
+    URL and secret (None: the data dir's SQLite store and secret file, as for `serve`)."""
+    store = LessonStore(make_engine(database_url(data_dir, url)))
+    return StoreLessonPort(store, TokenIssuer(token_secret(data_dir, secret)))
+
+
+def lesson_port_from_args(args: argparse.Namespace) -> StoreLessonPort:
+    """`schedule apply`'s port, from the options `twinclass.storage.add_store_options` added."""
+    return lesson_port_for(args.data_dir, args.database_url, args.secret)

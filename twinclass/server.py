@@ -21,8 +21,9 @@ from sfu.lessons import Classroom, Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import use_host_addresses
 from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
-from sfu.store import AttendanceLog, LessonStore, make_engine, sqlite_url
-from sfu.tokens import TokenIssuer, load_or_create_secret
+from sfu.store import AttendanceLog, LessonStore, make_engine
+from sfu.tokens import TokenIssuer
+from twinclass.storage import database_url, token_secret
 from web import routes as web_routes
 from web import study_routes
 from web import timetable as timetable_pages
@@ -78,11 +79,11 @@ class Services:
 def build(config: ServerConfig) -> Services:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     use_host_addresses(config.effective_ice_addresses())
-    engine = make_engine(config.database_url or sqlite_url(config.data_dir))
+    engine = make_engine(database_url(config.data_dir, config.database_url))
     store = LessonStore(engine)
     attendance = AttendanceLog(engine)
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
-    tokens = TokenIssuer(config.secret or load_or_create_secret(config.data_dir))
+    tokens = TokenIssuer(token_secret(config.data_dir, config.secret))
     rooms = RoomDirectory(config.ice_servers, config.video_codecs)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     sio = socketio.AsyncServer(

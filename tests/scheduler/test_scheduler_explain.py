@@ -43,6 +43,36 @@ def test_link_full(inst: Any) -> None:
     assert list(causes(i).values()) == ["link_full"]
 
 
+def test_urban_link_full(inst: Any) -> None:
+    # U carries one lesson at once; a (grade 3, for c3) and b (grade 4, for c4) are at the same time
+    i = inst().room("c3", en=1).room("c4", grades="4", en=1, school="R2").link("U", 1)
+    i.teacher("A").teacher("B").cls("a", "A", day=1).cls("b", "B", grade=4, day=1)
+    got = causes(i)
+    assert list(got.values()) == ["link_full"]
+    problem = i.problem()
+    (u,) = explain(problem, [("c3", "a")])
+    assert u["classroom"] == "c4" and u["details"] == [
+        {"class": "b", "teacher": "B", "when": "Mon 08:00-08:40", "blocked_by": ["link_full"]}]
+    assert "link_capacity" in u["suggestion"]
+
+
+def test_same_day(inst: Any) -> None:
+    # the classroom's English teacher has a second class, but on the day English already is
+    i = inst().room("c", en=2).teacher("T").cls("t1", "T", day=1, period=1).cls("t2", "T", day=1, period=3)
+    assert causes(i) == {("c", "英语"): "same_day"}
+    (u,) = explain(i.problem(), [("c", "t1")])
+    assert u["details"] == [{"class": "t2", "teacher": "T", "when": "Mon 10:00-10:40", "blocked_by": ["same_day"]}]
+    assert "another day" in u["suggestion"]
+
+
+def test_not_chosen_when_a_fitting_class_is_free(inst: Any) -> None:
+    # a timetable that leaves a free, fitting class unused (as a solve cut short might)
+    i = inst().room("c", en=1).teacher("T").cls("k", "T", day=2)
+    (u,) = explain(i.problem(), [])
+    assert u["cause"] == "not_chosen" and u["details"][0]["blocked_by"] == ["not_chosen"]
+    assert "longer time limit" in u["suggestion"]
+
+
 def test_teacher_cap(inst: Any) -> None:
     i = inst().room("a", en=1).room("b", en=1, school="R2").teacher("T", cap=1).cls("k", "T")
     assert list(causes(i).values()) == ["teacher_cap"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from scheduler import cli
 from scheduler.http import make_routes
 from web.timetable import render as render_page
 
@@ -91,3 +94,31 @@ async def test_bad_input_names_row_and_field(tmp_path: Path) -> None:
         assert r.status == 400
     finally:
         await client.close()
+
+
+async def test_solve_defaults_to_the_cli_worker_count(tmp_path: Path, monkeypatch: Any) -> None:
+    from scheduler import http
+    from scheduler.solver import SolveOptions
+
+    seen: list[SolveOptions] = []
+    real = http.make_timetable
+
+    def spy(problem: Any, options: SolveOptions, previous: Any = None) -> Any:
+        seen.append(options)
+        options.time_limit_s = 2.0
+        return real(problem, options, previous)
+
+    monkeypatch.setattr(http, "make_timetable", spy)
+    parser = argparse.ArgumentParser()
+    cli.add_commands(parser.add_subparsers(), None)
+    cli_default = parser.parse_args(["schedule", "solve", "x.json", "--out", "o"]).workers
+    client = await client_for(tmp_path)
+    try:
+        body = json.loads(EXAMPLE_JSON.read_text(encoding="utf-8"))
+        r = await client.post("/api/schedule/solve", json=body, headers=ADMIN)
+        assert r.status == 201
+        r = await client.post("/api/schedule/solve?workers=2", json=body, headers=ADMIN)
+        assert r.status == 201
+    finally:
+        await client.close()
+    assert [o.workers for o in seen] == [cli_default, 2] and cli_default == 0  # 0: one per CPU

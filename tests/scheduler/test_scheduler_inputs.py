@@ -116,12 +116,28 @@ def json_input(tmp_path: Path, example_json: Path, change: Any) -> Path:
     (lambda d: d["classes"][0].update(capcity=4), ("classes[0]", "capcity")),
     (lambda d: d["settings"].update(term_end="2025-13-01"), ("settings", "term_end")),
     (lambda d: d["classrooms"][0].update(id="河西"), ("classrooms[0]", "id")),
+    (lambda d: d["classes"].append({"id": "en3-mon2", "teacher": "t-wang", "subject": "英语", "grade": 3,
+                                    "weekday": 1, "start": "09:00", "end": "09:40"}), ("classes[7]", "start")),
 ])
 def test_json_errors_name_row_and_field(tmp_path: Path, example_json: Path, change: Any,
                                         expected: tuple[str, str]) -> None:
     with pytest.raises(InputError) as err:
         load_problem(json_input(tmp_path, example_json, change))
     assert ("bad.json", *expected) in where(err.value)
+
+
+def test_a_teacher_cannot_give_two_classes_at_once(tmp_path: Path, example_json: Path) -> None:
+    def change(d: Any) -> None:
+        d["classes"].append({"id": "mu3-fri2", "teacher": "t-li", "subject": "音乐", "grade": 3, "weekday": 5,
+                             "start": "10:20", "end": "11:00"})
+        d["classes"].append({"id": "mu3-fri3", "teacher": "t-wang", "subject": "音乐", "grade": 3, "weekday": 5,
+                             "start": "10:20", "end": "11:00"})  # another teacher at that time: fine
+
+    with pytest.raises(InputError) as err:
+        load_problem(json_input(tmp_path, example_json, change))
+    (issue,) = err.value.issues
+    assert (issue.file, issue.row, issue.field) == ("bad.json", "classes[7]", "start")
+    assert "overlaps class mu3-fri of the same teacher 't-li' (09:50-10:30" in issue.message
 
 
 def test_cli_solve_refuses_bad_input_and_writes_nothing(tmp_path: Path, sheets: Path,

@@ -79,3 +79,45 @@ def test_without_previous_a_fresh_solve_is_free_to_differ(inst: Any) -> None:
     i = county(inst)
     tt = solve(i.problem())
     assert tt.changes is None
+
+
+def test_a_kept_class_at_a_new_time_is_reported_as_moved(inst: Any) -> None:
+    i = county(inst)
+    first = solve(i.problem())
+    k = first.assignments[0].cls
+    rooms = sorted(a.classroom for a in first.assignments if a.cls == k)
+    spec = next(c for c in i.data["classes"] if c["id"] == k)
+    was = f"{['Mon', 'Tue', 'Wed', 'Thu', 'Fri'][spec['weekday'] - 1]} {spec['start']}-{spec['end']}"
+    spec.update(start="10:50", end="11:30")  # period 4, free for every classroom
+    second = solve(i.problem(), first)
+    assert set(second.pairs()) == set(first.pairs())  # nothing needs to change its class
+    ch = second.changes
+    assert ch is not None and ch["removed"] == [] and ch["added"] == []
+    assert [(m["classroom"], m["class"]) for m in ch["moved"]] == [(r, k) for r in rooms]
+    assert all(m["to"].endswith("10:50-11:30 (period 4)") and m["from"].startswith(was) for m in ch["moved"])
+    assert all(f"class {k} moved from {was}" in m["reason"] for m in ch["moved"])
+    assert ch["kept"] == len(first.assignments) - len(rooms)
+
+
+def test_keep_stage_without_a_solution_still_keeps_what_fits(inst: Any, monkeypatch: Any) -> None:
+    from scheduler import solver
+
+    i = county(inst)
+    first = solve(i.problem())
+    real_run = solver._Part._run
+
+    def run(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        return None if name == "keep" else real_run(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(solver._Part, "_run", run)  # as if the keep stage timed out with nothing
+    gone = first.assignments[0].teacher
+    data = json.loads(json.dumps(i.data))
+    data["teachers"] = [t for t in data["teachers"] if t["id"] != gone]
+    data["classes"] = [k for k in data["classes"] if k["teacher"] != gone]
+    second = solve(build_problem(tables_from_json(data, "edited.json")), first)
+    forced = {(a.classroom, a.cls) for a in first.assignments if a.teacher == gone}
+    assert set(first.pairs()) - forced <= set(second.pairs())
+    assert second.changes is not None and second.changes["kept"] == len(first.assignments) - len(forced)
+    keep = next(s for s in second.summary["stages"] if s["name"] == "keep")
+    assert keep["value"] == len(first.assignments) - len(forced) and keep["optimal"] is False
+    assert second.summary["covered"] == 12

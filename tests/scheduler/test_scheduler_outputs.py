@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ from icalendar import Calendar
 
 from scheduler import cli
 from scheduler.apply import apply_week, week_lessons
-from scheduler.export import write_outputs
+from scheduler.export import write_json, write_outputs
 from scheduler.inputs import load_problem
 from scheduler.pipeline import make_timetable
+from scheduler.ports import LessonExists
 from scheduler.solver import SolveOptions
 from scheduler.timetable import Timetable, read_timetable
 from scheduler.views import classroom_view, county_view, teacher_view
@@ -86,19 +89,31 @@ def test_views_and_html(solved: tuple[Timetable, Path]) -> None:
 
 
 class FakePort:
-    def __init__(self) -> None:
+    def __init__(self, can_update: bool = True) -> None:
         self.lessons: dict[str, dict[str, Any]] = {}
         self.tokens: list[dict[str, Any]] = []
+        self.can_update = can_update
 
     def create_lesson(self, lesson: dict[str, Any]) -> str:
         if lesson["id"] in self.lessons:
-            raise ValueError(f"id: lesson {lesson['id']!r} already exists")
+            raise LessonExists(lesson["id"], self.lessons[lesson["id"]])
         self.lessons[lesson["id"]] = lesson
         return str(lesson["id"])
+
+    def update_lesson(self, lesson: dict[str, Any]) -> None:
+        if not self.can_update:
+            raise ValueError("this store keeps lessons as they were created")
+        self.lessons[lesson["id"]] = lesson
 
     def mint_token(self, *, lesson: str, classroom: str, name: str, role: str, ttl_s: float) -> str:
         self.tokens.append({"lesson": lesson, "classroom": classroom, "role": role, "ttl_s": ttl_s})
         return f"tok-{lesson}-{classroom}"
+
+
+def resolved(tt: Timetable, moves: dict[tuple[str, str], str]) -> Timetable:
+    """The timetable as a re-solve might leave it: (classroom, class) -> the classroom now in that class."""
+    assignments = [replace(a, classroom=moves.get((a.classroom, a.cls), a.classroom)) for a in tt.assignments]
+    return replace(tt, id=tt.id + "-b", assignments=assignments)
 
 
 def test_apply_week_creates_lessons_once(solved: tuple[Timetable, Path]) -> None:
@@ -120,44 +135,100 @@ def test_apply_week_creates_lessons_once(solved: tuple[Timetable, Path]) -> None
     assert all(not lesson["id"].startswith("tt-20251001") for lesson in week_lessons(tt, date(2025, 10, 2)))
 
 
+def test_apply_updates_a_lesson_whose_classrooms_changed(solved: tuple[Timetable, Path]) -> None:
+    tt, _ = solved
+    port = FakePort()
+    now = datetime.fromisoformat("2025-09-01T00:00:00+08:00")
+    apply_week(tt, date(2025, 9, 1), port, now=now)
+    port.tokens.clear()
+    again = apply_week(resolved(tt, {("hexi-g3", "en3-wed"): "hexi-g4"}), date(2025, 9, 1), port, now=now)
+    by_id = {a.id: a for a in again}
+    wed = by_id["tt-20250903-en3-wed"]
+    assert wed.updated and not wed.created and not wed.error
+    assert wed.changes == ["+ rural hexi-g4", "- rural hexi-g3"]
+    assert wed.state == "updated: + rural hexi-g4; - rural hexi-g3"
+    assert [r["id"] for r in port.lessons["tt-20250903-en3-wed"]["rurals"]] == ["hexi-g4"]
+    assert set(wed.tokens) == {"t-wang", "hexi-g4"}
+    assert {t["classroom"] for t in port.tokens if t["lesson"] == "tt-20250903-en3-wed"} == {"t-wang", "hexi-g4"}
+    assert all(not a.updated and a.state == "already exists" for a in again if a.id != wed.id)
+
+
+def test_apply_refuses_when_the_store_cannot_update(solved: tuple[Timetable, Path]) -> None:
+    tt, _ = solved
+    port = FakePort(can_update=False)
+    apply_week(tt, date(2025, 9, 1), port)
+    port.tokens.clear()
+    again = apply_week(resolved(tt, {("hexi-g3", "en3-wed"): "hexi-g4"}), date(2025, 9, 1), port)
+    wed = next(a for a in again if a.id == "tt-20250903-en3-wed")
+    assert not wed.updated and wed.tokens == {}
+    assert "+ rural hexi-g4; - rural hexi-g3" in wed.error and "could not be updated" in wed.error
+    assert [r["id"] for r in port.lessons["tt-20250903-en3-wed"]["rurals"]] == ["hexi-g3"]
+    assert not any(t["lesson"] == "tt-20250903-en3-wed" for t in port.tokens)
+
+
 def test_apply_into_the_real_lesson_store(solved: tuple[Timetable, Path], tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from sfu.lessons import Lesson
-    from sfu.store import LessonStore, make_engine, sqlite_url
-    from sfu.tokens import TokenIssuer, load_or_create_secret
-
-    class StorePort:
-        def __init__(self, data_dir: Path) -> None:
-            self.store = LessonStore(make_engine(sqlite_url(data_dir)))
-            self.issuer = TokenIssuer(load_or_create_secret(data_dir))
-
-        def create_lesson(self, lesson: dict[str, Any]) -> str:
-            return self.store.create(Lesson.from_json(lesson)).id
-
-        def mint_token(self, *, lesson: str, classroom: str, name: str, role: str, ttl_s: float) -> str:
-            return self.issuer.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=ttl_s)
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`twinclass schedule apply` as wired by the composition root writes where `serve` reads:
+    TWINCLASS_DATABASE_URL and TWINCLASS_SECRET (or --database-url, --secret) over the data dir."""
+    from sfu.store import LessonStore, make_engine
+    from sfu.tokens import TokenIssuer
+    from twinclass import cli as twinclass_cli
 
     _, out = solved
-    parser = argparse.ArgumentParser()
-    cli.add_commands(parser.add_subparsers(), StorePort)
+    db_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    monkeypatch.setenv("TWINCLASS_DATABASE_URL", db_url)
+    monkeypatch.setenv("TWINCLASS_SECRET", "bureau-secret-for-the-lesson-server-0123")
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     argv = ["schedule", "apply", str(out / "timetable.json"), "--week", "2025-09-10", "--data-dir", str(data_dir),
             "--base-url", "https://tc.example"]
-    ns = parser.parse_args(argv)
-    assert ns.func(ns) == 0
+    assert twinclass_cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "tt-20250910-en3-wed" in printed and "[created]" in printed
     assert "https://tc.example/join?token=" in printed
-    port = StorePort(data_dir)
-    stored = port.store.get("tt-20250910-en3-wed")
+    assert not (data_dir / "twinclass.db").exists() and not (data_dir / "token-secret").exists()
+    store = LessonStore(make_engine(db_url))
+    stored = store.get("tt-20250910-en3-wed")
     assert stored is not None and [r.id for r in stored.rurals] == ["hexi-g3"] and stored.subject == "英语"
-    claims = port.issuer.verify(printed.split("hexi-g3: https://tc.example/join?token=")[1].split()[0])
+    claims = TokenIssuer("bureau-secret-for-the-lesson-server-0123").verify(
+        printed.split("hexi-g3: https://tc.example/join?token=")[1].split()[0])
     assert claims.classroom == "hexi-g3" and str(claims.role) == "rural"
-    ns = parser.parse_args(argv)
-    assert ns.func(ns) == 0
+    assert twinclass_cli.main(argv) == 0
     assert "[already exists]" in capsys.readouterr().out
-    assert len(port.store.list()) == 5
+    assert len(store.list()) == 5
+
+    # a re-solved timetable: the stored lesson follows it, and the change is printed
+    write_json(resolved(read_timetable(out / "timetable.json"), {("hexi-g3", "en3-wed"): "hexi-g4"}),
+               tmp_path / "again.json")
+    assert twinclass_cli.main(["schedule", "apply", str(tmp_path / "again.json"), *argv[3:]]) == 0
+    assert "[updated: + rural hexi-g4; - rural hexi-g3]" in capsys.readouterr().out
+    stored = store.get("tt-20250910-en3-wed")
+    assert stored is not None and [r.id for r in stored.rurals] == ["hexi-g4"]
+
+    # the options win over the environment, as for `twinclass serve`
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert twinclass_cli.main([*argv, "--database-url", other, "--secret", "another-secret-of-at-least-32-bytes"]) == 0
+    assert "[created]" in capsys.readouterr().out
+    assert len(LessonStore(make_engine(other)).list()) == 5
+
+
+def test_apply_takes_the_newest_timetable_not_a_stored_input(solved: tuple[Timetable, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    tt, _ = solved
+    store = tmp_path / "var" / "timetables"
+    write_json(tt, store / f"{tt.id}.json")
+    raw = store / f"{tt.id}.input.json"  # what the HTTP solve keeps beside it
+    raw.write_text((EXAMPLES / "small.json").read_text(encoding="utf-8"), encoding="utf-8")
+    later = (store / f"{tt.id}.json").stat().st_mtime + 10
+    os.utime(raw, (later, later))
+    port = FakePort()
+    parser = argparse.ArgumentParser()
+    cli.add_commands(parser.add_subparsers(), lambda ns: port)
+    ns = parser.parse_args(["schedule", "apply", "--week", "2025-09-10", "--data-dir", str(tmp_path / "var")])
+    assert ns.func(ns) == 0
+    assert f"from timetable {tt.id}: 5 lesson(s)" in capsys.readouterr().out
+    assert len(port.lessons) == 5
 
 
 def test_cli_solve_check_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from scheduler import solver
 from scheduler.generate import generate
 from scheduler.greedy import greedy
 from scheduler.inputs import build_problem, load_problem
@@ -92,6 +93,14 @@ def test_urban_link_counts_classes_in_use(inst: Any) -> None:
     assert run(i.problem()).summary["covered"] == 1
 
 
+def test_urban_link_zero_carries_no_remote_lesson(inst: Any) -> None:
+    # a lone class (nothing else at that time) must still count against link_capacity 0
+    i = inst().room("c1", en=1).teacher("A").link("U", 0).cls("a", "A", day=1, period=1)
+    tt = run(i.problem())
+    assert tt.summary["covered"] == 0
+    assert [u["cause"] for u in tt.unmet] == ["link_full"]
+
+
 def test_teacher_weekly_cap_counts_distinct_classrooms(inst: Any) -> None:
     i = inst().room("c1", en=2).room("c2", en=2).teacher("T", cap=1)
     i.cls("k1", "T", day=1).cls("k2", "T", day=2)
@@ -115,15 +124,18 @@ def test_combined_grades_join_either_grade(inst: Any) -> None:
     assert pairs(run(i.problem())) == {("c", "g1"), ("c", "g2")}
 
 
-def test_fairness_raises_the_lowest_classroom(inst: Any) -> None:
-    # k1 has one seat. big could take k1 + k2 (coverage 2) but then small gets nothing;
-    # the same coverage with small in k1 is fairer.
-    i = inst().room("big", en=2).room("small", en=1, school="R2").teacher("T")
+def test_fairness_raises_the_lowest_classroom(inst: Any, monkeypatch: Any) -> None:
+    # k1 has one seat. big could take k1 + k2 (coverage 2) but then small gets nothing; the same
+    # coverage with small in k1 is fairer. big's school is U's partner, so the preferences alone
+    # (200 for big in both, 100 for the fair answer) pick the unfair one: only fairness decides.
+    i = inst().room("big", en=2).room("small", en=1, school="R2").teacher("T").partner("U", "R1")
     i.cls("k1", "T", day=1, capacity=1).cls("k2", "T", day=2).busy("small", 2, "1")
     tt = run(i.problem())
     assert tt.summary["covered"] == 2
     assert pairs(tt) == {("small", "k1"), ("big", "k2")}
     assert tt.summary["lowest_ratio"] == 0.5
+    monkeypatch.setattr(solver._Model, "fair_then_preferences", lambda self: (self.preferences()[0], 1))
+    assert pairs(run(i.problem())) == {("big", "k1"), ("big", "k2")}  # without the fairness term
 
 
 def test_partner_school_is_preferred(inst: Any) -> None:
@@ -140,11 +152,15 @@ def test_closer_alignment_is_preferred(inst: Any) -> None:
     assert pairs(run(i.problem())) == {("c", "exact")}
 
 
-def test_one_teacher_for_two_subjects_is_preferred(inst: Any) -> None:
+def test_one_teacher_for_two_subjects_is_preferred(inst: Any, monkeypatch: Any) -> None:
+    # b-mu is on the bells, a-mu 2 minutes off: on alignment alone b-mu wins, so only the
+    # shared-teacher weight makes A teach both subjects
     i = inst().room("c", mu=1, art=1).teacher("A").teacher("B")
-    i.cls("a-mu", "A", subject="mu", day=1).cls("a-art", "A", subject="art", day=2)
-    i.cls("b-mu", "B", subject="mu", day=3, start="08:03", end="08:43")
+    i.cls("a-mu", "A", subject="mu", day=1, start="08:02", end="08:42").cls("a-art", "A", subject="art", day=2)
+    i.cls("b-mu", "B", subject="mu", day=3)
     assert pairs(run(i.problem())) == {("c", "a-mu"), ("c", "a-art")}
+    monkeypatch.setattr(solver, "SHARED_TEACHER_WEIGHT", 0)
+    assert pairs(run(i.problem())) == {("c", "b-mu"), ("c", "a-art")}
 
 
 def test_generated_instance_bounds_and_decomposition() -> None:
@@ -163,3 +179,22 @@ def test_generated_instance_bounds_and_decomposition() -> None:
     assert result.covered <= result.coverage_bound + 1e-6
     tt = make_timetable(problem, SolveOptions(time_limit_s=8, workers=2))
     assert check(problem, tt) == []
+
+
+def test_a_classroom_that_can_get_nothing_does_not_pin_fairness(inst: Any) -> None:
+    # as in the fairness test, plus "cut": its school's link carries nothing, yet k1 fits it. Counted
+    # in the lowest ratio it would hold that at 0 whatever happens, and the partner preference
+    # would hand big both classes.
+    i = inst().room("big", en=2).room("small", en=1, school="R2").teacher("T").partner("U", "R1")
+    i.data["schools"].append({"id": "R3", "name": "三村小", "county": "A县", "kind": "rural", "link_capacity": 0})
+    i.data["bells"] += [dict(b, school="R3") for b in i.data["bells"] if b["school"] == "R1"]
+    i.room("cut", en=1, school="R3")
+    i.cls("k1", "T", day=1, capacity=1).cls("k2", "T", day=2).busy("small", 2, "1").busy("cut", 2, "1")
+    problem = i.problem()
+    st = build_structure(problem)
+    assert st.upper == {"big": 2, "small": 1, "cut": 0}
+    assert len(split(st)) == 1  # cut competes for k1's one seat: one part, one fairness objective
+    tt = run(problem)
+    assert pairs(tt) == {("small", "k1"), ("big", "k2")}
+    cut = next(u for u in tt.unmet if u["classroom"] == "cut")
+    assert "link_full" in cut["details"][0]["blocked_by"]
