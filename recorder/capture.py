@@ -9,9 +9,11 @@ Layout of a capture directory (``<recording>/capture/``):
     ended.json      written only when the capture ends cleanly (its absence means a crash)
 
 Every packet's timestamp is milliseconds on the session clock (0 = ``session.json`` epoch), so
-tracks line up across files without any other bookkeeping. Files are written with 1-second
-Matroska clusters and flushed after every packet: a ``kill -9`` loses at most the open cluster.
-Muxing runs on a writer thread; the event loop only queues frames.
+tracks line up across files without any other bookkeeping. The muxer keeps the open Matroska
+cluster in memory and writes it (and flushes the file) when the cluster closes, every
+``CLUSTER_MS``: a ``kill -9`` loses the open cluster and the frames still queued for the writer
+thread (at most ``BATCH_S``), about 0.6 s, plus the first ``SETTLE_S`` of a track that had only
+just started. Muxing runs on a writer thread; the event loop only queues frames.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from recorder import bitstream
 logger = logging.getLogger(__name__)
 
 MS = Fraction(1, 1000)
-CLUSTER_MS = 1000  # a crash loses at most one cluster of each file
+CLUSTER_MS = 500  # a crash loses at most the open cluster of each file (held in memory until it closes)
+CLUSTER_BYTES = 256 * 1024  # ... or this much of it, whichever comes first
 # How long aiortc's jitter buffer holds a frame before handing it over: audio waits for 4 more
 # 20 ms packets, video for the first packet of the next frame. Subtracted from arrival times.
 HOLD_S = {"audio": 0.080, "video": 0.033}
@@ -46,7 +49,7 @@ REANCHOR_S = 1.0  # arrival this far from the RTP-predicted time: the sender's c
 OFFSET_WINDOW_S = 2.0
 # A track's first frames often come in a burst (the sender's encoder starting up): they are
 # held this long, until the clock has seen enough arrivals to place them right.
-SETTLE_S = 0.75
+SETTLE_S = 0.5
 BATCH_S = 0.1  # the writer thread writes what is queued this often
 
 
@@ -181,7 +184,8 @@ class TrackFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(
             str(self.path), "w", format="matroska",
-            options={"flush_packets": "1", "cluster_time_limit": str(CLUSTER_MS)},
+            options={"flush_packets": "1", "cluster_time_limit": str(CLUSTER_MS),
+                     "cluster_size_limit": str(CLUSTER_BYTES)},
         )
         stream = container.add_mux_stream(codec_name, **kwargs)
         stream.time_base = MS

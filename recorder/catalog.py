@@ -7,6 +7,7 @@ stay in the recording's directory, so a catalog can always be rebuilt from disk.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+_IN_CHUNK = 500  # lesson ids per `IN (...)`
 
 recordings_table = sa.Table(
     "recordings",
@@ -91,7 +93,10 @@ class RecordingFilter:
     since: datetime | None = None  # UTC, inclusive
     until: datetime | None = None  # UTC, exclusive
     status: str | None = None
-    limit: int = 500
+    statuses: tuple[str, ...] | None = None  # any of these
+    lessons: Collection[str] | None = None  # recordings of these lessons only (any number)
+    limit: int | None = 500  # None: every match
+    offset: int = 0
 
     @staticmethod
     def local_day(day: str) -> tuple[datetime, datetime]:
@@ -101,6 +106,9 @@ class RecordingFilter:
             start = start.astimezone()  # local
         return (start.astimezone(UTC).replace(tzinfo=None), (start + timedelta(days=1)).astimezone(UTC).replace(
             tzinfo=None))
+
+
+Recordings = list[Recording]  # (in RecordingCatalog, `list` is a method)
 
 
 class RecordingCatalog:
@@ -162,12 +170,23 @@ class RecordingCatalog:
             q = q.where(t.c.started_at < f.until)
         if f.status:
             q = q.where(t.c.status == f.status)
-        q = q.order_by(t.c.started_at.desc()).limit(f.limit)
+        if f.statuses is not None:
+            q = q.where(t.c.status.in_(f.statuses))
+        if f.classroom:  # '_' and '%' in the id are escaped: an exact match of the JSON string
+            q = q.where(t.c.classrooms.contains(json.dumps(f.classroom), autoescape=True))
+        q = q.order_by(t.c.started_at.desc(), t.c.id)
+        if f.lessons is None:
+            return self._fetch(q.limit(f.limit).offset(f.offset or None))
+        ids = list(dict.fromkeys(f.lessons))
+        rows = [r for i in range(0, len(ids), _IN_CHUNK) for r in self._fetch(
+            q.where(t.c.lesson_id.in_(ids[i:i + _IN_CHUNK])))]
+        rows.sort(key=lambda r: r.id)
+        rows.sort(key=lambda r: r.started_at, reverse=True)  # newest first, as one query would
+        return rows[f.offset:None if f.limit is None else f.offset + f.limit]
+
+    def _fetch(self, q: sa.Select[Any]) -> Recordings:
         with self._engine.connect() as conn:
-            rows = [_row(r) for r in conn.execute(q)]
-        if f.classroom:  # LIKE treats '_' as a wildcard: check exactly
-            rows = [r for r in rows if f.classroom in r.classrooms]
-        return rows
+            return [_row(r) for r in conn.execute(q)]
 
 
 def _row(row: sa.Row) -> Recording:

@@ -1,17 +1,19 @@
 """Recordings over HTTP: the catalog, one recording's manifest, and its files with range requests.
 
-    GET  /api/recordings?lesson=&subject=&grade=&classroom=&date=YYYY-MM-DD&from=&to=&status=
+    GET  /api/recordings?lesson=&subject=&grade=&classroom=&date=YYYY-MM-DD&from=&to=&status=&limit=&offset=
     GET  /api/recordings/{id}                    the manifest (+ catalog row and file URLs)
     GET  /api/recordings/{id}/files/{path}       any file the manifest lists (Range: seekable)
     POST /api/recordings/{id}/build              rebuild now (admin)
 
-Who may watch: admins and observers every recording; a classroom's token (master or rural)
-the recordings of its own lesson. The token goes in ``Authorization: Bearer`` or, for a
-``<video src>`` that cannot send headers, in ``?token=``.
+Who may watch: admins and observers whose token's `lesson` is "*" every recording; any other
+token (master, rural, or an observer link for one lesson) the recordings of its own lesson.
+The token goes in ``Authorization: Bearer`` or, for a ``<video src>`` that cannot send
+headers, in ``?token=``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,10 +42,23 @@ def _error(exc: type[web.HTTPException], message: str) -> web.HTTPException:
     return exc(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
 
 
-def may_watch(claims: Claims, record: Recording) -> bool:
-    if claims.role in (Role.ADMIN, Role.OBSERVER):
+ALL_LESSONS = "*"  # an observer token's `lesson` claim for every lesson (inspectors, researchers)
+
+
+def sees_all(claims: Claims) -> bool:
+    """Admins, and observers whose token is for every lesson (`lesson: "*"`)."""
+    return claims.role == Role.ADMIN or (claims.role == Role.OBSERVER and claims.lesson == ALL_LESSONS)
+
+
+def may_watch_lesson(claims: Claims, lesson_id: str) -> bool:
+    """Every lesson's recordings, or those of the token's own lesson."""
+    if sees_all(claims):
         return True
-    return claims.role in (Role.MASTER, Role.RURAL) and claims.lesson == record.lesson_id
+    return claims.role in (Role.MASTER, Role.RURAL, Role.OBSERVER) and claims.lesson == lesson_id
+
+
+def may_watch(claims: Claims, record: Recording) -> bool:
+    return may_watch_lesson(claims, record.lesson_id)
 
 
 def _utc_param(value: str, name: str) -> datetime:
@@ -54,6 +69,21 @@ def _utc_param(value: str, name: str) -> datetime:
     if dt.tzinfo is None:
         dt = dt.astimezone()  # server local time
     return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+MAX_PAGE = 1000
+
+
+def page_params(q: Any, default: int = 500) -> tuple[int, int]:
+    """`?limit=` (1 to 1000, newest first) and `?offset=` of a recordings listing, or 400."""
+    try:
+        limit = int(q.get("limit") or default)
+        offset = int(q.get("offset") or 0)
+    except ValueError as exc:
+        raise _error(web.HTTPBadRequest, "limit/offset: whole numbers") from exc
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise _error(web.HTTPBadRequest, f"limit: 1 to {MAX_PAGE}; offset: 0 or more")
+    return limit, offset
 
 
 def _urls(record: Recording) -> dict[str, str]:
@@ -88,12 +118,15 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
             f.since = _utc_param(q["from"], "from")
         if q.get("to"):
             f.until = _utc_param(q["to"], "to")
-        if claims.role not in (Role.ADMIN, Role.OBSERVER):
+        limit, f.offset = page_params(q)
+        f.limit = limit + 1  # one more: is there a next page?
+        if not sees_all(claims):
             if f.lesson not in (None, claims.lesson):
                 raise _error(web.HTTPForbidden, "this token may only list its own lesson's recordings")
             f.lesson = claims.lesson
-        records = catalog.list(f)
-        return web.json_response({"recordings": [{**r.to_json(), "urls": _urls(r)} for r in records]})
+        records = await asyncio.to_thread(catalog.list, f)
+        return web.json_response({"recordings": [{**r.to_json(), "urls": _urls(r)} for r in records[:limit]],
+                                  "offset": f.offset, "limit": limit, "more": len(records) > limit})
 
     async def get_recording(request: web.Request) -> web.Response:
         record, _claims = lookup(request)

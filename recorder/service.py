@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from recorder.build import is_building
-from recorder.catalog import Recording, RecordingCatalog, utc
+from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, utc
 from recorder.config import RecorderConfig
 from recorder.http_api import recording_routes
 from recorder.manifest import read_manifest
@@ -78,6 +78,9 @@ class RecorderService:
     def _on_room_event(self, room: LessonRoom, event: str, data: dict[str, Any]) -> None:
         lesson_id = room.lesson.id
         live = self.live.get(lesson_id)
+        if event == "lesson_updated":
+            self._lesson_updated(room, live)
+            return
         if live is None and event == "classroom_joined" and self.should_record(room.lesson) and not self._closing:
             live = self._start(room)  # classrooms came back after the recording ended: a new part
         if live is None:
@@ -95,6 +98,19 @@ class RecorderService:
             ended_at = live.empty_since
             live.idle = asyncio.get_running_loop().call_later(
                 self.config.idle_s, lambda: self._spawn(self._end(lesson_id, "lesson ended", ended_at)))
+
+    def _lesson_updated(self, room: LessonRoom, live: LiveRecording | None) -> None:
+        """`PATCH /api/lessons/{id}` changed the lesson: stop or start recording, keep the title."""
+        lesson = room.lesson
+        if live is not None and not self.should_record(lesson):
+            logger.info("lesson %s: recording turned off, stopping %s", lesson.id, live.record.id)
+            self._spawn(self._end(lesson.id, "recording turned off"))
+        elif live is not None and live.record.title != lesson.title:
+            live.record.title = lesson.title
+            self.catalog.save(live.record)
+        elif live is None and self.should_record(lesson) and room.connected_classrooms() and not self._closing:
+            logger.info("lesson %s: recording turned on", lesson.id)
+            self._start(room)
 
     def _new_id(self, lesson: Lesson, at: float) -> str:
         base = f"{lesson.id}-{datetime.fromtimestamp(at).strftime('%Y%m%d-%H%M%S')}"
@@ -153,13 +169,16 @@ class RecorderService:
         while True:
             await asyncio.sleep(self.config.planned_poll_s)
             try:
-                self._check_planned()
+                due = await asyncio.to_thread(self.store.planned_at, datetime.now(),
+                                              open_end_s=self.config.planned_wait_s)
+                self._check_planned(due)
             except Exception:
                 logger.exception("checking planned lesson starts failed")
 
-    def _check_planned(self) -> None:
+    def _check_planned(self, due: list[Lesson]) -> None:
+        """Open the rooms of `due` (the store's lessons planned to be on now, selected in SQL)."""
         now = time.time()
-        for lesson in self.store.list():
+        for lesson in due:
             start, end = lesson.planned_start, lesson.planned_end
             if start is None or not self.should_record(lesson):
                 continue
@@ -242,11 +261,11 @@ class RecorderService:
 
     def recover(self) -> None:
         """Pick up what the previous server process left: unfinished recordings and builds."""
-        known = {r.id for r in self.catalog.list()}
+        known = {r.id for r in self.catalog.list(RecordingFilter(limit=None))}
         for directory in sorted(p for p in self.root.iterdir() if (p / "capture" / "session.json").exists()):
             if directory.name not in known:
                 self.catalog.save(record_from_disk(directory))
-        for record in self.catalog.list():
+        for record in self.catalog.list(RecordingFilter(statuses=("recording", "captured", "building"), limit=None)):
             if record.lesson_id in self.live and self.live[record.lesson_id].record.id == record.id:
                 continue
             if record.status not in ("recording", "captured", "building"):
@@ -275,7 +294,7 @@ class RecorderService:
                 await asyncio.wait_for(proc.wait(), 10)
         for task in list(self._tasks):
             task.cancel()
-        for record in self.catalog.list(None):
+        for record in self.catalog.list(RecordingFilter(statuses=("building",), limit=None)):
             if record.status == "building":
                 record.status = "captured"
                 self.catalog.save(record)

@@ -11,7 +11,7 @@ from sfu.lessons import Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import decoders_created
 from sfu.room import RoomDirectory
 from sfu.store import LessonStore
-from sfu.tokens import Claims, TokenError, TokenIssuer
+from sfu.tokens import Claims, TokenError, TokenIssuer, new_subject
 
 
 def bearer_claims(request: web.Request, tokens: TokenIssuer) -> Claims:
@@ -100,7 +100,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
             for c in lesson.classrooms
         }
         out["observer"] = tokens.mint(lesson=lesson.id, classroom="observer", name="observer", role=Role.OBSERVER,
-                                      ttl_s=ttl)
+                                      ttl_s=ttl, sub=new_subject())  # each link its own author
         return web.json_response({"lesson": lesson.id, "tokens": out})
 
     async def stats(request: web.Request) -> web.Response:

@@ -42,6 +42,12 @@ class ProtocolError(Exception):
     """A message that does not follow the protocol; the session is closed."""
 
 
+def _failure(event: str, exc: Exception) -> str:
+    """What a client is told when handling its message failed unexpectedly (details in the log)."""
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{event}: the server could not handle this message ({type(exc).__name__}{': ' + detail if detail else ''})"
+
+
 @dataclass
 class Session:
     sid: str
@@ -77,6 +83,7 @@ class Signaling:
         self.rooms = rooms
         self.sessions: dict[str, Session] = {}
         self._listening: set[str] = set()
+        self._joining: set[str] = set()  # sids whose join is in progress (it awaits the database)
         self._tasks: set[asyncio.Future[Any]] = set()
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
@@ -119,12 +126,33 @@ class Signaling:
         session = self.sessions.pop(sid, None)
         if session is None:
             return
-        row = self._attendance_rows.pop(sid, None)
-        if row is not None and self.attendance is not None:
-            self.attendance.closed(row, datetime.now(UTC), reason)
+        await self._close_attendance(sid, reason)
         room = self.rooms.get(session.lesson_id)
         if room is not None:
             await room.leave(sid, reason=reason)
+
+    # The store is synchronous SQL (SQLAlchemy; its pool hands each worker thread its own
+    # connection): run it in a thread so a slow disk or a remote database never stalls media.
+
+    async def _open_attendance(self, session: Session) -> None:
+        if self.attendance is None:
+            return
+        p = session.participant
+        row = await asyncio.to_thread(self.attendance.opened, session.lesson_id, p.classroom, str(p.role), p.name,
+                                      datetime.now(UTC))
+        if self.sessions.get(session.sid) is session:
+            self._attendance_rows[session.sid] = row
+        else:  # the session ended while the row was being written
+            await asyncio.to_thread(self.attendance.closed, row, datetime.now(UTC), "left while joining")
+
+    async def _close_attendance(self, sid: str, reason: str) -> None:
+        row = self._attendance_rows.pop(sid, None)
+        if row is None or self.attendance is None:
+            return
+        try:
+            await asyncio.to_thread(self.attendance.closed, row, datetime.now(UTC), reason)
+        except Exception:  # the classroom still leaves the room; the row is closed at the next start
+            logger.exception("could not close attendance row %d", row)
 
     async def _refuse(self, sid: str, code: str, message: str, *, close: bool, **extra: Any) -> dict[str, Any]:
         await self.sio.emit("error", {"code": code, "message": message, **extra}, to=sid)
@@ -151,6 +179,10 @@ class Signaling:
             except (ProtocolError, SdpError) as exc:
                 logger.info("closing %s (%s): %s", sid, session.participant.classroom, exc)
                 return await self._refuse(sid, "protocol_error", f"{event}: {exc}", close=True)
+            except Exception as exc:  # aiortc, aioice, the database...: never leave a client waiting
+                logger.exception("%s from %s (%s) failed; closing that session", event, sid,
+                                 session.participant.classroom)
+                return await self._refuse(sid, "server_error", _failure(event, exc), close=True)
 
         return on_event
 
@@ -180,6 +212,22 @@ class Signaling:
     # -- join ----------------------------------------------------------------------------------
 
     async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
+        if sid in self._joining:
+            return await self._refuse(sid, "bad_request", "join: already joining", close=False)
+        self._joining.add(sid)
+        try:
+            return await self._join(sid, data)
+        except Exception as exc:
+            logger.exception("join from %s failed; closing that session", sid)
+            if sid not in self.sessions:  # failed between entering the room and becoming a session
+                for room in list(self.rooms.rooms.values()):
+                    if sid in room.participants:
+                        await room.leave(sid, reason="join failed")
+            return await self._refuse(sid, "server_error", _failure("join", exc), close=True)
+        finally:
+            self._joining.discard(sid)
+
+    async def _join(self, sid: str, data: Any) -> dict[str, Any]:
         if sid in self.sessions:
             return await self._refuse(sid, "bad_request", "join: already joined", close=False)
         if not isinstance(data, dict):
@@ -196,7 +244,9 @@ class Signaling:
             role = claims.role
             if data.get("lesson") not in (None, "", claims.lesson):
                 return await self._refuse(sid, "bad_token", "token is for another lesson", close=True)
-        lesson = self.store.get(lesson_id) if isinstance(lesson_id, str) and lesson_id else None
+        lesson = None
+        if isinstance(lesson_id, str) and lesson_id:
+            lesson = await asyncio.to_thread(self.store.get, lesson_id)
         if lesson is None:
             return await self._refuse(sid, "not_found", f"lesson {lesson_id!r} not found", close=True)
         if role in (Role.MASTER, Role.RURAL):
@@ -219,15 +269,12 @@ class Signaling:
         replaced = await room.join(participant)
         if replaced is not None:
             self.sessions.pop(replaced.sid, None)
-            row = self._attendance_rows.pop(replaced.sid, None)
-            if row is not None and self.attendance is not None:
-                self.attendance.closed(row, datetime.now(UTC), "replaced by a new connection")
+            await self._close_attendance(replaced.sid, "replaced by a new connection")
             await self.sio.emit("kicked", {"reason": "replaced by a new connection"}, to=replaced.sid)
             self._spawn(self.sio.disconnect(replaced.sid))
-        self.sessions[sid] = Session(sid=sid, lesson_id=lesson.id, participant=participant)
-        if self.attendance is not None:
-            self._attendance_rows[sid] = self.attendance.opened(lesson.id, classroom, str(role), participant.name,
-                                                                datetime.now(UTC))
+        session = Session(sid=sid, lesson_id=lesson.id, participant=participant)
+        self.sessions[sid] = session
+        await self._open_attendance(session)
         await self.sio.enter_room(sid, f"lesson:{lesson.id}")
         return {
             "ok": True,

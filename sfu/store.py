@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from sfu.lessons import Classroom, Lesson, LessonError, LessonExists
 
 metadata = sa.MetaData()
+_IN_CHUNK = 500  # ids per `IN (...)`: well under any database's limit on bound parameters
+Lessons = list[Lesson]  # (in LessonStore, `list` is a method)
 
 lessons_table = sa.Table(
     "lessons",
@@ -123,6 +126,36 @@ class LessonStore:
             res = conn.execute(lessons_table.delete().where(lessons_table.c.id == lesson_id))
         return res.rowcount > 0
 
+    def get_many(self, lesson_ids: Iterable[str]) -> Lessons:
+        """The stored lessons among these ids (any order; unknown ids are left out)."""
+        ids = list(dict.fromkeys(lesson_ids))
+        out: Lessons = []
+        for i in range(0, len(ids), _IN_CHUNK):
+            q = lessons_table.select().where(lessons_table.c.id.in_(ids[i:i + _IN_CHUNK]))
+            with self._engine.connect() as conn:
+                out += [_row_to_lesson(r) for r in conn.execute(q)]
+        return out
+
+    def planned_between(self, since: datetime, until: datetime) -> Lessons:
+        """Lessons whose planned start is in [since, until) (server-local times), by planned start."""
+        t = lessons_table
+        q = (t.select().where(t.c.planned_start >= _local_naive(since), t.c.planned_start < _local_naive(until))
+             .order_by(t.c.planned_start, t.c.id))
+        with self._engine.connect() as conn:
+            return [_row_to_lesson(r) for r in conn.execute(q)]
+
+    def planned_at(self, at: datetime, *, open_end_s: float = 0.0) -> Lessons:
+        """Lessons planned to be on at `at`: planned_start <= at < planned_end (server-local times);
+        a lesson without a planned end counts as on for `open_end_s` after its start."""
+        t = lessons_table
+        now = _local_naive(at)
+        assert now is not None
+        ends = sa.or_(t.c.planned_end > now,
+                      sa.and_(t.c.planned_end.is_(None), t.c.planned_start > now - timedelta(seconds=open_end_s)))
+        q = t.select().where(t.c.planned_start <= now, ends).order_by(t.c.planned_start, t.c.id)
+        with self._engine.connect() as conn:
+            return [_row_to_lesson(r) for r in conn.execute(q)]
+
 
 def _local_naive(at: datetime | None) -> datetime | None:
     """Planned times are kept as the server's local wall-clock time (naive), as readers expect.
@@ -180,7 +213,7 @@ class AttendanceLog:
         return int(res.rowcount)
 
     def rows(self, *, lesson_id: str | None = None, since: datetime | None = None,
-             until: datetime | None = None) -> list[dict[str, object]]:
+             until: datetime | None = None, lesson_ids: Iterable[str] | None = None) -> list[dict[str, object]]:
         q = attendance_table.select().order_by(attendance_table.c.joined_at)
         if lesson_id:
             q = q.where(attendance_table.c.lesson_id == lesson_id)
@@ -188,8 +221,17 @@ class AttendanceLog:
             q = q.where(attendance_table.c.joined_at >= _utc(since))
         if until:
             q = q.where(attendance_table.c.joined_at < _utc(until))
+        if lesson_ids is None:
+            with self._engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(q)]
+        ids = list(dict.fromkeys(lesson_ids))  # only these lessons' rows
+        out: list[dict[str, object]] = []
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = q.where(attendance_table.c.lesson_id.in_(ids[i:i + _IN_CHUNK]))
+                out += [dict(r._mapping) for r in conn.execute(chunk)]
+        out.sort(key=lambda r: r["joined_at"])  # type: ignore[arg-type,return-value]
+        return out
 
 
 def _utc(at: datetime) -> datetime:

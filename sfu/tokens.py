@@ -1,7 +1,8 @@
-"""Join tokens: HS256 JWTs with the claims `lesson`, `classroom`, `name`, `role`, `exp`.
+"""Join tokens: HS256 JWTs with the claims `lesson`, `classroom`, `name`, `role`, `exp` (and `sub`).
 
 Other systems mint these too, so the claims are the contract (see README "Join tokens").
-Admin tokens carry `role: "admin"` and need no lesson or classroom.
+Admin tokens carry `role: "admin"` and need no lesson or classroom. The optional `sub` names
+who holds the token (a unique subject, so tokens minted alike are still different authors).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class Claims:
     name: str
     role: Role
     exp: int
+    sub: str = ""  # optional: who holds the token ("" when the minter gave none)
+
+
+def new_subject() -> str:
+    """A fresh, unique `sub` for a token."""
+    return secrets.token_urlsafe(12)
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -54,7 +61,8 @@ class TokenIssuer:
         self._secret = secret
 
     def mint(
-        self, *, lesson: str, classroom: str, name: str, role: Role | str, ttl_s: float = 6 * 3600
+        self, *, lesson: str, classroom: str, name: str, role: Role | str, ttl_s: float = 6 * 3600,
+        sub: str = "",
     ) -> str:
         payload = {
             "lesson": lesson,
@@ -63,6 +71,8 @@ class TokenIssuer:
             "role": str(Role(role)),
             "exp": int(time.time() + ttl_s),
         }
+        if sub:
+            payload["sub"] = sub
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def mint_admin(self, name: str = "admin", ttl_s: float = 12 * 3600) -> str:
@@ -91,7 +101,7 @@ class TokenIssuer:
         if role == Role.SYSTEM:
             raise TokenError("system role cannot be used in a token")
         fields = {}
-        for key in ("lesson", "classroom", "name"):
+        for key in ("lesson", "classroom", "name", "sub"):
             value = data.get(key, "")
             if not isinstance(value, str):
                 raise TokenError(f"token claim {key!r} must be a string")

@@ -27,6 +27,7 @@ module only adds sub-resources of a recording and reads the recorder's catalog a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from aiohttp import web
 
 from recorder.analysis import AnalysisOptions
 from recorder.catalog import Recording
+from recorder.http_api import page_params
 from sfu.http_api import bearer_claims
 from sfu.lessons import Role
 from sfu.room import RoomDirectory
@@ -113,9 +115,11 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
                                            f"{'comments and evaluations' if study else 'lesson'}")
         return record, who
 
-    def require_writer(who: Viewer) -> None:
+    def require_writer(who: Viewer, record: Recording) -> None:
         if not who.may_write_study:
             raise _fail(web.HTTPForbidden, "only observers and administrators write comments and evaluations")
+        if not who.may_write_study_on(record.lesson_id):
+            raise _fail(web.HTTPForbidden, "this observer token is for another lesson")
 
     # -- pages ------------------------------------------------------------------------------------
 
@@ -134,15 +138,23 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
                           teacher=q.get("teacher", ""), classroom=q.get("classroom", ""),
                           county=q.get("county", ""), lesson=q.get("lesson", ""),
                           since=_day(q.get("from"), "from"), until=_day(q.get("to"), "to"))
-        found = library.search(f, lessons_allowed=None if who.sees_all else who.claims.lesson)
-        ids = [r["id"] for r in found]
-        n_comments, n_evals = comments.counts(ids), rubrics.counts(ids)
-        for item in found:
-            item["comments"] = n_comments.get(item["id"], 0)
-            item["evaluations"] = n_evals.get(item["id"], 0)
+        limit, offset = page_params(q, default=200)
+
+        def page() -> tuple[list[dict[str, Any]], bool]:
+            found, more = library.search(f, lessons_allowed=None if who.sees_all else who.claims.lesson,
+                                         limit=limit, offset=offset)
+            ids = [r["id"] for r in found]
+            n_comments, n_evals = comments.counts(ids), rubrics.counts(ids)
+            for item in found:
+                item["comments"] = n_comments.get(item["id"], 0)
+                item["evaluations"] = n_evals.get(item["id"], 0)
+            return found, more
+
+        found, more = await asyncio.to_thread(page)
         facets = {k: sorted({str(v) for r in found for v in ([r[k]] if isinstance(r[k], str) else r[k]) if v})
                   for k in ("subject", "grade", "schools", "teacher", "counties")}
-        return _json({"recordings": found, "facets": facets, "you": _you(who)})
+        return _json({"recordings": found, "facets": facets, "offset": offset, "limit": limit, "more": more,
+                      "you": _you(who)})
 
     async def detail(request: web.Request) -> web.Response:
         record, who = recording(request)
@@ -158,7 +170,7 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
             subject=lesson.subject if lesson else record.subject,
             grade=lesson.grade if lesson else record.grade,
             you=_you(who),
-            may={"study": who.may_read_study(record.lesson_id), "write": who.may_write_study},
+            may={"study": who.may_read_study(record.lesson_id), "write": who.may_write_study_on(record.lesson_id)},
         )
         return _json(body)
 
@@ -188,7 +200,7 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def add_comment(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
-        require_writer(who)
+        require_writer(who, record)
         data = await _body(request)
         try:
             c = comments.add(record.id, who.author, data.get("body"), data.get("t"), data.get("parent"),
@@ -234,7 +246,7 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def save_evaluation(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
-        require_writer(who)
+        require_writer(who, record)
         data = await _body(request)
         try:
             saved = rubrics.save(record.id, who.author, data.get("scores"), data.get("note", ""))
@@ -267,11 +279,13 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         who = viewer(request)
         if not who.may_patrol:
             raise _fail(web.HTTPForbidden, "the patrol wall is for administrators and observers")
-        wall = patrol(store, rooms, directory, county=request.query.get("county", ""))
+        wall = await patrol(store, rooms, directory, county=request.query.get("county", ""))
         name = f"{who.author.name}（巡课）"
+        subject = who.claims.sub or who.author.key
         for tile in wall["live"]:
+            # the tile's token is the patroller's, for that one lesson (same author, if it writes)
             tile["token"] = tokens.mint(lesson=tile["lesson"], classroom="observer", name=name, role=Role.OBSERVER,
-                                        ttl_s=config.patrol_token_ttl_s)
+                                        ttl_s=config.patrol_token_ttl_s, sub=subject)
         wall["ice_servers"] = [{"urls": url} for url in rooms.ice_servers]
         wall["you"] = _you(who)
         return _json(wall)
@@ -290,11 +304,9 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         group = q.get("group", "classroom")
         if group not in reports.GROUPS:
             raise _fail(web.HTTPBadRequest, f"group: one of {', '.join(reports.GROUPS)}")
-        records = library.catalog.list(None)
-        ids = [r.id for r in records]
-        report = reports.usage(store.list(limit=1_000_000), attendance.rows(), records, comments.counts(ids),
-                               rubrics.counts(ids), directory, since=since, until=until, group=group,
-                               county=q.get("county", ""))
+        report = await asyncio.to_thread(reports.usage_between, store, attendance, library.catalog, comments,
+                                         rubrics, directory, since=since, until=until, group=group,
+                                         county=q.get("county", ""))
         if q.get("format") == "csv":
             name = f"usage-{group}-{since}-{until}{'-' + q['county'] if q.get('county') else ''}.csv"
             return web.Response(

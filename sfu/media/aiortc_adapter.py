@@ -21,13 +21,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
+import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtp import RtpPacket, unwrap_rtx, wrap_rtx
+from aiortc.utils import uint16_add
+
+AIORTC_VERSION = "1.16.0"  # every private name used below was read from this release
+
+# Checked before any of aiortc is patched below: another release may have moved what we use.
+if aiortc.__version__ != AIORTC_VERSION:
+    raise ImportError(
+        f"sfu.media.aiortc_adapter relies on aiortc {AIORTC_VERSION} internals, but aiortc {aiortc.__version__} "
+        f"is installed: install aiortc=={AIORTC_VERSION} (pyproject.toml pins it), or port this module and "
+        "run tests/sfu/test_aiortc_adapter.py against the new release"
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +234,13 @@ class SenderPort:
         s: Any = self.sender
         s._run_rtp = self._run_rtp
         s._send_keyframe = on_keyframe_request
+        # aiortc's own _retransmit wraps every repair in the RTX payload type paired with the
+        # first negotiated codec; a slot carries whichever codec its source publishes.
+        s._retransmit = self._retransmit
         self.packets_sent = 0
+        self.retransmissions = 0
+        self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
+        self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         s: Any = self.sender
@@ -242,6 +260,38 @@ class SenderPort:
         """The codecs negotiated with the subscriber for this slot (with its payload types)."""
         codecs: list[RTCRtpCodecParameters] = self.transceiver._codecs
         return codecs
+
+    def rtx_payload_type(self, payload_type: int) -> int | None:
+        """The subscriber's RTX payload type whose apt is this media payload type, if negotiated."""
+        if not self._rtx_payload_types:  # computed once the subscriber's answer gave the codecs
+            self._rtx_payload_types = {}
+            for c in self.codecs:
+                apt = c.parameters.get("apt")
+                if is_rtx(c) and c.payloadType is not None and isinstance(apt, int):
+                    self._rtx_payload_types[apt] = c.payloadType
+        return self._rtx_payload_types.get(payload_type)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """Answer a subscriber's NACK from the history, as RTX of the packet's own codec."""
+        s: Any = self.sender
+        packet: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
+        rtx_pt = self.rtx_payload_type(packet.payload_type)
+        if rtx_pt is not None:
+            packet = wrap_rtx(
+                packet,
+                payload_type=rtx_pt,
+                sequence_number=s._RTCRtpSender__rtx_sequence_number,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            s._RTCRtpSender__rtx_sequence_number = uint16_add(s._RTCRtpSender__rtx_sequence_number, 1)
+        # (no RTX for this codec: resend the packet as it was, which a receiver also accepts)
+        try:
+            await self.sender.transport._send_rtp(packet.serialize(s._RTCRtpSender__rtp_header_extensions_map))
+        except ConnectionError:
+            return
+        self.retransmissions += 1
 
     @property
     def ssrc(self) -> int:
@@ -268,8 +318,12 @@ class SenderPort:
             await self.sender.transport._send_rtp(data)
         except ConnectionError:
             return
-        s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
-        s._RTCRtpSender__rtp_timestamp = timestamp
+        if self._last_seq is None or 0 < (sequence_number - self._last_seq) % 65536 < 0x8000:
+            # the sender report pairs "now" with the newest RTP timestamp: a late or reordered
+            # packet (older timestamp) must not move that pair backwards
+            self._last_seq = sequence_number
+            s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+            s._RTCRtpSender__rtp_timestamp = timestamp
         s._RTCRtpSender__octet_count += len(packet.payload)
         s._RTCRtpSender__packet_count += 1
         self.packets_sent += 1
@@ -278,3 +332,8 @@ class SenderPort:
         """(packet count, octet count, last RTP timestamp) as the next sender report gives them."""
         s: Any = self.sender
         return (s._RTCRtpSender__packet_count, s._RTCRtpSender__octet_count, s._RTCRtpSender__rtp_timestamp)
+
+    def sender_report_clock(self) -> tuple[int, int]:
+        """(NTP time, RTP timestamp): the pair the next sender report maps wall clock to media time with."""
+        s: Any = self.sender
+        return (s._RTCRtpSender__ntp_timestamp, s._RTCRtpSender__rtp_timestamp)

@@ -55,8 +55,8 @@ async def add_remote_candidate(pc: RTCPeerConnection, candidate: dict[str, Any])
         return
     try:
         cand = candidate_from_sdp(text.removeprefix("candidate:"))
-    except (ValueError, IndexError) as exc:
-        raise SdpError(f"candidate: cannot parse {text!r}") from exc
+    except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts there are 8 fields
+        raise SdpError(f"candidate: cannot parse {text[:200]!r}") from exc
     cand.sdpMid = candidate.get("sdpMid")
     cand.sdpMLineIndex = candidate.get("sdpMLineIndex")
     if cand.sdpMid is None and cand.sdpMLineIndex is None:

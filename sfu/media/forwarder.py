@@ -50,6 +50,7 @@ class PublishedTrack:
         self._keyframe_wanted = False
         self.closed = False
         self.last_packet_at = 0.0
+        self._codec_names: dict[int, str] = {}  # payload type -> codec name (fixed once negotiated)
 
     def bind(self, tap: ReceiverTap) -> None:
         self._tap = tap
@@ -57,6 +58,16 @@ class PublishedTrack:
     @property
     def codecs(self) -> list[RTCRtpCodecParameters]:
         return list(self._tap.codecs.values()) if self._tap else []
+
+    def codec_name(self, codec: RTCRtpCodecParameters) -> str:
+        """"VP8", "H264", "OPUS"...: what keyframe detection needs, worked out once per payload type."""
+        pt = codec.payloadType
+        name = self._codec_names.get(pt) if pt is not None else None
+        if name is None:
+            name = CodecKey.of(codec).name
+            if pt is not None:
+                self._codec_names[pt] = name
+        return name
 
     async def on_packet(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         self.stats.packets_in += 1
@@ -114,6 +125,7 @@ class Slot:
         self._rebase = True
         self._need_keyframe = kind == "video"
         self._pt_map: dict[int, int] = {}
+        self._unmapped: set[int] = set()  # source payload types the subscriber lacks (warned once)
         self._clock_rate = 90000 if kind == "video" else 48000
         self._mid_frame = False  # the last forwarded video packet did not end its frame
         self._draining: PublishedTrack | None = None  # old source finishing its current frame
@@ -123,7 +135,7 @@ class Slot:
     def on_started(self) -> None:
         """The subscriber's transport is up: get it a picture as soon as possible."""
         if self.source is not None:
-            self._pt_map = payload_type_map(self.source.codecs, self.port.codecs if self.port else [])
+            self._map_payload_types(self.source)
             self.source.request_keyframe()
 
     def on_keyframe_request(self) -> None:
@@ -152,9 +164,27 @@ class Slot:
         self.stats.source_switches += 1
         self._draining_pt = self._pt_map
         source.slots.add(self)
-        self._pt_map = payload_type_map(source.codecs, self.port.codecs if self.port else [])
+        self._map_payload_types(source)
         if self.port is not None and self.port.started:
             source.request_keyframe()
+
+    def _map_payload_types(self, source: PublishedTrack) -> None:
+        self._pt_map = payload_type_map(source.codecs, self.port.codecs if self.port else [])
+        self._unmapped = set()
+
+    def _unmapped_payload_type(self, source: PublishedTrack, port: SenderPort, payload_type: int) -> int | None:
+        """A packet whose payload type is not in the map: map again once (negotiation may have
+        completed since), then remember the type so its later packets are dropped without work."""
+        if payload_type in self._unmapped:
+            return None
+        self._map_payload_types(source)
+        pt = self._pt_map.get(payload_type)
+        if pt is None:
+            self._unmapped.add(payload_type)
+            codec = next((c for c in source.codecs if c.payloadType == payload_type), None)
+            logger.warning("%s: the subscriber did not negotiate %s (payload type %d); its packets are dropped",
+                           source.label, codec.mimeType if codec else "this codec", payload_type)
+        return pt
 
     def detach(self) -> None:
         self.attach(None)
@@ -176,13 +206,12 @@ class Slot:
             return
         pt = self._pt_map.get(packet.payload_type)
         if pt is None:
-            self._pt_map = payload_type_map(source.codecs, port.codecs)
-            pt = self._pt_map.get(packet.payload_type)
+            pt = self._unmapped_payload_type(source, port, packet.payload_type)
             if pt is None:
                 self.stats.dropped_no_codec += 1
                 return
         if self._need_keyframe:
-            if not is_keyframe_start(CodecKey.of(codec).name, packet.payload):
+            if not is_keyframe_start(source.codec_name(codec), packet.payload):
                 self.stats.dropped_waiting_keyframe += 1
                 source.request_keyframe()
                 return

@@ -37,6 +37,11 @@ def test_admin_creates_lesson_and_others_cannot(server: ServerProcess) -> None:
     assert status == 403
     status, tokens = server.api("/api/lessons/math-4/tokens", method="POST", token=admin)
     assert status == 200 and set(tokens["tokens"]) == {"m1", "p1", "p2", "observer"}
+    status, tokens = server.api("/api/lessons/math-4/tokens?ttl=600", method="POST", token=admin)
+    assert status == 200 and set(tokens["tokens"]) == {"m1", "p1", "p2", "observer"}
+    for bad in ("soon", "-5", "0", "nan", "inf", "1e300"):
+        status, err = server.api(f"/api/lessons/math-4/tokens?ttl={bad}", method="POST", token=admin)
+        assert status == 400 and "ttl" in err["error"] and bad in err["error"], (bad, status, err)
 
 
 def test_lesson_shows_connected_classrooms(server: ServerProcess, classrooms: ClassroomLauncher) -> None:

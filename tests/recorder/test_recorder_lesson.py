@@ -254,7 +254,7 @@ def test_lesson_is_recorded_and_archived(recorded_server: ServerProcess, tmp_pat
 def _browser_seek(server: ServerProcess, url: str, at: float, duration: float) -> None:
     """Chromium loads the archive, seeks, plays; the frame it shows is rural-1's (read by pattern)."""
     if not CHROMIUM.exists():
-        pytest.skip("chromium not installed")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make test` does; the test needs it)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"])

@@ -10,108 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import av
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
+from peers import close as _close
+from peers import publish, spy_rtp, subscribe
 
-from classroom_client.pattern import read_pattern, source_tag
-from classroom_client.sources import TestPatternTrack, ToneTrack
-from sfu.media import aiortc_adapter
-from sfu.media.aiortc_adapter import capture_encoded_frames, use_host_addresses
-from sfu.media.endpoint import PublisherEndpoint, SubscriberEndpoint, rtc_configuration
-from sfu.media.forwarder import PublishedTrack
-
-
-@dataclass
-class Received:
-    counters: list[int] = field(default_factory=list)
-    tags: list[int] = field(default_factory=list)
-    bad: int = 0
-    audio: int = 0
-
-
-async def _consume(track: MediaStreamTrack, into: Received) -> None:
-    try:
-        while True:
-            frame = await track.recv()
-            if isinstance(frame, av.VideoFrame):
-                info = read_pattern(frame.to_ndarray(format="gray"))
-                if info is None:
-                    into.bad += 1
-                    into.tags.append(-1)  # keeps the order of sources visible
-                else:
-                    into.counters.append(info.counter)
-                    into.tags.append(info.tag)
-            else:
-                into.audio += 1
-    except MediaStreamError:
-        pass
-
-
-@dataclass
-class Publisher:
-    pc: RTCPeerConnection
-    endpoint: PublisherEndpoint
-    tracks: dict[str, PublishedTrack]
-
-
-async def publish(name: str, codec: str = "VP8") -> Publisher:
-    pc = RTCPeerConnection(rtc_configuration([]))
-    video = pc.addTransceiver(TestPatternTrack(320, 240, 30, name, source_tag(name)), direction="sendonly")
-    caps = RTCRtpSender.getCapabilities("video").codecs
-    video.setCodecPreferences([c for c in caps if c.mimeType == f"video/{codec}"]
-                              + [c for c in caps if c.mimeType == "video/rtx"])
-    pc.addTransceiver(ToneTrack(440), direction="sendonly")
-    tracks: dict[str, PublishedTrack] = {}
-    endpoint = PublisherEndpoint([], name, lambda source, t: tracks.__setitem__(source, t), lambda s: None)
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await endpoint.accept_offer(pc.localDescription.sdp, {})
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    return Publisher(pc, endpoint, tracks)
-
-
-@dataclass
-class Subscriber:
-    pc: RTCPeerConnection
-    endpoint: SubscriberEndpoint
-    video: Received
-    audio: Received
-    tasks: list[asyncio.Task[None]]
-
-
-async def subscribe(drop: Any = None) -> Subscriber:
-    endpoint = SubscriberEndpoint([], lambda s: None)
-    endpoint.add_slot("v", "video")
-    endpoint.add_slot("a", "audio")
-    pc = RTCPeerConnection(rtc_configuration([]))
-    video, audio = Received(), Received()
-    tasks: list[asyncio.Task[None]] = []
-
-    @pc.on("track")
-    def on_track(track: MediaStreamTrack) -> None:
-        tasks.append(asyncio.ensure_future(_consume(track, video if track.kind == "video" else audio)))
-
-    await pc.setRemoteDescription(RTCSessionDescription(await endpoint.create_offer(), "offer"))
-    if drop is not None:
-        for t in pc.getTransceivers():
-            if t.kind == "video":
-                original = t.receiver._handle_rtp_packet
-
-                async def lossy(packet: RtpPacket, arrival_time_ms: int, original: Any = original) -> None:
-                    if not drop(packet):
-                        await original(packet, arrival_time_ms)
-
-                t.receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
-    await pc.setLocalDescription(await pc.createAnswer())
-    await endpoint.accept_answer(pc.localDescription.sdp)
-    return Subscriber(pc, endpoint, video, audio, tasks)
+from classroom_client.pattern import source_tag
+from sfu.media import aiortc_adapter, codecs, forwarder
+from sfu.media.aiortc_adapter import use_host_addresses
+from sfu.media.endpoint import SubscriberEndpoint
 
 
 @pytest.fixture(autouse=True)
@@ -119,14 +31,6 @@ async def loopback_ice() -> AsyncIterator[None]:
     use_host_addresses(["127.0.0.1"])
     yield
     use_host_addresses(None)
-
-
-async def _close(*things: Any) -> None:
-    for thing in things:
-        for task in getattr(thing, "tasks", []):
-            task.cancel()
-        await thing.endpoint.close()
-        await thing.pc.close()
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
@@ -183,15 +87,7 @@ async def test_source_switch_keeps_sequence_and_timestamps_continuous() -> None:
     b = await publish("pub-b")
     sub = await subscribe()
     seen: list[RtpPacket] = []
-    for t in sub.pc.getTransceivers():
-        if t.kind == "video":
-            original = t.receiver._handle_rtp_packet
-
-            async def spy(packet: RtpPacket, arrival_time_ms: int, original: Any = original) -> None:
-                seen.append(packet)
-                await original(packet, arrival_time_ms)
-
-            t.receiver._handle_rtp_packet = spy  # type: ignore[method-assign]
+    spy_rtp(sub.receiver("video"), seen.append)
     slot = sub.endpoint.slots["v"]
     slot.attach(a.tracks["camera"])
     await asyncio.sleep(2.5)
@@ -239,28 +135,6 @@ async def test_lost_packets_are_repaired_from_the_forwarders_history() -> None:
     await _close(sub, pub)
 
 
-async def test_capture_encoded_frames_hands_over_frames_without_decoding() -> None:
-    pub_pc = RTCPeerConnection(rtc_configuration([]))
-    pub_pc.addTransceiver(TestPatternTrack(320, 240, 30, "cap", 1), direction="sendonly")
-    rec_pc = RTCPeerConnection(rtc_configuration([]))
-    frames: list[tuple[str, int, bytes]] = []
-    await pub_pc.setLocalDescription(await pub_pc.createOffer())
-    await rec_pc.setRemoteDescription(pub_pc.localDescription)
-    for t in rec_pc.getTransceivers():
-        capture_encoded_frames(t.receiver, lambda codec, f: frames.append((codec.name, f.timestamp, f.data)))
-    await rec_pc.setLocalDescription(await rec_pc.createAnswer())
-    decoders_before = aiortc_adapter.decoders_created()
-    await pub_pc.setRemoteDescription(rec_pc.localDescription)
-    await asyncio.sleep(2.5)
-    assert len(frames) > 40 and frames[0][0] == "VP8"
-    assert frames[0][2][0] & 1 == 0  # the first frame handed over is a VP8 keyframe
-    assert aiortc_adapter.decoders_created() == decoders_before
-    timestamps = [ts for _, ts, _ in frames]
-    assert timestamps == sorted(timestamps)
-    await pub_pc.close()
-    await rec_pc.close()
-
-
 async def test_h264_preferred_slots_still_carry_a_vp8_classroom() -> None:
     """Codec preferences order the offer; the payload-type map still forwards any publisher's codec."""
     endpoint = SubscriberEndpoint([], lambda s: None, video_codecs=("H264", "VP8"))
@@ -277,3 +151,96 @@ async def test_h264_preferred_slots_still_carry_a_vp8_classroom() -> None:
     await asyncio.sleep(2.5)
     assert len(sub.video.counters) > 40
     await _close(sub, pub)
+
+
+async def test_h264_through_a_vp8_first_slot_is_repaired_with_h264s_own_rtx() -> None:
+    """A slot negotiates RTX per codec; a repair must carry the RTX payload type of its packet's codec.
+
+    (aiortc's sender would label every repair with the RTX type of the first codec, VP8's: the
+    subscriber then unwraps H264 as VP8 and the frame is lost although it was retransmitted.)
+    """
+    pub = await publish("pub-h264", "H264")
+    dropped: set[int] = set()
+    rtx_seen: list[int] = []
+    media_pt: list[int] = []
+
+    def drop(packet: RtpPacket) -> bool:
+        if packet.ssrc != port.ssrc:  # RTX comes on the sender's RTX SSRC
+            rtx_seen.append(packet.payload_type)
+            return False
+        media_pt.append(packet.payload_type)
+        if packet.sequence_number % 25 == 0 and packet.sequence_number not in dropped:
+            dropped.add(packet.sequence_number)
+            return True
+        return False
+
+    sub = await subscribe(drop)
+    slot = sub.endpoint.slots["v"]
+    assert slot.port is not None
+    port = slot.port
+    first = next(c for c in port.codecs if not codecs.is_rtx(c))
+    assert first.mimeType == "video/VP8"  # the slot's first codec is VP8, the publisher sends H264
+    slot.attach(pub.tracks["camera"])
+    await asyncio.sleep(5)
+    assert len(dropped) > 5
+    rtx_of = {c.parameters["apt"]: c.payloadType for c in port.codecs if codecs.is_rtx(c)}
+    h264_pt = media_pt[-1]
+    assert next(c for c in port.codecs if c.payloadType == h264_pt).mimeType == "video/H264"
+    assert rtx_seen and set(rtx_seen) == {rtx_of[h264_pt]}, (rtx_seen[:5], rtx_of)
+    assert port.retransmissions >= len(dropped) - 2
+    rx = sub.video
+    assert len(rx.counters) > 100, len(rx.counters)
+    missing = (rx.counters[-1] - rx.counters[0] + 1) - len(rx.counters)
+    assert missing <= 3, f"{missing} frames lost although every loss was retransmittable"
+    assert rx.bad == 0
+    await _close(sub, pub)
+
+
+async def test_a_codec_the_subscriber_lacks_is_dropped_without_per_packet_work(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An H264 classroom to a VP8-only subscriber: dropped, warned about once, mapped once, not per packet."""
+    calls = {"map": 0, "key": 0}
+    real_map = forwarder.payload_type_map
+    real_of = codecs.CodecKey.of.__func__  # type: ignore[attr-defined]
+
+    def counting_map(*args: Any) -> dict[int, int]:
+        calls["map"] += 1
+        return real_map(*args)
+
+    def counting_of(cls: type[codecs.CodecKey], codec: Any) -> codecs.CodecKey:
+        calls["key"] += 1
+        return real_of(cls, codec)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(forwarder, "payload_type_map", counting_map)
+    caplog.set_level(logging.WARNING, logger="sfu.media.forwarder")
+    pub = await publish("pub-h264", "H264")
+    sub = await subscribe(video_codec="VP8")
+    slot = sub.endpoint.slots["v"]
+    port = slot.port
+    assert port is not None and {c.mimeType for c in port.codecs} <= {"video/VP8", "video/rtx"}
+    t0 = time.monotonic()
+    while not port.started and time.monotonic() - t0 < 10:
+        await asyncio.sleep(0.05)
+    slot.attach(pub.tracks["camera"])
+    await asyncio.sleep(0.5)
+    maps_before = calls["map"]
+    dropped_before = slot.stats.dropped_no_codec
+    await asyncio.sleep(2)
+    assert slot.stats.dropped_no_codec - dropped_before > 30
+    assert slot.stats.packets_out == 0
+    assert calls["map"] - maps_before == 0, calls
+    warnings = [r for r in caplog.records if "did not negotiate" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "H264" in warnings[0].getMessage()
+
+    # a VP8 classroom's packets while the slot waits for a keyframe that never comes
+    vp8 = await publish("pub-vp8", "VP8")
+    await asyncio.sleep(2)  # its first keyframe is long gone
+    track = vp8.tracks["camera"]
+    monkeypatch.setattr(track, "request_keyframe", lambda: None)  # so the wait lasts
+    monkeypatch.setattr(codecs.CodecKey, "of", classmethod(counting_of))
+    slot.attach(track)
+    await asyncio.sleep(2)
+    assert slot.stats.dropped_waiting_keyframe > 30, slot.stats
+    assert calls["key"] <= 10, calls  # codec identity is worked out per payload type, not per packet
+    await _close(sub, pub, vp8)

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from harness import ServerProcess, wait_until
-from study_archive import ARCHIVE_ID
+from study_archive import ARCHIVE_ID, LESSON
 from study_pages import mint
 
 REC = f"/api/recordings/{ARCHIVE_ID}"
@@ -115,3 +115,46 @@ def test_library_analysis_comments_and_rubric_api(study_server: ServerProcess) -
     assert (item["comments"], item["evaluations"]) == (1, 2)
     status, body = server.api(f"{REC}/comments", token=li)
     assert body["comments"][0]["deleted"] and body["comments"][0]["replies"][0]["body"] == "同意。"
+
+
+def test_observer_links_reach_their_own_lesson_only_and_each_is_its_own_author(study_server: ServerProcess) -> None:
+    server = study_server
+    admin = server.admin_token()
+    status, created = server.api("/api/lessons", method="POST", body=LESSON, token=admin)
+    assert status == 201, created
+
+    def link(lesson: str) -> str:
+        status, body = server.api(f"/api/lessons/{lesson}/tokens", method="POST", token=admin)
+        assert status == 200, body
+        return str(body["tokens"]["observer"])
+
+    mine, also_mine, elsewhere = link("study-synth"), link("study-synth"), link("demo")
+    scores = {d["key"]: 80 for d in server.api("/api/study/rubric", token=mine)[1]["dimensions"]}
+
+    # another lesson's observer link: nothing of this recording, no patrol wall
+    for path in (REC, f"{REC}/files/lesson.mp4", f"/api/study/recordings/{ARCHIVE_ID}", f"{REC}/analysis",
+                 f"{REC}/comments", f"{REC}/evaluations", f"/api/study/report/{ARCHIVE_ID}"):
+        assert server.api(path, token=elsewhere)[0] == 403, path
+    assert server.api("/api/recordings", token=elsewhere)[1]["recordings"] == []
+    assert server.api(f"/api/recordings?lesson={LESSON['id']}", token=elsewhere)[0] == 403
+    assert server.api("/api/study/recordings", token=elsewhere)[1]["recordings"] == []
+    assert server.api(f"{REC}/comments", method="POST", body={"t": 3, "body": "x"}, token=elsewhere)[0] == 403
+    assert server.api(f"{REC}/evaluations/mine", method="PUT", body={"scores": scores}, token=elsewhere)[0] == 403
+    assert server.api("/api/patrol", token=elsewhere)[0] == 403
+    assert server.api("/api/patrol", token=mine)[0] == 403
+
+    # this lesson's links watch, comment and evaluate, each as its own author
+    assert server.api(REC, token=mine)[0] == 200
+    assert [r["id"] for r in server.api("/api/study/recordings", token=mine)[1]["recordings"]] == [ARCHIVE_ID]
+    status, detail = server.api(f"/api/study/recordings/{ARCHIVE_ID}", token=mine)
+    assert status == 200 and detail["may"] == {"study": True, "write": True}
+    status, c = server.api(f"{REC}/comments", method="POST", body={"t": 5, "body": "导入自然。"}, token=mine)
+    assert status == 201 and c["mine"]
+    assert server.api(f"{REC}/comments/{c['id']}", method="DELETE", token=also_mine)[0] == 403
+    for token, score in ((mine, 80), (also_mine, 60)):
+        body = {"scores": {k: score for k in scores}}
+        assert server.api(f"{REC}/evaluations/mine", method="PUT", body=body, token=token)[0] == 200
+    status, body = server.api(f"{REC}/evaluations", token=also_mine)
+    assert status == 200
+    assert sorted((e["total"], e["mine"]) for e in body["evaluations"]) == [(60.0, True), (80.0, False)]
+    assert server.api(f"{REC}/comments/{c['id']}", method="DELETE", token=mine)[0] == 200

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from web.study.access import Author
-from web.study.db import iso_utc, metadata, utcnow
+from web.study.db import count_by_recording, iso_utc, metadata, utcnow
 
 MAX_BODY = 2000
 
@@ -122,10 +122,7 @@ class CommentStore:
         """Comments (not deleted) per recording."""
         t = comments_table
         q = sa.select(t.c.recording_id, sa.func.count()).where(t.c.deleted.is_(False)).group_by(t.c.recording_id)
-        if recording_ids is not None:
-            q = q.where(t.c.recording_id.in_(list(recording_ids)))
-        with self._engine.connect() as conn:
-            return Counter({r[0]: int(r[1]) for r in conn.execute(q)})
+        return count_by_recording(self._engine, q, t.c.recording_id, recording_ids)
 
 
 def threads(comments: list[Comment], viewer_key: str | None = None) -> list[dict[str, Any]]:

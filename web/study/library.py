@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from recorder.analysis import AnalysisOptions, reanalyze
-from recorder.catalog import Recording, RecordingCatalog, RecordingFilter
+from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, recordings_table
 from recorder.manifest import MANIFEST, read_manifest
 from sfu.lessons import Lesson
 from sfu.store import LessonStore
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 MARKER_EVENTS = ("floor", "hand_raised", "hand_lowered", "courseware", "classroom_joined", "classroom_left")
 ANALYSABLE = ("captured", "building", "ready")  # a capture on disk (built or not)
+SEARCH_BATCH = 500  # catalog rows read at a time when a search filters on the lessons' places and people
 
 analysis_table = sa.Table(
     "study_analysis",
@@ -97,29 +99,41 @@ class RecordingLibrary:
                                                                   "counties": [], "classrooms": []}
         return {**record.to_json(), "lesson_title": lesson.title if lesson else record.title, **about}
 
-    def search(self, f: LibraryFilter, lessons_allowed: str | None = None) -> list[dict[str, Any]]:
-        """Recordings matching every given field; `lessons_allowed`: only this lesson's (classroom tokens)."""
-        since, until = _local_bounds(f.since, f.until)
-        records = self.catalog.list(RecordingFilter(lesson=lessons_allowed or f.lesson or None,
-                                                    subject=f.subject or None, grade=f.grade or None,
-                                                    since=since, until=until, limit=1000))
+    def search(self, f: LibraryFilter, lessons_allowed: str | None = None, *, limit: int = 200,
+               offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
+        """A page of the recordings matching every given field, newest first, and whether more
+        follow; `lessons_allowed`: only this lesson's (tokens for one lesson). Blocking.
+
+        Lesson, subject, grade and dates are selected in SQL; school, teacher, county and
+        classroom come from the lessons and timetables (`Directory`), so those are matched here,
+        reading the catalog in batches until the page is full (no cap on how far back)."""
         if lessons_allowed and f.lesson and f.lesson != lessons_allowed:
-            return []
+            return [], False
+        since, until = _local_bounds(f.since, f.until)
+        base = RecordingFilter(lesson=lessons_allowed or f.lesson or None, subject=f.subject or None,
+                               grade=f.grade or None, since=since, until=until)
+        derived = bool(f.school or f.teacher or f.county or f.classroom)
         cache: dict[str, Lesson | None] = {}
-        out = []
-        for record in records:
-            item = self.describe(record, self.lesson_of(record, cache))
-            if f.school and not any(f.school in s for s in item["schools"]):
-                continue
-            if f.teacher and f.teacher not in item["teacher"]:
-                continue
-            if f.county and f.county not in item["counties"]:
-                continue
-            if f.classroom and not any(f.classroom == c["classroom"] or f.classroom in c["name"]
-                                       for c in item["classrooms"]):
-                continue
-            out.append(item)
-        return out
+        out: list[dict[str, Any]] = []
+        skip = 0 if derived else offset  # without derived filters, SQL pages by itself
+        at = offset if not derived else 0
+        batch = limit + 1 if not derived else SEARCH_BATCH
+        while len(out) <= limit:
+            records = self.catalog.list(dataclasses.replace(base, limit=batch, offset=at))
+            at += len(records)
+            missing = {r.lesson_id for r in records} - set(cache)
+            cache.update({lesson.id: lesson for lesson in self.store.get_many(missing)})
+            for record in records:
+                item = self.describe(record, self.lesson_of(record, cache))
+                if derived and not _matches(f, item):
+                    continue
+                if skip < offset:
+                    skip += 1
+                    continue
+                out.append(item)
+            if len(records) < batch:
+                break
+        return out[:limit], len(out) > limit
 
     def markers(self, record: Recording) -> list[dict[str, Any]]:
         """The lesson's events on the video timeline (from the built archive's manifest)."""
@@ -130,6 +144,18 @@ class RecordingLibrary:
 
     def manifest(self, record: Recording) -> dict[str, Any] | None:
         return read_manifest(self.path_of(record))
+
+
+def _matches(f: LibraryFilter, item: dict[str, Any]) -> bool:
+    """The filters a catalog row cannot answer: school, teacher, county, classroom (id or name)."""
+    if f.school and not any(f.school in s for s in item["schools"]):
+        return False
+    if f.teacher and f.teacher not in item["teacher"]:
+        return False
+    if f.county and f.county not in item["counties"]:
+        return False
+    return not f.classroom or any(f.classroom == c["classroom"] or f.classroom in c["name"]
+                                  for c in item["classrooms"])
 
 
 def _session_lesson(directory: Path) -> dict[str, Any] | None:
@@ -168,6 +194,8 @@ class AnalysisRunner:
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self.running: str | None = None
+        # recording id -> (catalog row's updated_at, analysed stamp) when a pass found it up to date
+        self._seen: dict[str, tuple[Any, str | None]] = {}
 
     # -- the cache ---------------------------------------------------------------------------------
 
@@ -203,6 +231,7 @@ class AnalysisRunner:
             return {"status": "unavailable", "error": f"the recording is {record.status}"}
         if self.running == record.id:
             return {"status": "running"}
+        self._seen.pop(record.id, None)  # the next pass looks at it on disk
         self._wake.set()
         return {"status": "pending"}
 
@@ -214,6 +243,34 @@ class AnalysisRunner:
         if stamp is None or (row is not None and row["stamp"] == stamp):
             return None
         return stamp
+
+    def due_list(self) -> list[tuple[Recording, str]]:
+        """Every recording whose archive changed since it was analysed, newest first (blocking).
+
+        One query joins the catalog with the stored analyses; a recording is looked at on disk
+        (one stat) only when its catalog row or its analysis changed since the last pass, or
+        when a reader found it pending (`state`)."""
+        r, a = recordings_table, analysis_table
+        q = (sa.select(r.c.id, r.c.directory, r.c.updated_at, a.c.stamp)
+             .select_from(r.outerjoin(a, a.c.recording_id == r.c.id))
+             .where(r.c.status.in_(ANALYSABLE)).order_by(r.c.started_at.desc()))
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out: list[tuple[Recording, str]] = []
+        seen: dict[str, tuple[Any, str | None]] = {}
+        for rec_id, directory, updated_at, analysed in rows:
+            seen[rec_id] = (updated_at, analysed)
+            if self._seen.get(rec_id) == (updated_at, analysed):
+                continue  # nothing changed since the last pass found it up to date
+            stamp = archive_stamp(self.library.root / directory)
+            if stamp is None or stamp == analysed:
+                continue
+            del seen[rec_id]  # due: look again next time, whatever happens
+            record = self.library.catalog.get(rec_id)
+            if record is not None:
+                out.append((record, stamp))
+        self._seen = seen
+        return out
 
     # -- the work ----------------------------------------------------------------------------------
 
@@ -247,11 +304,9 @@ class AnalysisRunner:
 
     async def run_once(self) -> int:
         done = 0
-        for record in self.library.catalog.list(RecordingFilter(limit=10000)):
-            stamp = self.due(record)
-            if stamp is not None:
-                await self.analyse(record, stamp)
-                done += 1
+        for record, stamp in await asyncio.to_thread(self.due_list):
+            await self.analyse(record, stamp)
+            done += 1
         return done
 
     async def _loop(self) -> None:

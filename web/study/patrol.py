@@ -4,11 +4,13 @@ should be live now but is not.
 A lesson is *live* when at least one of its classrooms is connected (a room the recorder opened
 at the planned start with nobody in it is not). A lesson is *due* when
 ``planned_start <= now < planned_end`` (naive planned times are the server's local time, as
-the timetable writes them). Due and not live: a warning tile.
+the timetable writes them). Due and not live: a warning tile. The due lessons are selected in
+SQL by their planned times, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -73,8 +75,14 @@ def missing_tile(lesson: Lesson, now: datetime, directory: Directory) -> dict[st
     }
 
 
-def patrol(store: LessonStore, rooms: RoomDirectory, directory: Directory,
-           now: datetime | None = None, county: str = "") -> dict[str, Any]:
+def missing_tiles(store: LessonStore, directory: Directory, now: datetime, live: set[str]) -> list[dict[str, Any]]:
+    """Tiles for the lessons due now and not live (one SQL query on the planned times; blocking)."""
+    return [missing_tile(lesson, now, directory) for lesson in store.planned_at(now)
+            if lesson.id not in live and is_due(lesson, now)]
+
+
+async def patrol(store: LessonStore, rooms: RoomDirectory, directory: Directory,
+                 now: datetime | None = None, county: str = "") -> dict[str, Any]:
     now = (now or datetime.now()).astimezone()
     live = []
     live_ids = set()
@@ -83,8 +91,7 @@ def patrol(store: LessonStore, rooms: RoomDirectory, directory: Directory,
             continue
         live_ids.add(lesson_id)
         live.append(live_tile(room, directory))
-    missing = [missing_tile(lesson, now, directory) for lesson in store.list(limit=100000)
-               if lesson.id not in live_ids and is_due(lesson, now)]
+    missing = await asyncio.to_thread(missing_tiles, store, directory, now, live_ids)
     if county:
         live = [t for t in live if any(c["county"] == county for c in t["classrooms"])]
         missing = [t for t in missing if any(c["county"] == county for c in t["classrooms"])]

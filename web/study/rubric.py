@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from web.study.access import Author
-from web.study.db import iso_utc, metadata, utcnow
+from web.study.db import count_by_recording, iso_utc, metadata, utcnow
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_NOTE = 2000
@@ -210,10 +210,7 @@ class RubricStore:
     def counts(self, recording_ids: Iterable[str] | None = None) -> Counter[str]:
         t = evaluations_table
         q = sa.select(t.c.recording_id, sa.func.count()).group_by(t.c.recording_id)
-        if recording_ids is not None:
-            q = q.where(t.c.recording_id.in_(list(recording_ids)))
-        with self._engine.connect() as conn:
-            return Counter({r[0]: int(r[1]) for r in conn.execute(q)})
+        return count_by_recording(self._engine, q, t.c.recording_id, recording_ids)
 
 
 def _evaluation_json(row: sa.Row, viewer_key: str | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ export default {
   "library.comments": "{n} comments",
   "library.evaluations": "{n} evaluations",
   "library.none": "No recording matches.",
+  "library.more": "More recordings",
 
   "player.not_ready": "The recording cannot be played yet ({status}).",
   "timeline.hint": "Click the timeline to go there and comment on that moment",

@@ -55,6 +55,7 @@ export default {
   "library.comments": "评论 {n} 条",
   "library.evaluations": "评价 {n} 份",
   "library.none": "没有符合条件的录像。",
+  "library.more": "加载更多",
 
   "player.not_ready": "录像还不能播放（{status}）。",
   "timeline.hint": "点击时间轴跳到该处，并在该时刻写评论",

@@ -28,6 +28,7 @@ function render() {
   if (!last) return;
   const list = document.getElementById("recordings");
   document.getElementById("result-count").textContent = t("library.count", { n: last.recordings.length });
+  document.getElementById("load-more").hidden = !last.more;
   list.replaceChildren(...last.recordings.map((r) => {
     const rurals = r.classrooms.filter((c) => c.role === "rural").map((c) => c.name).join("、");
     return el("li", { class: "recording-card", dataset: { recording: r.id, status: r.status } },
@@ -46,6 +47,17 @@ function render() {
   const reports = document.getElementById("link-reports");
   reports.hidden = !you.may_report;
   reports.href = link("/reports");
+}
+
+async function loadMore() {
+  const p = { ...params(), offset: String(last.recordings.length) };
+  try {
+    const page = await api(`/api/study/recordings?${new URLSearchParams(p)}`);
+    last = { ...page, recordings: [...last.recordings, ...page.recordings] };
+    render();
+  } catch (err) {
+    showError(err);
+  }
 }
 
 async function search() {
@@ -74,6 +86,7 @@ function main() {
     search();
   });
   form.addEventListener("reset", () => setTimeout(search, 0));
+  document.getElementById("load-more").addEventListener("click", loadMore);
   search();
 }
 
