@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +39,42 @@ def _err(message: str) -> str:
     import json
 
     return json.dumps({"error": message}, ensure_ascii=False)
+
+
+PATCHABLE = ("title", "record", "planned_start", "planned_end")
+
+
+def _patched(lesson: Lesson, body: Any) -> Lesson:
+    """The lesson with a PATCH body's fields changed; LessonError names a bad field."""
+    if not isinstance(body, dict) or not body:
+        raise LessonError(f"body: an object with any of {', '.join(PATCHABLE)}")
+    unknown = sorted(set(body) - set(PATCHABLE))
+    if unknown:
+        raise LessonError(f"{unknown[0]}: cannot be changed (only {', '.join(PATCHABLE)})")
+    changes: dict[str, Any] = {}
+    if "title" in body:
+        if not isinstance(body["title"], str):
+            raise LessonError("title: must be a string")
+        changes["title"] = body["title"]
+    if "record" in body:
+        if not isinstance(body["record"], bool):
+            raise LessonError("record: must be true or false")
+        changes["record"] = body["record"]
+    for key in ("planned_start", "planned_end"):
+        if key in body:
+            value = body[key]
+            if value in (None, ""):
+                changes[key] = None
+                continue
+            try:
+                at = datetime.fromisoformat(str(value))
+            except ValueError as exc:
+                raise LessonError(f"{key}: not an ISO 8601 date-time ({value!r})") from exc
+            # stored lessons keep server-local wall-clock times: compare and store like with like
+            changes[key] = at.astimezone().replace(tzinfo=None) if at.tzinfo else at
+    changed = dataclasses.replace(lesson, **changes)
+    changed.validate()
+    return changed
 
 
 def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
@@ -103,6 +141,27 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                                       ttl_s=ttl, sub=new_subject())  # each link its own author
         return web.json_response({"lesson": lesson.id, "tokens": out})
 
+    async def update_lesson(request: web.Request) -> web.Response:
+        """Change a lesson (admin): `title`, `record`, `planned_start`, `planned_end`. A live room
+        takes the change at once (the recorder stops or starts)."""
+        require_admin(request, tokens)
+        lesson = store.get(request.match_info["lesson_id"])
+        if lesson is None:
+            raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
+        try:
+            changed = _patched(lesson, body)
+            changed = store.update(changed)
+        except LessonError as exc:
+            raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
+        room = rooms.get(changed.id)
+        if room is not None:
+            room.update_lesson(changed)
+        return web.json_response(await live(changed))
+
     async def stats(request: web.Request) -> web.Response:
         """Forwarding counters (admin): proves the server forwards and never decodes."""
         require_admin(request, tokens)
@@ -136,5 +195,6 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         web.post("/api/lessons", create_lesson),
         web.get("/api/lessons/{lesson_id}", get_lesson),
         web.post("/api/lessons/{lesson_id}/tokens", mint_tokens),
+        web.patch("/api/lessons/{lesson_id}", update_lesson),
         web.get("/api/stats", stats),
     ]

@@ -110,6 +110,13 @@ class LessonRoom:
             except Exception:
                 logger.exception("room listener failed on %s", event)
 
+    def update_lesson(self, lesson: Lesson) -> None:
+        """The lesson was changed through the API (title, planned times, recording on or off)."""
+        if lesson.id != self.lesson.id:
+            raise ValueError(f"room of lesson {self.lesson.id!r} cannot take lesson {lesson.id!r}")
+        self.lesson = lesson
+        self._emit("lesson_updated", {"lesson": lesson.id, "title": lesson.title, "record": lesson.record})
+
     # -- membership --------------------------------------------------------------------------
 
     def by_classroom(self, classroom: str) -> Participant | None:

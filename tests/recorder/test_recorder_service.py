@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from harness import start_server, wait_until
+from harness import ClassroomLauncher, start_server, wait_until
 
 
 def test_planned_start_records_and_an_empty_lesson_leaves_nothing(tmp_path: Path,
@@ -42,3 +42,41 @@ def test_planned_start_records_and_an_empty_lesson_leaves_nothing(tmp_path: Path
         assert code == 401
     finally:
         server.stop()
+
+
+def test_patching_record_stops_and_restarts_the_recording_of_a_live_lesson(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWINCLASS_RECORDER_AUTOBUILD", "0")
+    with start_server(tmp_path / "var") as server, ClassroomLauncher(server, tmp_path) as launcher:
+        admin = server.admin_token()
+
+        def statuses() -> list[str]:
+            code, body = server.api("/api/recordings?lesson=demo", token=admin)
+            assert code == 200
+            return sorted(r["status"] for r in body["recordings"])
+
+        # who may change a lesson, and what
+        rural = server.token(classroom="rural-1", role="rural")
+        assert server.api("/api/lessons/demo", method="PATCH", body={"record": False}, token=rural)[0] == 403
+        assert server.api("/api/lessons/nope", method="PATCH", body={"record": False}, token=admin)[0] == 404
+        for bad in ({"record": "no"}, {"rurals": []}, {"planned_start": "soon"}, {},
+                    {"planned_start": "2026-12-01T10:00:00", "planned_end": "2026-12-01T09:00:00"}):
+            code, err = server.api("/api/lessons/demo", method="PATCH", body=bad, token=admin)
+            assert code == 400 and err["error"], bad
+
+        launcher.start("master", "master", "--video", "none", "--duration", "60")
+        wait_until(lambda: statuses() == ["recording"], 30, message="the lesson is being recorded")
+
+        # recording turned off while the master is connected: the recording ends now
+        code, lesson = server.api("/api/lessons/demo", method="PATCH", body={"record": False, "title": "不录的课"},
+                                  token=admin)
+        assert code == 200 and lesson["record"] is False and lesson["title"] == "不录的课"
+        assert [c["classroom"] for c in lesson["connected"]] == ["master"]
+        wait_until(lambda: statuses() == ["captured"], 15, message="the recording stopped")
+        code, stored = server.api("/api/lessons/demo", token=admin)
+        assert stored["record"] is False and stored["title"] == "不录的课"
+
+        # ...and on again: a new part starts at once
+        code, lesson = server.api("/api/lessons/demo", method="PATCH", body={"record": True}, token=admin)
+        assert code == 200 and lesson["record"] is True
+        wait_until(lambda: statuses() == ["captured", "recording"], 15, message="a second part started")
