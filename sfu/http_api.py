@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,23 @@ def _err(message: str) -> str:
     import json
 
     return json.dumps({"error": message}, ensure_ascii=False)
+
+
+MAX_TOKEN_TTL_S = 366 * 24 * 3600
+
+
+def _ttl(raw: str | None) -> float:
+    """The `ttl` query parameter (seconds a minted token stays valid), or 400 with the reason."""
+    if raw is None:
+        return 6 * 3600
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = float("nan")
+    if not 0 < ttl <= MAX_TOKEN_TTL_S:  # also refuses nan and inf
+        reason = _err(f"ttl: expected seconds between 0 and {MAX_TOKEN_TTL_S}, got {raw!r}")
+        raise web.HTTPBadRequest(text=reason, content_type="application/json")
+    return ttl
 
 
 PATCHABLE = ("title", "record", "planned_start", "planned_end")
@@ -131,7 +149,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         lesson = store.get(request.match_info["lesson_id"])
         if lesson is None:
             raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
-        ttl = float(request.query.get("ttl", 6 * 3600))
+        ttl = _ttl(request.query.get("ttl"))
         out = {
             c.id: tokens.mint(lesson=lesson.id, classroom=c.id, name=c.name, role=lesson.role_of(c.id) or Role.RURAL,
                               ttl_s=ttl)
@@ -165,7 +183,10 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
     async def stats(request: web.Request) -> web.Response:
         """Forwarding counters (admin): proves the server forwards and never decodes."""
         require_admin(request, tokens)
-        out: dict[str, Any] = {"decoders_created": decoders_created(), "lessons": {}}
+        # aiortc names its decoder threads "video-decoder"/"audio-decoder"; Python 3.11 keeps
+        # thread names to itself (the OS sees every thread under the process name), so say them here
+        out: dict[str, Any] = {"decoders_created": decoders_created(),
+                               "threads": sorted(t.name for t in threading.enumerate()), "lessons": {}}
         for lesson_id, room in rooms.rooms.items():
             tracks = {}
             for p in room.participants.values():

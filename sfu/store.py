@@ -52,13 +52,20 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def make_engine(url: str) -> sa.Engine:
+    """The engine for a database URL. Its connections are used from worker threads (signaling runs
+    the store through asyncio.to_thread): fine for a SQLite file (QueuePool, check_same_thread off)
+    and PostgreSQL; not for ``sqlite://`` in memory, where each thread would see its own database."""
     engine = sa.create_engine(url, future=True)
     metadata.create_all(engine)
     return engine
 
 
 class LessonStore:
-    """Create, read and list lessons. Small synchronous queries: fine on the event loop."""
+    """Create, read and list lessons. Synchronous: the event loop calls it through asyncio.to_thread.
+
+    Safe from worker threads: each call checks a connection out of the engine's pool (for a SQLite
+    file SQLAlchemy uses a QueuePool with check_same_thread=False; PostgreSQL pools are thread-safe).
+    """
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
