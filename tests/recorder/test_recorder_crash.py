@@ -40,6 +40,7 @@ def test_sigkill_mid_lesson_still_leaves_an_archive(tmp_path: Path, monkeypatch:
     assert not capture.complete
     on_disk = {t.key: capture.t0 + t.end for t in capture.tracks}
     assert set(on_disk) == {"master:camera", "master:mic", "rural-1:camera", "rural-1:mic"}
+    print("lost at the kill: " + ", ".join(f"{k} {t_kill - last:.2f} s" for k, last in sorted(on_disk.items())))
     for key, last in on_disk.items():
         assert last >= t_kill - 2.0, f"{key}: {t_kill - last:.2f} s before the kill were lost"
 
