@@ -10,7 +10,7 @@ from typing import Any
 
 from sfu.lessons import LessonError, Role
 from sfu.store import LessonStore, make_engine, sqlite_url
-from sfu.tokens import TokenIssuer
+from sfu.tokens import TokenIssuer, new_subject
 from twinclass.storage import add_store_options, token_secret
 
 
@@ -42,6 +42,9 @@ def add_commands(sub: Any) -> None:
     token.add_argument("--name", default=None)
     token.add_argument("--role", required=True, choices=[r.value for r in Role if r != Role.SYSTEM])
     token.add_argument("--ttl", type=float, default=6 * 3600, help="seconds the token stays valid")
+    token.add_argument("--sub", default=None,
+                       help="who holds it: the author of its comments and evaluations (observers: a new one "
+                            "unless given; give the same one again to keep one author across tokens)")
     token.set_defaults(func=run_token)
 
 
@@ -89,9 +92,10 @@ def run_token(args: argparse.Namespace) -> int:
                 )
             room = lesson.classroom(args.classroom)
             name = name or (room.name if room else None)
+    sub = args.sub if args.sub is not None else (new_subject() if role == Role.OBSERVER else "")
     try:
         print(issuer.mint(lesson=args.lesson, classroom=args.classroom or "observer",
-                          name=name or args.classroom or "observer", role=role, ttl_s=args.ttl))
+                          name=name or args.classroom or "observer", role=role, ttl_s=args.ttl, sub=sub))
     except LessonError as exc:
         raise SystemExit(str(exc)) from exc
     return 0

@@ -3,7 +3,11 @@ is "*", and a token's `sub` (when it has one) is the author of what it writes.""
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
+
+from harness import TWINCLASS
 
 from recorder.catalog import Recording
 from recorder.http_api import may_watch
@@ -62,3 +66,15 @@ def test_tokens_minted_alike_are_different_authors_when_they_carry_a_sub() -> No
     # tokens other systems mint without `sub` still verify, and keep the old identity
     legacy = issuer.verify(issuer.mint(lesson="*", classroom="insp", name="王老师", role="observer"))
     assert legacy.sub == "" and Viewer(legacy).author.key == "observer:insp:王老师"
+
+
+def test_twinclass_token_gives_each_observer_token_its_own_author_unless_told(tmp_path: Path) -> None:
+    def mint(*extra: str) -> Claims:
+        out = subprocess.check_output([TWINCLASS, "token", "--data-dir", str(tmp_path), "--role", "observer",
+                                       "--lesson", "*", "--name", "张老师", *extra], text=True).strip()
+        issuer = TokenIssuer((tmp_path / "token-secret").read_text().strip())
+        return issuer.verify(out)
+
+    first, second = mint(), mint()
+    assert first.sub and second.sub and first.sub != second.sub
+    assert mint("--sub", "zhang-2026").sub == mint("--sub", "zhang-2026").sub == "zhang-2026"
