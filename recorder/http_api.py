@@ -131,7 +131,7 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
     async def get_recording(request: web.Request) -> web.Response:
         record, _claims = lookup(request)
         directory = service.root / record.directory
-        manifest = read_manifest(directory) if record.status == "ready" else None
+        manifest = await asyncio.to_thread(read_manifest, directory) if record.status == "ready" else None
         body: dict[str, Any] = dict(manifest or {})
         body["recording"] = record.to_json()
         body["urls"] = _urls(record) if manifest else {}
@@ -141,7 +141,7 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
         record, _claims = lookup(request)
         directory = service.root / record.directory
         rel = request.match_info["path"]
-        manifest = read_manifest(directory)
+        manifest = await asyncio.to_thread(read_manifest, directory)
         if manifest is None:
             raise _error(web.HTTPNotFound, f"recording {record.id} has no archive yet ({record.status})")
         listed = {f["path"] for f in manifest.get("files", [])} | {MANIFEST}

@@ -158,20 +158,26 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def detail(request: web.Request) -> web.Response:
         record, who = recording(request)
-        lesson = library.lesson_of(record)
-        manifest = library.manifest(record)
-        body = library.describe(record, lesson)
-        base = f"/api/recordings/{record.id}/files"
-        body.update(
-            markers=library.markers(record),
-            video=f"{base}/lesson.mp4" if manifest else None,
-            poster=f"{base}/{manifest['poster']}" if manifest and manifest.get("poster") else None,
-            thumbnails=[{"t": t["t"], "url": f"{base}/{t['file']}"} for t in (manifest or {}).get("thumbnails", [])],
-            subject=lesson.subject if lesson else record.subject,
-            grade=lesson.grade if lesson else record.grade,
-            you=_you(who),
-            may={"study": who.may_read_study(record.lesson_id), "write": who.may_write_study_on(record.lesson_id)},
-        )
+
+        def describe() -> dict[str, Any]:  # the lesson, the manifest (files): off the event loop
+            lesson = library.lesson_of(record)
+            manifest = library.manifest(record)
+            body = library.describe(record, lesson)
+            base = f"/api/recordings/{record.id}/files"
+            body.update(
+                markers=library.markers(record),
+                video=f"{base}/lesson.mp4" if manifest else None,
+                poster=f"{base}/{manifest['poster']}" if manifest and manifest.get("poster") else None,
+                thumbnails=[{"t": t["t"], "url": f"{base}/{t['file']}"}
+                            for t in (manifest or {}).get("thumbnails", [])],
+                subject=lesson.subject if lesson else record.subject,
+                grade=lesson.grade if lesson else record.grade,
+            )
+            return body
+
+        body = await asyncio.to_thread(describe)
+        body.update(you=_you(who), may={"study": who.may_read_study(record.lesson_id),
+                                        "write": who.may_write_study_on(record.lesson_id)})
         return _json(body)
 
     async def analysis(request: web.Request) -> web.Response:
@@ -256,22 +262,24 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def report_data(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
-        lesson = library.lesson_of(record)
         state = runner.state(record, AnalysisOptions(st_interval_s=config.st_interval_s))
-        evaluations = rubrics.list(record.id, who.author.key)
-        return _json({
-            "recording": library.describe(record, lesson),
-            "lesson": lesson.to_json() if lesson else None,
-            "markers": library.markers(record),
-            "analysis": state.get("analysis"),
-            "analysis_status": state["status"],
-            "comments": threads(comments.list(record.id), who.author.key),
-            "evaluations": evaluations,
-            "summary": summary(evaluations),
-            "rubric": rubrics.rubric().to_json(),
-            "generated_at": datetime.now().astimezone().isoformat(),
-            "you": _you(who),
-        })
+
+        def gather() -> dict[str, Any]:  # the lesson, the manifest, comments, evaluations: off the event loop
+            lesson = library.lesson_of(record)
+            evaluations = rubrics.list(record.id, who.author.key)
+            return {
+                "recording": library.describe(record, lesson),
+                "lesson": lesson.to_json() if lesson else None,
+                "markers": library.markers(record),
+                "comments": threads(comments.list(record.id), who.author.key),
+                "evaluations": evaluations,
+                "summary": summary(evaluations),
+                "rubric": rubrics.rubric().to_json(),
+            }
+
+        body = await asyncio.to_thread(gather)
+        return _json({**body, "analysis": state.get("analysis"), "analysis_status": state["status"],
+                      "generated_at": datetime.now().astimezone().isoformat(), "you": _you(who)})
 
     # -- patrol -----------------------------------------------------------------------------------
 
