@@ -1,7 +1,12 @@
-"""The lesson JSON API: health, lessons (admin), and what is live now."""
+"""The lesson JSON API: health, lessons (admin), and what is live now.
+
+The lesson store is called through `asyncio.to_thread` (as in `sfu.signaling`), never on the event
+loop that forwards RTP.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from datetime import datetime
@@ -116,7 +121,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
 
     async def list_lessons(request: web.Request) -> web.Response:
         claims = bearer_claims(request, tokens)
-        lessons = store.list()
+        lessons = await asyncio.to_thread(store.list)
         if claims.role != Role.ADMIN:
             lessons = [lesson for lesson in lessons if lesson.id == claims.lesson]
         return web.json_response({"lessons": [await live(lesson) for lesson in lessons]})
@@ -126,7 +131,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         lesson_id = request.match_info["lesson_id"]
         if claims.role != Role.ADMIN and claims.lesson != lesson_id:
             raise web.HTTPForbidden(text=_err("token is for another lesson"), content_type="application/json")
-        lesson = store.get(lesson_id)
+        lesson = await asyncio.to_thread(store.get, lesson_id)
         if lesson is None:
             raise web.HTTPNotFound(text=_err(f"lesson {lesson_id!r} not found"), content_type="application/json")
         return web.json_response(await live(lesson))
@@ -138,7 +143,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         except ValueError as exc:
             raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
         try:
-            lesson = store.create(Lesson.from_json(body))
+            lesson = await asyncio.to_thread(store.create, Lesson.from_json(body))
         except LessonError as exc:
             raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
         return web.json_response(lesson.to_json(), status=201)
@@ -146,7 +151,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
     async def mint_tokens(request: web.Request) -> web.Response:
         """Join tokens for every classroom of a lesson (admin), so other systems can hand out links."""
         require_admin(request, tokens)
-        lesson = store.get(request.match_info["lesson_id"])
+        lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
         if lesson is None:
             raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
         ttl = _ttl(request.query.get("ttl"))
@@ -163,7 +168,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         """Change a lesson (admin): `title`, `record`, `planned_start`, `planned_end`. A live room
         takes the change at once (the recorder stops or starts)."""
         require_admin(request, tokens)
-        lesson = store.get(request.match_info["lesson_id"])
+        lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
         if lesson is None:
             raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
         try:
@@ -172,7 +177,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
             raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
         try:
             changed = _patched(lesson, body)
-            changed = store.update(changed)
+            changed = await asyncio.to_thread(store.update, changed)
         except LessonError as exc:
             raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
         room = rooms.get(changed.id)
