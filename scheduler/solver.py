@@ -22,7 +22,7 @@ from scheduler.candidates import alignment_score
 from scheduler.greedy import greedy, lp_round
 from scheduler.lp_bound import lp_relaxation
 from scheduler.model import Problem
-from scheduler.structure import Structure, build_structure, split
+from scheduler.structure import Structure, build_structure, restrict, split
 
 log = logging.getLogger("scheduler.solver")
 
@@ -34,7 +34,15 @@ KEEP_SHARE = 0.25  # of a part's primary time for the kept-assignments stage
 NEAR_SHARE = 0.7  # of a part's coverage time for the model restricted to the LP's teachers
 LNS_MIN_CANDIDATES = 300  # parts this large search coverage by LNS only (small ones prove optimality)
 MIN_SLICE_S = 0.5  # every part's stage gets at least this (fairness: reserved within the limit)
-LP_HINT_MAX_CANDIDATES = 30_000  # above this the LP takes longer than it helps
+END_MARGIN = 0.02  # of the time limit (at most 1 s) kept for the work after the last search
+LP_SHARE = 0.4  # at most this share of a part's coverage time for its LP relaxation (building included)
+LP_EPS = 1e-3  # LP values below this count as 0 (PDLP, used for large parts, is approximate)
+# parts larger than this (e.g. a province matched across counties: 350,000 pairs) never get a
+# CP-SAT model of their own: building and loading one takes most of a minute and its search finds
+# nothing in the time. They are searched in the neighbourhood of the LP and greedy solutions.
+FULL_MODEL_MAX_CANDIDATES = 20_000
+NEIGHBOURHOOD_TEACHERS = 2  # per classroom-subject of a large part, besides the current solution's teacher
+NEIGHBOURHOOD_MIN_WEIGHT = 0.1  # periods of LP weight a teacher needs to be among those
 
 
 @dataclass
@@ -255,7 +263,8 @@ def solve(problem: Problem, options: SolveOptions | None = None, st: Structure |
     log.info("model: %d candidate pairs, %d constraint groups, %d classroom-subjects, %d independent part(s)",
              len(st.cands), len(st.groups), len(st.continuity), len(parts))
     index = {(c.classroom, c.cls): i for i, c in enumerate(st.cands)}
-    deadline = t0 + options.time_limit_s
+    # a margin for what follows the last search (reading its solution back, the reports)
+    deadline = t0 + options.time_limit_s - min(1.0, END_MARGIN * options.time_limit_s)
     reserve = max((1 - PRIMARY_SHARE) * options.time_limit_s, MIN_SLICE_S * len(parts))
     primary_deadline = min(t0 + options.time_limit_s * PRIMARY_SHARE, deadline - reserve)
     runs = [_Part(part, options) for part in parts]
@@ -295,14 +304,48 @@ def solve(problem: Problem, options: SolveOptions | None = None, st: Structure |
     return result
 
 
-def _lp_teachers(st: Structure, values: list[float]) -> set[int]:
-    """Candidates of the teachers the LP relaxation uses for each classroom-subject."""
+def _lp_teachers(st: Structure, values: list[float], chosen: Iterable[int] = ()) -> set[int]:
+    """Candidates of the teachers the LP relaxation uses for each classroom-subject (and of the
+    teachers `chosen` uses, so that a solution stays inside)."""
+    chosen = set(chosen)
     keep: set[int] = set()
     for teachers in st.continuity.values():
         for members in teachers.values():
-            if any(values[i] > 1e-6 for i in members):
+            if any(values[i] > LP_EPS or i in chosen for i in members):
                 keep.update(members)
     return keep
+
+
+def _neighbourhood(st: Structure, values: list[float] | None, chosen: Iterable[int]) -> list[int]:
+    """For a large part: per classroom-subject, the candidates of the teacher `chosen` uses and of
+    the (at most NEIGHBOURHOOD_TEACHERS) teachers with the most LP weight, if at least
+    NEIGHBOURHOOD_MIN_WEIGHT. PDLP spreads small values over many teachers, so "any LP value"
+    would keep nearly every pair."""
+    chosen = set(chosen)
+    keep: list[int] = []
+    for teachers in st.continuity.values():
+        weighted = []
+        for teacher, members in teachers.items():
+            if any(i in chosen for i in members):
+                keep += members
+            elif values is not None:
+                weight = sum(values[i] for i in members)
+                if weight >= NEIGHBOURHOOD_MIN_WEIGHT:
+                    weighted.append((-weight, teacher))
+        for _, teacher in sorted(weighted)[:NEIGHBOURHOOD_TEACHERS]:
+            keep += teachers[teacher]
+    return sorted(set(keep))
+
+
+def _preference_top(st: Structure) -> int:
+    """The largest possible preference score (as `_Model.preferences`), without building a model."""
+    tol = st.problem.settings.tolerance_min
+    top = sum(alignment_score(c, tol) + (PARTNER_WEIGHT if c.partner else 0) for c in st.cands)
+    subjects: dict[tuple[str, str], int] = defaultdict(int)
+    for (cid, _), teachers in st.continuity.items():
+        for teacher in teachers:
+            subjects[(cid, teacher)] += 1
+    return top + SHARED_TEACHER_WEIGHT * sum(n for n in subjects.values() if n > 1)
 
 
 class _Part:
@@ -312,10 +355,29 @@ class _Part:
         self.st = st
         self.options = options
         self.workers = options.workers or os.cpu_count() or 1
-        self.model = _Model(st)
-        self.chosen: list[int] = []
+        self._model: _Model | None = None  # built on first use, inside the part's time
+        # the structure the CP-SAT model is built on: the part itself, or for a part above
+        # FULL_MODEL_MAX_CANDIDATES a neighbourhood (`view`: its candidates' indices in the part)
+        self.work = st
+        self.view: list[int] | None = None
+        self.local: dict[int, int] = {}
+        self.chosen: list[int] = []  # indices into self.st.cands
         self.reports: list[StageReport] = []
         self.lp: float | None = None  # the (tight) LP relaxation's optimum: an upper bound on coverage
+
+    @property
+    def model(self) -> _Model:
+        if self._model is None:
+            self._model = _Model(self.work)
+        return self._model
+
+    def _to_work(self, idx: Iterable[int]) -> list[int]:
+        if self.view is None:
+            return list(idx)
+        return [self.local[i] for i in idx if i in self.local]
+
+    def _hint(self) -> None:
+        self.model.hint_from_x(self._to_work(self.chosen))
 
     def _solver(self, budget: float, lns_only: bool = False, presolve: bool = True) -> cp_model.CpSolver:
         solver = cp_model.CpSolver()
@@ -348,18 +410,21 @@ class _Part:
         return solver, status == cp_model.OPTIMAL, wall
 
     def _take(self, solver: cp_model.CpSolver) -> None:
-        self.chosen = [i for i, v in enumerate(self.model.x) if solver.boolean_value(v)]
+        xs = [i for i, v in enumerate(self.model.x) if solver.boolean_value(v)]
+        self.chosen = xs if self.view is None else [self.view[i] for i in xs]
 
     def primary(self, time_limit: float) -> None:
         """(Kept assignments, then) covered periods."""
         t0 = time.monotonic()
-        st, model, options = self.st, self.model, self.options
+        st, options = self.st, self.options
         deadline = t0 + time_limit
         index = {(c.classroom, c.cls): i for i, c in enumerate(st.cands)}
-        values: list[float] | None = None
-        if len(st.cands) <= LP_HINT_MAX_CANDIDATES:
-            self.lp, values = lp_relaxation(st, tight=True)
-        cap = math.floor(self.lp + 1e-4) if self.lp is not None else _trivial_bound(st)
+        self.lp, values = lp_relaxation(st, tight=True, time_limit_s=LP_SHARE * time_limit)
+        cap = min(math.floor(self.lp + 1e-4), _trivial_bound(st))
+        if len(st.cands) > FULL_MODEL_MAX_CANDIDATES:
+            self._primary_neighbourhood(values, cap, index, deadline)
+            return
+        model = self.model
         if options.keep is not None:
             keep_idx = [index[p] for p in options.keep if p in index]
             self.chosen = keep_idx
@@ -392,7 +457,7 @@ class _Part:
         coverage = model.coverage()
         bound = float(cap)
         large = len(st.cands) >= LNS_MIN_CANDIDATES and values is not None
-        if len(self.chosen) < cap and large and options.keep is None:
+        if len(self.chosen) < cap and large and options.keep is None and values is not None:
             # first within the teachers the LP relaxation picks: a much smaller model, near-optimal
             # (RINS-like: what the LP sets to 1 stays, only its teachers are open for the rest)
             near = model.m.clone()
@@ -401,7 +466,7 @@ class _Part:
             for i in range(len(st.cands)):
                 if i not in inside:
                     near.add(model.x[i] == 0)
-                elif lp_vals[i] > 1 - 1e-6:
+                elif lp_vals[i] > 1 - LP_EPS:
                     near.add(model.x[i] == 1)
             near.add(coverage <= cap)
             out = self._run("coverage (LP neighbourhood)", near, coverage,
@@ -426,18 +491,67 @@ class _Part:
         model.m.add(coverage >= value)
         model.hint_from_x(self.chosen)
 
+    def _primary_neighbourhood(self, values: list[float] | None, cap: int, index: dict[tuple[str, str], int],
+                               deadline: float) -> None:
+        """Coverage for a part too large for a CP-SAT model of its own: the greedy solution (or the
+        LP's rounding, or with kept assignments the greedy fill around them), then CP-SAT on the
+        candidates of the teachers the LP or that solution uses per classroom-subject. The bound
+        reported is the LP's."""
+        st, options = self.st, self.options
+        ts = time.monotonic()
+        keep_idx = [index[p] for p in options.keep if p in index] if options.keep is not None else None
+        if keep_idx is not None:
+            self.chosen = greedy(st, seed=keep_idx)
+        else:
+            self.chosen = greedy(st) if options.greedy_hint else []
+            if values is not None and options.greedy_hint:
+                rounded = lp_round(st, values)
+                if len(rounded) > len(self.chosen):
+                    self.chosen = rounded
+        self.view = _neighbourhood(st, values, self.chosen)
+        self.local = {g: n for n, g in enumerate(self.view)}
+        self.work = restrict(st, self.view)
+        log.info("coverage: LP %.1f, first solution %d; neighbourhood of %d of %d candidate pairs",
+                 self.lp or -1, len(self.chosen), len(self.view), len(st.cands))
+        model = self.model
+        coverage = model.coverage()
+        if keep_idx is not None:
+            value = len(set(self.chosen) & set(keep_idx))
+            self.reports.append(StageReport("keep", value, len(keep_idx), False, 0.0))
+            model.m.add(cp_model.LinearExpr.sum([model.x[i] for i in self._to_work(keep_idx)]) >= value)
+        self._hint()
+        if len(self.chosen) < cap and time.monotonic() < deadline:
+            model.m.add(coverage <= cap)
+            out = self._run("coverage (neighbourhood)", model.m, coverage, max(0.05, deadline - time.monotonic()),
+                            lns_only=len(self.work.cands) >= LNS_MIN_CANDIDATES, neighbourhood=True,
+                            presolve=False)  # presolving tens of thousands of pairs takes the whole slice
+            if out is not None and round(out[0].objective_value) > len(self.chosen):
+                self._take(out[0])
+        value = len(self.chosen)
+        self.reports.append(StageReport("coverage", value, max(cap, value), value >= cap, time.monotonic() - ts))
+        log.info("coverage: value %d bound %d in %.1fs", value, cap, time.monotonic() - ts)
+        model.m.add(coverage >= value)
+        self._hint()
+
     def secondary(self, time_limit: float) -> None:
-        """Fairness, then preferences, with the coverage reached fixed; the coverage solution is the hint."""
+        """Fairness, then preferences, with the coverage reached fixed; the coverage solution is the hint.
+
+        In a neighbourhood (large parts) the search is restricted, so the bounds reported are the
+        trivial ones."""
+        end = time.monotonic() + time_limit  # preparing the stage counts too
         model = self.model
         combined, scale = model.fair_then_preferences()
         _, top = model.preferences()
-        model.hint_from_x(self.chosen)
-        out = self._run("fairness+preferences", model.m, combined, time_limit, presolve=False)
-        if out is None:  # report what the hint gives, with trivial bounds
+        self._hint()
+        out = self._run("fairness+preferences", model.m, combined, max(0.05, end - time.monotonic()),
+                        presolve=False)
+        if out is None or self.view is not None:
+            if out is not None:
+                self._take(out[0])
             self.reports.append(StageReport("fairness", fairness_value(self.st, self.chosen), FAIRNESS_SCALE,
-                                            False, time_limit))
-            self.reports.append(StageReport("preferences", preference_value(self.st, self.chosen), top,
-                                            False, 0.0))
+                                            False, time_limit if out is None else out[2]))
+            self.reports.append(StageReport("preferences", preference_value(self.st, self.chosen),
+                                            _preference_top(self.st), False, 0.0))
             return
         solver, optimal, wall = out
         value = round(solver.objective_value)

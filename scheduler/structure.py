@@ -204,21 +204,32 @@ def split(st: Structure) -> list[Structure]:
         parts[find(i)].append(i)
     if len(parts) <= 1:
         return [st]
-    out = []
-    part_of = {i: root for root, idx in parts.items() for i in idx}
-    for root, idx in parts.items():
-        local = {g: n for n, g in enumerate(idx)}
-        sub = Structure(st.problem, [st.cands[i] for i in idx])
-        sub.groups = [Group([local[i] for i in g.members], g.limit, g.kind)
-                      for g in st.groups if part_of[g.members[0]] == root]
-        sub.continuity = {
-            key: {t: [local[i] for i in m] for t, m in teachers.items()}
-            for key, teachers in st.continuity.items()
-            if part_of[next(iter(teachers.values()))[0]] == root
-        }
-        sub.urban_link = [(ks, lim) for ks, lim in st.urban_link if part_of[st.by_class[ks[0]][0]] == root]
-        sub.by_class = {k: [local[i] for i in m] for k, m in st.by_class.items() if part_of[m[0]] == root}
-        sub.by_classroom = {c: [local[i] for i in m] for c, m in st.by_classroom.items() if part_of[m[0]] == root}
-        sub.upper = {c: st.upper[c] for c in sub.by_classroom}
-        out.append(sub)
-    return sorted(out, key=lambda s: -len(s.cands))
+    return sorted((restrict(st, idx) for idx in parts.values()), key=lambda s: -len(s.cands))
+
+
+def restrict(st: Structure, keep: list[int]) -> Structure:
+    """The model on the candidates `keep` only (sorted indices into st.cands; the others are 0).
+
+    Used for the independent parts (where nothing is lost) and for neighbourhoods of large parts.
+    Limits become redundant once a group has no more members than its limit; those are dropped."""
+    local = {g: n for n, g in enumerate(keep)}
+    sub = Structure(st.problem, [st.cands[i] for i in keep])
+    for g in st.groups:
+        members = [local[i] for i in g.members if i in local]
+        if len(members) > g.limit:
+            sub.groups.append(Group(members, g.limit, g.kind))
+    for key, teachers in st.continuity.items():
+        kept = {t: [local[i] for i in m if i in local] for t, m in teachers.items()}
+        kept = {t: m for t, m in kept.items() if m}
+        if kept:
+            sub.continuity[key] = kept
+    by_class = {k: [local[i] for i in m if i in local] for k, m in st.by_class.items()}
+    sub.by_class = {k: m for k, m in by_class.items() if m}
+    for ks, limit in st.urban_link:
+        live = [k for k in ks if k in sub.by_class]
+        if len(live) > limit:
+            sub.urban_link.append((live, limit))
+    by_room = {c: [local[i] for i in m if i in local] for c, m in st.by_classroom.items()}
+    sub.by_classroom = {c: m for c, m in by_room.items() if m}
+    sub.upper = {c: st.upper[c] for c in sub.by_classroom}
+    return sub
