@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sfu.lessons import LessonError, Role
-from sfu.store import LessonStore, make_engine, sqlite_url
+from sfu.store import LessonStore, make_engine
 from sfu.tokens import TokenIssuer, new_subject
-from twinclass.storage import add_store_options, token_secret
+from twinclass.storage import add_store_options, database_url, token_secret
 
 
 def add_commands(sub: Any) -> None:
@@ -36,7 +36,7 @@ def add_commands(sub: Any) -> None:
 
     token = sub.add_parser("token", help="print a signed join token (or an admin token)")
     token.add_argument("--data-dir", type=Path, default=Path("./var"))
-    add_store_options(token, database=False)
+    add_store_options(token)
     token.add_argument("--lesson", default="")
     token.add_argument("--classroom", default="")
     token.add_argument("--name", default=None)
@@ -80,11 +80,16 @@ def run_token(args: argparse.Namespace) -> int:
     if role in (Role.MASTER, Role.RURAL):
         if not args.classroom:
             raise SystemExit("twinclass token: --classroom is required for this role")
-        db = args.data_dir / "twinclass.db"
-        if db.exists():  # check against the lesson when this data dir has it
-            lesson = LessonStore(make_engine(sqlite_url(args.data_dir))).get(args.lesson)
+        # check against the lesson in the store `serve` uses: the one given, else this data dir's (if any)
+        if args.database_url or (args.data_dir / "twinclass.db").exists():
+            engine = make_engine(database_url(args.data_dir, args.database_url))
+            try:
+                lesson = LessonStore(engine).get(args.lesson)
+            finally:
+                engine.dispose()
             if lesson is None:
-                raise SystemExit(f"twinclass token: lesson {args.lesson!r} not found in {args.data_dir}")
+                where = engine.url.render_as_string(hide_password=True)
+                raise SystemExit(f"twinclass token: lesson {args.lesson!r} not found in {where}")
             actual = lesson.role_of(args.classroom)
             if actual != role:
                 raise SystemExit(

@@ -114,3 +114,33 @@ def test_planned_times_with_an_offset_are_converted_to_local_time(tmp_path: Path
     assert got is not None and got.planned_start is not None and got.planned_start.tzinfo is None
     expected = datetime(2026, 11, 24, 1, 0, tzinfo=UTC).astimezone().replace(tzinfo=None)
     assert got.planned_start == expected
+
+
+def test_token_command_checks_the_lesson_in_the_configured_database(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`twinclass token` reads lessons where `serve` does: --database-url, else $TWINCLASS_DATABASE_URL,
+    else the data dir's SQLite file."""
+    from twinclass import cli as twinclass_cli
+
+    monkeypatch.delenv("TWINCLASS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TWINCLASS_SECRET", raising=False)
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    LessonStore(make_engine(sqlite_url(data_dir)))  # the data dir has a store, without the lesson
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    LessonStore(make_engine(other)).create(Lesson.from_json(_lesson()))
+    argv = ["token", "--data-dir", str(data_dir), "--lesson", "eng-1", "--classroom", "r1", "--role", "rural"]
+
+    assert twinclass_cli.main([*argv, "--database-url", other]) == 0
+    claims = TokenIssuer(load_or_create_secret(data_dir)).verify(capsys.readouterr().out.strip())
+    assert (claims.lesson, claims.classroom, claims.name, claims.role) == ("eng-1", "r1", "教学点", Role.RURAL)
+    with pytest.raises(SystemExit, match="'r1' is rural, not master"):
+        twinclass_cli.main([*argv[:-1], "master", "--database-url", other])
+    with pytest.raises(SystemExit, match="lesson 'eng-1' not found"):  # the data dir's own store
+        twinclass_cli.main(argv)
+
+    monkeypatch.setenv("TWINCLASS_DATABASE_URL", other)
+    assert twinclass_cli.main(argv) == 0
+    assert TokenIssuer(load_or_create_secret(data_dir)).verify(capsys.readouterr().out.strip()).classroom == "r1"
+    with pytest.raises(SystemExit, match="lesson 'eng-9' not found in sqlite:///"):
+        twinclass_cli.main([*argv[:4], "eng-9", *argv[5:]])
