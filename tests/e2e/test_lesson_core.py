@@ -96,6 +96,46 @@ def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, clas
     assert cpu < 1.0, f"server used {cpu:.2f} CPU-s/s"
 
 
+def test_rural_classrooms_see_each_other_when_the_lesson_allows(server: ServerProcess,
+                                                                 classrooms: ClassroomLauncher) -> None:
+    """With `rural_see_each_other`, each rural classroom receives the other's own camera and mic (not
+    the floor) besides the master's. The converse (the setting off) is asserted in the full lesson above."""
+    admin = mint_token(server, role="admin")
+    body = {"id": "see-each-other", "title": "互看课", "subject": "英语", "grade": "3",
+            "master": {"id": "master", "name": "主讲"}, "rurals": [{"id": "rural-1", "name": "教学点 1"},
+                                                                  {"id": "rural-2", "name": "教学点 2"}],
+            "rural_see_each_other": True, "record": False}
+    status, created = server.api("/api/lessons", method="POST", body=body, token=admin)
+    assert status == 201 and created["rural_see_each_other"], created
+    procs = {who: classrooms.start(who, role, "--duration", "45", lesson="see-each-other",
+                                   token=mint_token(server, role=role, classroom=who, lesson="see-each-other"))
+             for who, role in (("master", "master"), ("rural-1", "rural"), ("rural-2", "rural"))}
+    expected = {"master": ["rural-1", "rural-2"], "rural-1": ["master", "rural-2"], "rural-2": ["master", "rural-1"]}
+
+    def everyone_receiving() -> bool:
+        return all(procs[name].remote(who).get("frames_verified", 0) > 30 for name in expected
+                   for who in expected[name])
+
+    wait_until(everyone_receiving, 40, message="every classroom receiving the others")
+    time.sleep(5)  # fps is measured over the last 3 s of this window
+    remotes = {name: p.stats().get("remotes", {}) for name, p in procs.items()}
+    print({name: {who: (r.get("video_fps"), r.get("audio_peak_hz")) for who, r in remotes[name].items()}
+           for name in remotes})
+    for name, sees in expected.items():
+        for who in sees:
+            _assert_stream(remotes[name].get(who, {}), who, min_fps=20)
+        assert set(remotes[name]) == set(sees), remotes[name]  # no floor slot, nothing else
+
+    # the server feeds each rural classroom the other's tracks in that classroom's own slots
+    status, stats = server.api("/api/stats", token=admin)
+    assert status == 200
+    slots = stats["lessons"]["see-each-other"]["slots"]
+    for viewer, other in (("rural-1", "rural-2"), ("rural-2", "rural-1")):
+        for source in ("camera", "mic"):
+            assert slots[f"{viewer}<-{other}:{source}"]["source"] == f"{other}/{source}", slots
+        assert not any(key.startswith(f"{viewer}<-floor:") for key in slots), slots
+
+
 def test_observer_cannot_publish_and_bad_tokens_are_refused(server: ServerProcess) -> None:
     async def scenario() -> None:
         url = server.url
