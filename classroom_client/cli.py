@@ -24,8 +24,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-receive", action="store_true", help="publish only")
     p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
     p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
+    p.add_argument("--impair-loss", type=_percent, default=0.0, metavar="PCT",
+                   help="drop PCT %% of our outgoing RTP packets on purpose (a lossy uplink, for tests)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.set_defaults(func=run_classroom)
+
+
+def _percent(value: str) -> float:
+    pct = float(value)
+    if not 0.0 <= pct <= 100.0:
+        raise argparse.ArgumentTypeError(f"{value}: a percentage from 0 to 100")
+    return pct
 
 
 def run_classroom(args: argparse.Namespace) -> int:
@@ -44,6 +53,7 @@ def run_classroom(args: argparse.Namespace) -> int:
         ice_servers=args.ice_servers,
         ice_addresses=args.ice_addresses,
         receive=not args.no_receive,
+        uplink_loss=args.impair_loss / 100.0,
     )
 
     async def main() -> int:

@@ -27,7 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from classroom_client.pattern import read_pattern, source_tag
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
-from sfu.media.aiortc_adapter import packets_received, restart_video_reassembly, use_host_addresses
+from sfu.media.aiortc_adapter import UplinkLoss, packets_received, restart_video_reassembly, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class ClientConfig:
     ice_addresses: list[str] | None = None  # None: loopback when the server is on loopback
     receive: bool = True
     publish: bool = True
+    uplink_loss: float = 0.0  # share (0..1) of our outgoing RTP packets dropped on purpose (a bad link)
     reconnect: bool = True
 
 
@@ -99,6 +100,7 @@ class ClassroomClient:
         self._tags: dict[int, str] = {}
         self._setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self._uplink_loss = UplinkLoss(config.uplink_loss) if config.uplink_loss > 0 else None
         self._register()
 
     # -- socket.io -----------------------------------------------------------------------------
@@ -255,6 +257,8 @@ class ClassroomClient:
                 sources[t.mid] = source
         reply = await self.call("publish", {"sdp": pc.localDescription.sdp, "sources": sources})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        if self._uplink_loss is not None:
+            self._uplink_loss.apply(pc)
 
     def _label(self, classrooms: list[dict[str, Any]]) -> str:
         for c in classrooms:
@@ -428,6 +432,7 @@ class ClassroomClient:
             "stalls_recovered": self.stalls_recovered,
             "server": self.config.server,
             "redirects": self.redirects,
+            "uplink_rtp_dropped": self._uplink_loss.dropped if self._uplink_loss else 0,
             "floor": self.floor,
             "hands": [h.get("classroom") for h in self.hands],
             "refused": self.refused,

@@ -6,7 +6,8 @@ Forwarding on aiortc needs hooks it does not offer publicly:
 - a send port: write already-encoded packets through an `RTCRtpSender` with its SSRC, MID and
   header-extension ids, kept in its history (so NACKs are answered) and counted (so sender
   reports stay valid), and learn when the subscriber asks for a keyframe;
-- keyframe requests upstream (PLI) and the host addresses ICE gathers.
+- keyframe requests upstream (PLI) and the host addresses ICE gathers;
+- a lossy uplink in user space (no `tc netem` here): drop a share of a connection's outgoing RTP.
 
 `tests/sfu/test_aiortc_adapter.py` checks each hook against the installed aiortc, so an upgrade
 that moves any of them fails loudly there instead of silently in a lesson.
@@ -17,18 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtpPacket, unwrap_rtx, wrap_rtx
+from aiortc.rtp import RtpPacket, is_rtcp, unwrap_rtx, wrap_rtx
 from aiortc.utils import uint16_add
 
 AIORTC_VERSION = "1.16.0"  # every private name used below was read from this release
@@ -337,3 +339,44 @@ class SenderPort:
         """(NTP time, RTP timestamp): the pair the next sender report maps wall clock to media time with."""
         s: Any = self.sender
         return (s._RTCRtpSender__ntp_timestamp, s._RTCRtpSender__rtp_timestamp)
+
+
+# -- impairment ------------------------------------------------------------------------------
+
+
+class UplinkLoss:
+    """Drops a share of the RTP packets a peer connection sends, as a lossy network would.
+
+    Wraps the send of each DTLS transport the connection's senders use (after the answer is
+    applied: with BUNDLE that is one transport). Retransmissions are RTP too and are dropped
+    alike; RTCP (receiver/sender reports, NACK, PLI) always goes through. The senders still count
+    a dropped packet as sent, so the far end sees the gap in sequence numbers.
+    """
+
+    def __init__(self, loss: float, seed: int | None = None) -> None:
+        if not 0.0 <= loss <= 1.0:
+            raise ValueError(f"loss must be between 0 and 1, not {loss}")
+        self.loss = loss
+        self.dropped = 0
+        self.passed = 0
+        self._rng = random.Random(seed)
+
+    def apply(self, pc: RTCPeerConnection) -> None:
+        """Impair every transport `pc`'s senders use now (call again after renegotiation)."""
+        for sender in pc.getSenders():
+            transport: Any = sender.transport
+            if transport is None or getattr(transport, "_twinclass_uplink_loss", None) is self:
+                continue
+            transport._send_rtp = self._wrap(transport._send_rtp)
+            transport._twinclass_uplink_loss = self
+
+    def _wrap(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+        async def send_rtp(data: bytes) -> None:
+            if not is_rtcp(data):
+                if self._rng.random() < self.loss:
+                    self.dropped += 1
+                    return
+                self.passed += 1
+            await send(data)
+
+        return send_rtp

@@ -24,6 +24,7 @@ from peers import Subscriber, close, publish, spy_rtp, subscribe
 from classroom_client.sources import TestPatternTrack
 from sfu.media import aiortc_adapter, codecs, forwarder
 from sfu.media.aiortc_adapter import (
+    UplinkLoss,
     capture_encoded_frames,
     packets_received,
     restart_video_reassembly,
@@ -156,6 +157,39 @@ async def test_sender_port_rewrites_each_packet_and_its_counters_are_the_sender_
     ntp2, rtp2 = port.sender_report_clock()
     assert rtp2 == newest.timestamp + 3000 and ntp2 > ntp
     await close(sub, pub)
+
+
+async def test_uplink_loss_drops_a_share_of_the_rtp_sent_and_never_rtcp() -> None:
+    pub = await publish("lossy")
+    mic = pub.tracks["mic"]._tap  # audio: no retransmission fills the gaps
+    assert mic is not None
+    audio: list[int] = []
+    spy_rtp(mic.receiver, lambda p: audio.append(p.sequence_number))
+    reports: list[Any] = []
+    handle_rtcp = mic.receiver._handle_rtcp_packet
+
+    async def on_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            reports.append(packet)
+        await handle_rtcp(packet)
+
+    mic.receiver._handle_rtcp_packet = on_rtcp
+    await until(lambda: len(audio) > 20, 10, "audio before the impairment")
+    loss = UplinkLoss(0.3, seed=7)
+    loss.apply(pub.pc)
+    loss.apply(pub.pc)  # idempotent: one wrapper per transport
+    start, reports_before = len(audio), len(reports)
+    await asyncio.sleep(3)
+    seqs = sorted(set(audio[start:]))
+    expected = (seqs[-1] - seqs[0]) % 65536 + 1
+    missing = 1 - len(seqs) / expected
+    share = loss.dropped / (loss.dropped + loss.passed)
+    assert 0.2 < share < 0.4 and 0.15 < missing < 0.45, (share, missing, loss.dropped, loss.passed)
+    assert len(reports) > reports_before  # sender reports still get through
+    with pytest.raises(ValueError):
+        UplinkLoss(1.5)
+    await pub.endpoint.close()
+    await pub.pc.close()
 
 
 async def _streaming(codec: str = "VP8") -> tuple[Any, Subscriber, PublishedTrack]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,51 @@ VIDEO_STATE = """
   visible: !!(v.offsetWidth || v.offsetHeight),
 }))
 """
+
+# A connection indicator (`.quality`: dot + figures, as views.js renders it) as the user sees it.
+INDICATOR_STATE = """
+(sel) => {
+  const el = document.querySelector(sel);
+  if (!el) return null;
+  const dot = el.querySelector('.dot');
+  const figures = el.querySelector('.figures');
+  const shown = !!(figures && (figures.offsetWidth || figures.offsetHeight));
+  return { quality: el.dataset.quality || '', colour: dot ? getComputedStyle(dot).backgroundColor : '',
+           text: shown ? figures.innerText : (el.title || '') };
+}
+"""
+
+# the dot's colours in css/lesson.css (--success, --warn, --error, and the grey of "no data")
+DOT_COLOURS = {"rgb(46, 160, 67)": "green", "rgb(210, 153, 34)": "amber", "rgb(229, 83, 75)": "red",
+               "rgb(110, 119, 129)": "grey"}
+
+
+@dataclass
+class Indicator:
+    """What one connection indicator shows: the dot's colour and the figures next to it (or in its
+    tooltip when the tile is too small for them)."""
+
+    quality: str  # data-quality: good | fair | poor | none
+    colour: str  # green | amber | red | grey (or the CSS colour when it is none of those)
+    text: str
+    kbps: float | None
+    loss_pct: float | None
+    rtt_ms: int | None
+
+    @classmethod
+    def parse(cls, state: dict[str, Any]) -> Indicator:
+        text = str(state["text"])
+        rate = re.search(r"(\d+(?:\.\d+)?) (kbps|Mbps)", text)
+        loss = re.search(r"(\d+(?:\.\d+)?)%", text)
+        rtt = re.search(r"(\d+) ms", text)
+        return cls(
+            quality=str(state["quality"]),
+            colour=DOT_COLOURS.get(str(state["colour"]), str(state["colour"])),
+            text=text,
+            kbps=float(rate[1]) * (1000 if rate[2] == "Mbps" else 1) if rate else None,
+            loss_pct=float(loss[1]) if loss else None,
+            rtt_ms=int(rtt[1]) if rtt else None,
+        )
 
 
 class LessonPage:
@@ -116,6 +163,27 @@ class LessonPage:
         """The classroom whose picture is shown large."""
         value = self.page.evaluate("() => document.querySelector('#stage .tile')?.dataset.classroom ?? null")
         return None if value is None else str(value)
+
+    def indicator(self, selector: str) -> Indicator:
+        """The connection indicator at `selector`: a tile's `.tile[data-tile="X"] .quality`, or the
+        side panel's own uplink `#self-stats`."""
+        state = self.page.evaluate(INDICATOR_STATE, selector)
+        assert state is not None, f"{self.label}: no indicator at {selector}"
+        return Indicator.parse(state)
+
+    def wait_indicator(self, selector: str, predicate: Any, timeout: float, what: str) -> Indicator:
+        """The indicator once `predicate(indicator)` holds (it is sampled every 2 s); on timeout the
+        error says what it showed last."""
+        seen: list[Indicator] = []
+
+        def check() -> Indicator | None:
+            seen.append(self.indicator(selector))
+            return seen[-1] if predicate(seen[-1]) else None
+
+        try:
+            return wait_for(check, timeout, f"{self.label}: {selector} {what}", interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; it showed {seen[-1] if seen else None}") from None
 
     def text(self, selector: str) -> str:
         return str(self.page.locator(selector).inner_text())
