@@ -77,7 +77,7 @@ def mip_bound(st: Structure, time_limit_s: float) -> tuple[float, float]:
     pywraplp.Solver.SolveWithProto(request, response)
     if response.status not in (linear_solver_pb2.MPSOLVER_OPTIMAL, linear_solver_pb2.MPSOLVER_FEASIBLE):
         return 0.0, float(lp.trivial)
-    return float(response.objective_value), float(response.best_objective_bound)
+    return float(response.objective_value), min(float(response.best_objective_bound), lp.trivial)
 
 
 class _CoverageLP:
