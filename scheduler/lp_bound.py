@@ -27,8 +27,8 @@ def lp_upper_bound(st: Structure, time_limit_s: float | None = None) -> float:
     """Maximise covered periods with every 0/1 variable relaxed to [0, 1].
 
     Without a time limit the answer is the LP optimum (GLOP), or within PDLP's tolerance above it
-    (large models). With one (building the LP included), a solve cut short gives the trivial bound (GLOP) or its dual bound
-    (PDLP): never below the LP optimum."""
+    (large models). With one (building the LP included), a solve cut short gives the trivial bound
+    (GLOP) or its dual bound (PDLP): never below the LP optimum."""
     return lp_relaxation(st, time_limit_s=time_limit_s)[0]
 
 

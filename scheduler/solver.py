@@ -447,11 +447,7 @@ class _Part:
                 model.m.add(keep >= value)
                 model.hint_from_x(self.chosen)
         else:
-            self.chosen = greedy(st) if options.greedy_hint else []
-            if values is not None and options.greedy_hint:
-                rounded = lp_round(st, values)
-                if len(rounded) > len(self.chosen):
-                    self.chosen = rounded
+            self.chosen = self._first_solution(values)
             model.hint_from_x(self.chosen)
         ts = time.monotonic()
         coverage = model.coverage()
@@ -491,6 +487,17 @@ class _Part:
         model.m.add(coverage >= value)
         model.hint_from_x(self.chosen)
 
+    def _first_solution(self, values: list[float] | None) -> list[int]:
+        """The start without kept assignments: the greedy solution, or the LP's rounding if it covers more."""
+        if not self.options.greedy_hint:
+            return []
+        chosen = greedy(self.st)
+        if values is not None:
+            rounded = lp_round(self.st, values)
+            if len(rounded) > len(chosen):
+                chosen = rounded
+        return chosen
+
     def _primary_neighbourhood(self, values: list[float] | None, cap: int, index: dict[tuple[str, str], int],
                                deadline: float) -> None:
         """Coverage for a part too large for a CP-SAT model of its own: the greedy solution (or the
@@ -503,11 +510,7 @@ class _Part:
         if keep_idx is not None:
             self.chosen = greedy(st, seed=keep_idx)
         else:
-            self.chosen = greedy(st) if options.greedy_hint else []
-            if values is not None and options.greedy_hint:
-                rounded = lp_round(st, values)
-                if len(rounded) > len(self.chosen):
-                    self.chosen = rounded
+            self.chosen = self._first_solution(values)
         self.view = _neighbourhood(st, values, self.chosen)
         self.local = {g: n for n, g in enumerate(self.view)}
         self.work = restrict(st, self.view)
@@ -541,7 +544,6 @@ class _Part:
         end = time.monotonic() + time_limit  # preparing the stage counts too
         model = self.model
         combined, scale = model.fair_then_preferences()
-        _, top = model.preferences()
         self._hint()
         out = self._run("fairness+preferences", model.m, combined, max(0.05, end - time.monotonic()),
                         presolve=False)

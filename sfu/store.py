@@ -78,20 +78,7 @@ class LessonStore:
         lesson.created_at = lesson.created_at or datetime.now(UTC).replace(tzinfo=None)
         with self._engine.begin() as conn:
             conn.execute(
-                lessons_table.insert().values(
-                    id=lesson.id,
-                    title=lesson.title,
-                    subject=lesson.subject,
-                    grade=lesson.grade,
-                    master=json.dumps(lesson.master.to_json()),
-                    rurals=json.dumps([c.to_json() for c in lesson.rurals]),
-                    planned_start=_local_naive(lesson.planned_start),
-                    planned_end=_local_naive(lesson.planned_end),
-                    rural_see_each_other=lesson.rural_see_each_other,
-                    record=lesson.record,
-                    created_at=lesson.created_at,
-                    extra=json.dumps(lesson.extra),
-                )
+                lessons_table.insert().values(id=lesson.id, created_at=lesson.created_at, **_definition(lesson))
             )
         return lesson
 
@@ -101,18 +88,7 @@ class LessonStore:
         lesson.validate()
         with self._engine.begin() as conn:
             res = conn.execute(
-                lessons_table.update().where(lessons_table.c.id == lesson.id).values(
-                    title=lesson.title,
-                    subject=lesson.subject,
-                    grade=lesson.grade,
-                    master=json.dumps(lesson.master.to_json()),
-                    rurals=json.dumps([c.to_json() for c in lesson.rurals]),
-                    planned_start=_local_naive(lesson.planned_start),
-                    planned_end=_local_naive(lesson.planned_end),
-                    rural_see_each_other=lesson.rural_see_each_other,
-                    record=lesson.record,
-                    extra=json.dumps(lesson.extra),
-                )
+                lessons_table.update().where(lessons_table.c.id == lesson.id).values(**_definition(lesson))
             )
         if res.rowcount == 0:
             raise LessonError(f"id: no lesson {lesson.id!r}")
@@ -162,6 +138,22 @@ class LessonStore:
         q = t.select().where(t.c.planned_start <= now, ends).order_by(t.c.planned_start, t.c.id)
         with self._engine.connect() as conn:
             return [_row_to_lesson(r) for r in conn.execute(q)]
+
+
+def _definition(lesson: Lesson) -> dict[str, object]:
+    """The columns a lesson's definition fills (everything but its id and creation time)."""
+    return {
+        "title": lesson.title,
+        "subject": lesson.subject,
+        "grade": lesson.grade,
+        "master": json.dumps(lesson.master.to_json()),
+        "rurals": json.dumps([c.to_json() for c in lesson.rurals]),
+        "planned_start": _local_naive(lesson.planned_start),
+        "planned_end": _local_naive(lesson.planned_end),
+        "rural_see_each_other": lesson.rural_see_each_other,
+        "record": lesson.record,
+        "extra": json.dumps(lesson.extra),
+    }
 
 
 def _local_naive(at: datetime | None) -> datetime | None:
