@@ -45,7 +45,7 @@ async def test_forwarded_frames_decode_with_their_counters_and_server_never_deco
     await asyncio.sleep(4)
     rx = sub.video
     assert len(rx.counters) > 90, f"{codec}: only {len(rx.counters)} frames"
-    assert rx.bad == 0
+    assert rx.bad == 0, [i for i, t in enumerate(rx.tags) if t == -1]
     assert set(rx.tags) == {source_tag("pub-a")}
     assert rx.counters == sorted(rx.counters)  # in order, verified by content
     assert sub.audio.audio > 100
@@ -192,7 +192,7 @@ async def test_h264_through_a_vp8_first_slot_is_repaired_with_h264s_own_rtx() ->
     assert len(rx.counters) > 100, len(rx.counters)
     missing = (rx.counters[-1] - rx.counters[0] + 1) - len(rx.counters)
     assert missing <= 3, f"{missing} frames lost although every loss was retransmittable"
-    assert rx.bad == 0
+    assert rx.bad == 0, [i for i, t in enumerate(rx.tags) if t == -1]
     await _close(sub, pub)
 
 
