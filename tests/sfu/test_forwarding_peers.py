@@ -48,7 +48,7 @@ async def test_forwarded_frames_decode_with_their_counters_and_server_never_deco
     # about one run in ten, one frame of ~120 fails the pattern checksum (cause not yet found;
     # counters stay in order and from the right source): tolerate one, never more
     assert rx.bad <= 1, [i for i, t in enumerate(rx.tags) if t == -1]
-    assert set(rx.tags) == {source_tag("pub-a")}
+    assert set(rx.tags) - {-1} == {source_tag("pub-a")}
     assert rx.counters == sorted(rx.counters)  # in order, verified by content
     assert sub.audio.audio > 100
     # the server side never decoded: the publisher endpoint's receivers have no decoder thread,
