@@ -18,11 +18,10 @@ DATABASE_URL_ENV = "TWINCLASS_DATABASE_URL"
 SECRET_ENV = "TWINCLASS_SECRET"
 
 
-def add_store_options(parser: argparse.ArgumentParser, *, database: bool = True) -> None:
-    """`--database-url` (unless `database` is False) and `--secret`, defaulting to the environment."""
-    if database:
-        parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
-                            help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV}, else SQLite in the data dir)")
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """`--database-url` and `--secret`, defaulting to the environment."""
+    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
+                        help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV}, else SQLite in the data dir)")
     parser.add_argument("--secret", default=os.environ.get(SECRET_ENV),
                         help=f"token signing secret (default: ${SECRET_ENV}, else kept in the data dir)")
 
