@@ -29,8 +29,19 @@ from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rate import BandwidthUsage
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtpPacket, is_rtcp, unwrap_rtx, wrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    is_rtcp,
+    unpack_remb_fci,
+    unwrap_rtx,
+    wrap_rtx,
+)
 from aiortc.utils import uint16_add
 
 AIORTC_VERSION = "1.16.0"  # every private name used below was read from this release
@@ -50,7 +61,17 @@ RTP_HISTORY_SIZE: int = _sender_mod.RTP_HISTORY_SIZE
 _pending: set[asyncio.Future[None]] = set()  # fire-and-forget RTCP sends, kept alive until done
 
 PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
+# (arrival ms, the delay detector overuses?) -> the REMB to send the publisher now, or None
+RembPolicy = Callable[[int, bool], int | None]
+# (sender ssrc, fraction lost 0..1 or None, round trip s or None, REMB bps or None)
+RtcpObserver = Callable[[int, float | None, float | None, int | None], None]
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, Any], None]
+
+def _fire(coro: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(coro)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
 
 # -- process-wide settings -------------------------------------------------------------------
 
@@ -126,6 +147,30 @@ class ReceiverTap:
         r.receive = _receive_without_decoder(receiver)
         r._handle_rtp_packet = self._handle_rtp_packet
         self.media_ssrc: int | None = None
+        self.last_was_retransmission = False  # the packet being forwarded came as RTX (a repair)
+        # aiortc NACKs each gap once; the forwarding plane's NackTracker asks again (send_nack)
+        r._RTCRtpReceiver__nack_generator = None
+
+    def set_remb_policy(self, policy: RembPolicy) -> None:
+        """Decide the REMBs sent to the publisher ourselves; aiortc's estimator only judges delay.
+
+        aiortc's AIMD estimate follows the incoming rate, so it moves with every change of the
+        picture, and each move of more than 10 % restarts an aiortc publisher's VP8 encoder.
+        """
+        estimator = self.receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        if estimator is None:  # audio: aiortc estimates video only
+            return
+        original_add = estimator.add
+
+        def add(arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> tuple[int, list[int]] | None:
+            original_add(arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time,
+                         payload_size=payload_size, ssrc=ssrc)
+            bitrate = policy(arrival_time_ms, estimator.detector.state() == BandwidthUsage.OVERUSING)
+            if bitrate is None:
+                return None
+            return bitrate, list(estimator.ssrcs.keys())
+
+        estimator.add = add
 
     @property
     def codecs(self) -> dict[int, RTCRtpCodecParameters]:
@@ -143,8 +188,11 @@ class ReceiverTap:
                 if original_ssrc is not None and isinstance(apt, int) and apt in codecs and len(packet.payload) >= 2:
                     forward = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
                     codec = codecs[apt]
+                    self.last_was_retransmission = True
                 else:
                     forward = None  # type: ignore[assignment]
+            else:
+                self.last_was_retransmission = False
             if forward is not None:
                 if self.media_ssrc is None:
                     self.media_ssrc = forward.ssrc
@@ -158,9 +206,13 @@ class ReceiverTap:
         """Send a PLI to the publisher for this track."""
         if self.media_ssrc is None:
             return
-        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.media_ssrc))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        _fire(self.receiver._send_rtcp_pli(self.media_ssrc))
+
+    def send_nack(self, lost: list[int]) -> None:
+        """Ask the publisher to retransmit these sequence numbers (RTCP generic NACK)."""
+        if self.media_ssrc is None or not lost:
+            return
+        _fire(self.receiver._send_rtcp_nack(self.media_ssrc, lost))
 
 
 class _DecodeQueueToSink(queue.Queue):  # type: ignore[type-arg]
@@ -212,9 +264,7 @@ def restart_video_reassembly(receiver: RTCRtpReceiver) -> None:
     r: Any = receiver
     r._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=512, is_video=True)
     for ssrc in list(r._RTCRtpReceiver__remote_streams):
-        task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        _fire(receiver._send_rtcp_pli(ssrc))
 
 
 # -- send side -------------------------------------------------------------------------------
@@ -239,6 +289,9 @@ class SenderPort:
         # aiortc's own _retransmit wraps every repair in the RTX payload type paired with the
         # first negotiated codec; a slot carries whichever codec its source publishes.
         s._retransmit = self._retransmit
+        self._handle_rtcp_original = self.sender._handle_rtcp_packet
+        s._handle_rtcp_packet = self._handle_rtcp_packet
+        self._rtcp_observer: RtcpObserver | None = None
         self.packets_sent = 0
         self.retransmissions = 0
         self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
@@ -256,6 +309,35 @@ class SenderPort:
         finally:
             self.started = False
             s._RTCRtpSender__rtp_exited.set()
+
+    def observe_rtcp(self, observer: RtcpObserver) -> None:
+        """Be told what the subscriber reports about this sender: loss, round trip, REMB."""
+        self._rtcp_observer = observer
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        await self._handle_rtcp_original(packet)  # aiortc: RTT, NACK -> _retransmit, PLI -> keyframe
+        observer = self._rtcp_observer
+        if observer is None:
+            return
+        ssrc = self.ssrc
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    rtt: float | None = self.sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+                    observer(ssrc, report.fraction_lost / 256.0, rtt, None)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if ssrc in ssrcs:
+                observer(ssrc, None, None, bitrate // max(1, len(ssrcs)))
+
+    @property
+    def octets_sent(self) -> int:
+        """Payload bytes sent so far (what the sender report counts)."""
+        s: Any = self.sender
+        return int(s._RTCRtpSender__octet_count)
 
     @property
     def codecs(self) -> list[RTCRtpCodecParameters]:

@@ -21,7 +21,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
+from sfu.media.bandwidth import CAMERA_MAX_BPS, COURSEWARE_MAX_BPS, UplinkEstimate
 from sfu.media.codecs import CodecKey, is_keyframe_start, payload_type_map
+from sfu.media.nack import NackTracker
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,19 @@ class PublishedTrack:
         self.closed = False
         self.last_packet_at = 0.0
         self._codec_names: dict[int, str] = {}  # payload type -> codec name (fixed once negotiated)
+        max_bps = COURSEWARE_MAX_BPS if label.endswith("/courseware") else CAMERA_MAX_BPS
+        self.uplink = UplinkEstimate(max_bps=max_bps)  # what the classroom's uplink carries for it
+        self.nack = NackTracker()  # video: losses on the uplink, asked for until repaired or given up
+        self._nack_checked = 0.0
 
     def bind(self, tap: ReceiverTap) -> None:
         self._tap = tap
+        if self.kind == "video":
+            tap.set_remb_policy(self._remb)
+
+    def _remb(self, arrival_ms: int, overusing: bool) -> int | None:
+        self.uplink.on_delay_signal(overusing)
+        return self.uplink.update(time.monotonic())  # the clock on_packet uses
 
     @property
     def codecs(self) -> list[RTCRtpCodecParameters]:
@@ -73,10 +85,30 @@ class PublishedTrack:
         self.stats.packets_in += 1
         self.stats.bytes_in += len(packet.payload)
         self.last_packet_at = time.monotonic()
+        if self._tap is not None:
+            self.uplink.on_packet(packet.sequence_number, len(packet.payload), self.last_packet_at,
+                                  self._tap.last_was_retransmission)
+            if self.kind == "video":
+                self._repair(packet.sequence_number, self.last_packet_at)
         if self._keyframe_wanted:
             self.request_keyframe()
         for slot in tuple(self.slots):
             await slot.forward(self, packet, codec)
+
+    def _repair(self, seq: int, now: float) -> None:
+        """NACK new gaps at once, ask again for old ones, and heal the unrepairable with a keyframe."""
+        assert self._tap is not None
+        lost = self.nack.on_packet(seq, now)
+        gave_up = 0
+        if now - self._nack_checked >= 0.05:
+            self._nack_checked = now
+            again, gave_up = self.nack.due(now)
+            lost += again
+        if lost:
+            self._tap.send_nack(sorted(lost))
+        if gave_up:
+            logger.info("%s: %d packet(s) lost for good on the uplink; asking for a keyframe", self.label, gave_up)
+            self.request_keyframe()
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL_S."""

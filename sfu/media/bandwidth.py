@@ -1,0 +1,249 @@
+"""What each link carries: the REMB a publisher is told, and the tier a subscriber can take.
+
+Two estimators, pure logic (times are passed in, so tests run them on a virtual clock):
+
+- `UplinkEstimate`, one per published track: the server is the receiver of a classroom's uplink,
+  so it sees the uplink's loss (sequence numbers) and queueing (aiortc's delay-based overuse
+  detector on abs-send-time). It advertises a REMB that stays at the track's cap while the
+  uplink is clean, backs off when the uplink loses more than 10 % or queues, and climbs back
+  slowly. A steady REMB matters: aiortc's VP8 encoder restarts (and sends a fresh keyframe)
+  whenever the target moves by more than 10 %, and aiortc's own estimator moves it all the time.
+- `DownlinkEstimate`, one per subscriber connection: from that classroom's receiver reports
+  (loss, round trip) and REMBs, against what we actually send it, it decides whether the
+  subscriber takes the full streams or a lower tier. It never touches what publishers send.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+CAMERA_MAX_BPS = 1_200_000
+COURSEWARE_MAX_BPS = 1_500_000
+UPLINK_MIN_BPS = 150_000
+_STEP_BPS = 10_000  # advertised values are rounded to this, so small wobbles change nothing
+
+TIERS = ("full", "low")
+
+
+@dataclass
+class UplinkState:
+    target_bps: int
+    incoming_bps: float
+    loss: float
+    overusing: bool
+
+
+class UplinkEstimate:
+    """The bitrate a publisher's uplink carries for one track; what its REMB says."""
+
+    INTERVAL_S = 1.0
+    REMB_REFRESH_S = 2.0
+
+    def __init__(self, max_bps: int = CAMERA_MAX_BPS, min_bps: int = UPLINK_MIN_BPS) -> None:
+        self.max_bps = max_bps
+        self.min_bps = min_bps
+        self.target_bps = max_bps
+        self.loss = 0.0
+        self.incoming_bps = 0.0
+        self.decreases = 0
+        self._bytes = 0
+        self._received = 0
+        self._max_seq: int | None = None
+        self._expected_base: int | None = None  # extended seq at the interval's start
+        self._cycles = 0
+        self._interval_start: float | None = None
+        self._overuse_seen = False
+        self._hold_until = 0.0
+        self._last_sent_bps: int | None = None
+        self._last_sent_at = 0.0
+
+    def on_packet(self, sequence_number: int, size: int, now: float, retransmission: bool = False) -> None:
+        """Every packet of the track as it arrives (repairs flagged: they are not new data)."""
+        if self._interval_start is None:
+            self._interval_start = now
+        self._bytes += size
+        if retransmission:
+            return
+        if self._max_seq is None:
+            self._max_seq = sequence_number
+            self._expected_base = sequence_number
+            self._received = 1
+            return
+        delta = (sequence_number - self._max_seq) % 65536
+        if 0 < delta < 0x8000:
+            if sequence_number < self._max_seq:
+                self._cycles += 1
+            self._max_seq = sequence_number
+        self._received += 1
+
+    def on_delay_signal(self, overusing: bool) -> None:
+        """aiortc's overuse detector's verdict on the latest packet group."""
+        if overusing:
+            self._overuse_seen = True
+
+    def _extended_max(self) -> int:
+        assert self._max_seq is not None
+        return self._cycles * 65536 + self._max_seq
+
+    def update(self, now: float) -> int | None:
+        """Close an interval when one is due; returns the REMB to send now, or None."""
+        if self._interval_start is None or now - self._interval_start < self.INTERVAL_S:
+            return self._refresh(now)
+        span = now - self._interval_start
+        self.incoming_bps = self._bytes * 8 / span
+        if self._max_seq is not None and self._expected_base is not None:
+            expected = self._extended_max() - self._expected_base + 1
+            self.loss = max(0.0, (expected - self._received) / expected) if expected > 0 else 0.0
+            self._expected_base = self._extended_max() + 1
+        self._received = 0
+        self._bytes = 0
+        self._interval_start = now
+        congested = self.loss > 0.10 or self._overuse_seen
+        self._overuse_seen = False
+        if congested and now >= self._hold_until:
+            backoff = 0.85 if self.loss <= 0.10 else max(0.5, 1 - self.loss / 2)
+            self.target_bps = max(self.min_bps, int(min(self.target_bps, self.incoming_bps) * backoff))
+            self.decreases += 1
+            self._hold_until = now + 2 * self.INTERVAL_S  # let the queue drain before judging again
+        elif not congested and self.loss < 0.02 and now >= self._hold_until:
+            self.target_bps = min(self.max_bps, int(self.target_bps * 1.08) + _STEP_BPS)
+        return self._refresh(now)
+
+    def _refresh(self, now: float) -> int | None:
+        value = max(self.min_bps, round(self.target_bps / _STEP_BPS) * _STEP_BPS)
+        if self._last_sent_bps is not None:
+            changed = abs(value - self._last_sent_bps) > 0.05 * self._last_sent_bps
+            if not changed and now - self._last_sent_at < self.REMB_REFRESH_S:
+                return None
+        self._last_sent_bps = value
+        self._last_sent_at = now
+        return value
+
+    def state(self) -> UplinkState:
+        return UplinkState(self.target_bps, self.incoming_bps, self.loss, self._overuse_seen)
+
+
+@dataclass
+class LinkReport:
+    """What a subscriber's RTCP said about one of our senders since the last look."""
+
+    fraction_lost: float | None = None  # 0..1, from a receiver report
+    rtt_s: float | None = None
+    remb_bps: int | None = None
+
+
+class DownlinkEstimate:
+    """Decides the tier a subscriber takes, from its RTCP against what we send it.
+
+    Congested means: more than 10 % loss, or REMBs that add up to less than 80 % of what we
+    send (the receiver's delay-based detector saw its queue grow), or a round trip more than
+    200 ms above the lowest one seen (a bottleneck queue filling). Two congested seconds in a row
+    move the subscriber to the lower tier; after `probe_wait` clean seconds it tries the full
+    streams again, and a probe that brings congestion back within `PROBE_CHECK_S` doubles the
+    wait (up to `MAX_PROBE_WAIT_S`).
+    """
+
+    INTERVAL_S = 1.0
+    PROBE_CHECK_S = 6.0
+    FIRST_PROBE_WAIT_S = 8.0
+    MAX_PROBE_WAIT_S = 30.0
+
+    def __init__(self) -> None:
+        self.tier = "full"
+        self.loss = 0.0
+        self.rtt_s: float | None = None
+        self.min_rtt_s: float | None = None
+        self.remb_bps: int | None = None
+        self.sent_bps = 0.0
+        self.congested = False
+        self.switches = 0
+        self.probe_wait_s = self.FIRST_PROBE_WAIT_S
+        self._congested_run = 0
+        self._clean_since: float | None = None
+        self._probe_started: float | None = None
+        self._rembs: dict[int, tuple[int, float]] = {}  # sender ssrc -> (bps, when)
+        self._losses: deque[float] = deque(maxlen=8)
+        self._last_update: float | None = None
+        self._sent_bytes_at_last = 0
+
+    def on_report(self, ssrc: int, report: LinkReport, now: float) -> None:
+        if report.fraction_lost is not None:
+            self._losses.append(report.fraction_lost)
+        if report.rtt_s is not None and report.rtt_s > 0:
+            self.rtt_s = report.rtt_s
+            self.min_rtt_s = report.rtt_s if self.min_rtt_s is None else min(self.min_rtt_s, report.rtt_s)
+        if report.remb_bps is not None:
+            self._rembs[ssrc] = (report.remb_bps, now)
+
+    def update(self, now: float, sent_bytes_total: int) -> str | None:
+        """Once a second, with the video bytes sent so far: the new tier when it changes, else None."""
+        if self._last_update is None:
+            self._last_update = now
+            self._sent_bytes_at_last = sent_bytes_total
+            self._clean_since = now
+            return None
+        span = now - self._last_update
+        if span < self.INTERVAL_S:
+            return None
+        self.sent_bps = (sent_bytes_total - self._sent_bytes_at_last) * 8 / span
+        self._last_update = now
+        self._sent_bytes_at_last = sent_bytes_total
+        self.loss = max(self._losses) if self._losses else 0.0
+        self._losses.clear()
+        fresh = [bps for bps, at in self._rembs.values() if now - at < 3.0]
+        self.remb_bps = sum(fresh) if fresh else None
+        queueing = (self.rtt_s is not None and self.min_rtt_s is not None
+                    and self.rtt_s > self.min_rtt_s + 0.2)
+        starved = self.remb_bps is not None and self.sent_bps > 50_000 and self.remb_bps < 0.8 * self.sent_bps
+        self.congested = self.loss > 0.10 or queueing or starved
+        if self.congested:
+            self._congested_run += 1
+            self._clean_since = None
+        else:
+            self._congested_run = 0
+            if self._clean_since is None:
+                self._clean_since = now
+        return self._decide(now)
+
+    def _decide(self, now: float) -> str | None:
+        if self.tier == "full":
+            if self._congested_run >= 2 or (self._congested_run >= 1 and self.loss > 0.2):
+                if self._probe_started is not None and now - self._probe_started < self.PROBE_CHECK_S:
+                    self.probe_wait_s = min(self.MAX_PROBE_WAIT_S, self.probe_wait_s * 2)
+                self._probe_started = None
+                return self._switch("low")
+            if self._probe_started is not None and now - self._probe_started >= self.PROBE_CHECK_S:
+                self._probe_started = None
+                self.probe_wait_s = self.FIRST_PROBE_WAIT_S  # the full streams fit again
+            return None
+        if self._clean_since is not None and now - self._clean_since >= self.probe_wait_s:
+            self._probe_started = now
+            self.min_rtt_s = self.rtt_s  # judge the probe against today's path, not an old minimum
+            return self._switch("full")
+        return None
+
+    def _switch(self, tier: str) -> str:
+        self.tier = tier
+        self.switches += 1
+        self._congested_run = 0
+        self._clean_since = None
+        return tier
+
+    def state(self) -> str:
+        """"good", "weak" or "bad", as the lesson page shows a classroom's link."""
+        if self.congested or self.loss > 0.10:
+            return "bad"
+        if self.tier != "full" or self.loss > 0.02:
+            return "weak"
+        return "good"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "tier": self.tier,
+            "state": self.state(),
+            "loss": round(self.loss, 3),
+            "rtt_ms": round(self.rtt_s * 1000, 1) if self.rtt_s is not None else None,
+            "downlink_kbps": round(self.remb_bps / 1000, 1) if self.remb_bps is not None else None,
+            "sent_kbps": round(self.sent_bps / 1000, 1),
+        }
