@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classroom_client.link import LinkSpec
 
 
 def add_commands(sub: Any) -> None:
@@ -24,8 +28,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-receive", action="store_true", help="publish only")
     p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
     p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
-    p.add_argument("--impair-loss", type=_percent, default=0.0, metavar="PCT",
-                   help="drop PCT %% of our outgoing RTP packets on purpose (a lossy uplink, for tests)")
+    p.add_argument("--link", type=_link_spec, default=None, metavar="SPEC",
+                   help="impair our line both ways in user space, e.g. loss=3%%,delay=75ms,jitter=15ms,rate=1mbit. "
+                        "Fields: loss=P%% (random), burst=P%% with burstlen=N (bursty loss: mean P%% in runs of "
+                        "N packets, default 4), delay=T (ONE way: ms or s), jitter=T (delay wanders within "
+                        "delay±T, never reordering), rate=R (kbit|mbit; kbps|mbps mean bits too), "
+                        "queue=T|B (bottleneck buffer: ms, or bytes b|kb|mb; default 200ms; needs rate), "
+                        "blackout=AT+DUR[;AT+DUR...] (nothing passes for DUR from AT after start, e.g. 20s+10s); "
+                        "none = a clean link. Statistics go to --stats-json as link_stats")
+    p.add_argument("--impair-loss", type=_percent, default=None, metavar="PCT",
+                   help="short for --link loss=PCT%% (both ways, every datagram; overrides loss= of --link)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.set_defaults(func=run_classroom)
 
@@ -37,11 +49,24 @@ def _percent(value: str) -> float:
     return pct
 
 
+def _link_spec(value: str) -> LinkSpec:
+    from classroom_client.link import LinkSpec  # (aiortc is imported only to run a classroom)
+
+    try:
+        return LinkSpec.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from exc
+
+
 def run_classroom(args: argparse.Namespace) -> int:
+    from classroom_client.link import LinkSpec
     from classroom_client.session import ClassroomClient, ClientConfig
     from classroom_client.sources import SourceSpec
 
     width, height = (int(x) for x in args.size.lower().split("x"))
+    link: LinkSpec | None = args.link
+    if args.impair_loss is not None:
+        link = dataclasses.replace(link or LinkSpec(), loss=args.impair_loss)
     config = ClientConfig(
         server=args.server,
         token=args.token,
@@ -53,7 +78,7 @@ def run_classroom(args: argparse.Namespace) -> int:
         ice_servers=args.ice_servers,
         ice_addresses=args.ice_addresses,
         receive=not args.no_receive,
-        uplink_loss=args.impair_loss / 100.0,
+        link=link,
     )
 
     async def main() -> int:

@@ -24,10 +24,11 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from classroom_client.link import Link, LinkSpec
 from classroom_client.pattern import read_pattern, source_tag
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
-from sfu.media.aiortc_adapter import UplinkLoss, packets_received, restart_video_reassembly, use_host_addresses
+from sfu.media.aiortc_adapter import packets_received, restart_video_reassembly, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class ClientConfig:
     ice_addresses: list[str] | None = None  # None: loopback when the server is on loopback
     receive: bool = True
     publish: bool = True
-    uplink_loss: float = 0.0  # share (0..1) of our outgoing RTP packets dropped on purpose (a bad link)
+    link: LinkSpec | None = None  # impair our line both ways in user space (classroom_client/link.py)
     reconnect: bool = True
 
 
@@ -100,7 +101,7 @@ class ClassroomClient:
         self._tags: dict[int, str] = {}
         self._setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        self._uplink_loss = UplinkLoss(config.uplink_loss) if config.uplink_loss > 0 else None
+        self._link = Link(config.link) if config.link is not None else None  # one line, both pcs, every session
         self._register()
 
     # -- socket.io -----------------------------------------------------------------------------
@@ -252,13 +253,13 @@ class ClassroomClient:
         if self._audio is not None:
             transceivers.append((pc.addTransceiver(self._audio, direction="sendonly"), "mic"))
         await pc.setLocalDescription(await pc.createOffer())
+        if self._link is not None:
+            self._link.attach(pc)
         for t, source in transceivers:
             if t.mid is not None:
                 sources[t.mid] = source
         reply = await self.call("publish", {"sdp": pc.localDescription.sdp, "sources": sources})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
-        if self._uplink_loss is not None:
-            self._uplink_loss.apply(pc)
 
     def _label(self, classrooms: list[dict[str, Any]]) -> str:
         for c in classrooms:
@@ -296,6 +297,8 @@ class ClassroomClient:
                 self._spawn(self._watch_stall(watch, pc))
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
+        if self._link is not None:
+            self._link.attach(pc)
         await pc.setLocalDescription(await pc.createAnswer())
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
@@ -432,7 +435,8 @@ class ClassroomClient:
             "stalls_recovered": self.stalls_recovered,
             "server": self.config.server,
             "redirects": self.redirects,
-            "uplink_rtp_dropped": self._uplink_loss.dropped if self._uplink_loss else 0,
+            "link": str(self._link.spec) if self._link else None,
+            "link_stats": self._link.stats() if self._link else None,
             "floor": self.floor,
             "hands": [h.get("classroom") for h in self.hands],
             "refused": self.refused,

@@ -7,7 +7,8 @@ Forwarding on aiortc needs hooks it does not offer publicly:
   header-extension ids, kept in its history (so NACKs are answered) and counted (so sender
   reports stay valid), and learn when the subscriber asks for a keyframe;
 - keyframe requests upstream (PLI) and the host addresses ICE gathers;
-- a lossy uplink in user space (no `tc netem` here): drop a share of a connection's outgoing RTP.
+- a datagram hook on a connection's ICE transports, both ways (the classroom terminal's
+  user-space link impairment, `classroom_client/link.py`, runs through it: no `tc netem` here).
 
 `tests/sfu/test_aiortc_adapter.py` checks each hook against the installed aiortc, so an upgrade
 that moves any of them fails loudly there instead of silently in a lesson.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -37,7 +37,6 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
-    is_rtcp,
     unpack_remb_fci,
     unwrap_rtx,
     wrap_rtx,
@@ -423,42 +422,104 @@ class SenderPort:
         return (s._RTCRtpSender__ntp_timestamp, s._RTCRtpSender__rtp_timestamp)
 
 
-# -- impairment ------------------------------------------------------------------------------
+# -- datagram hook (for a user-space link impairment) -----------------------------------------
+
+DatagramSink = Callable[[bytes], None]
+DatagramHook = Callable[[bytes, DatagramSink], None]
 
 
-class UplinkLoss:
-    """Drops a share of the RTP packets a peer connection sends, as a lossy network would.
+def wrap_ice_datagrams(pc: RTCPeerConnection, send: DatagramHook, receive: DatagramHook) -> int:
+    """Route every datagram `pc`'s ICE transports carry through two hooks, so DTLS, SRTP and SRTCP alike.
 
-    Wraps the send of each DTLS transport the connection's senders use (after the answer is
-    applied: with BUNDLE that is one transport). Retransmissions are RTP too and are dropped
-    alike; RTCP (receiver/sender reports, NACK, PLI) always goes through. The senders still count
-    a dropped packet as sent, so the far end sees the gap in sequence numbers.
+    `send(data, forward)` gets each datagram the connection sends; calling `forward(data)` (now
+    or later, from any callback on the loop) puts it on the wire. `receive(data, deliver)` gets
+    each datagram that arrived; `deliver(data)` hands it to aiortc. Not calling them drops the
+    datagram. Nothing else is decided here: the classroom terminal's `classroom_client/link.py`
+    holds the impairment. ICE's own STUN checks bypass the hooks (aioice sends them itself).
+
+    Call once the transports exist (the offerer after setLocalDescription, the answerer after
+    setRemoteDescription) and before DTLS starts; transports already wrapped are skipped, so
+    calling again after renegotiation is safe. Returns how many transports were wrapped now.
     """
+    transports: list[Any] = [t.receiver.transport.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport.transport)
+    wrapped = 0
+    for ice in dict.fromkeys(transports):  # unique, in order (one with max-bundle)
+        if getattr(ice, "_twinclass_datagrams", None) is None:
+            ice._twinclass_datagrams = _IceDatagrams(ice, send, receive)
+            wrapped += 1
+    return wrapped
 
-    def __init__(self, loss: float, seed: int | None = None) -> None:
-        if not 0.0 <= loss <= 1.0:
-            raise ValueError(f"loss must be between 0 and 1, not {loss}")
-        self.loss = loss
-        self.dropped = 0
-        self.passed = 0
-        self._rng = random.Random(seed)
 
-    def apply(self, pc: RTCPeerConnection) -> None:
-        """Impair every transport `pc`'s senders use now (call again after renegotiation)."""
-        for sender in pc.getSenders():
-            transport: Any = sender.transport
-            if transport is None or getattr(transport, "_twinclass_uplink_loss", None) is self:
-                continue
-            transport._send_rtp = self._wrap(transport._send_rtp)
-            transport._twinclass_uplink_loss = self
+class _IceDatagrams:
+    """Replaces one RTCIceTransport's `_send`/`_recv` (what RTCDtlsTransport calls in 1.16.0)."""
 
-    def _wrap(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
-        async def send_rtp(data: bytes) -> None:
-            if not is_rtcp(data):
-                if self._rng.random() < self.loss:
-                    self.dropped += 1
-                    return
-                self.passed += 1
-            await send(data)
+    def __init__(self, ice: Any, send: DatagramHook, receive: DatagramHook) -> None:
+        self._ice = ice
+        self._send_hook = send
+        self._receive_hook = receive
+        self._original_send: Callable[[bytes], Awaitable[None]] = ice._send
+        self._original_recv: Callable[[], Awaitable[bytes]] = ice._recv
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the connection ended
+        self._pump: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Future[None]] = set()
+        self._error: str | None = None
+        ice._send = self._send
+        ice._recv = self._recv
+        ice.on("statechange", self._state_changed)
 
-        return send_rtp
+    async def _send(self, data: bytes) -> None:
+        if self._error is not None or self._ice.state in ("closed", "failed"):
+            raise ConnectionError("Cannot send data, not connected")
+        self._send_hook(data, self._forward)
+
+    def _forward(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        task = asyncio.ensure_future(self._original_send(data))  # run in creation order: no reordering
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Future[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), ConnectionError):
+            logger.warning("datagram send failed: %r", task.exception())
+
+    async def _recv(self) -> bytes:
+        if self._pump is None and self._error is None:  # started by DTLS's first read, once ICE is up
+            self._pump = asyncio.ensure_future(self._run_pump())
+            self._pump.set_name("twinclass-ice-datagram-pump")
+        if self._queue.empty() and self._error is not None:
+            raise ConnectionError(self._error)
+        data = await self._queue.get()
+        if data is None:
+            self._queue.put_nowait(None)  # every later read fails the same way
+            raise ConnectionError(self._error or "Connection lost while receiving data")
+        return data
+
+    def _deliver(self, data: bytes) -> None:
+        if self._error is None:
+            self._queue.put_nowait(data)
+
+    async def _run_pump(self) -> None:
+        try:
+            while True:
+                data = await self._original_recv()
+                self._receive_hook(data, self._deliver)
+        except ConnectionError as exc:
+            self._end(str(exc) or "Connection lost while receiving data")
+        except asyncio.CancelledError:
+            self._end("Connection closed")
+            raise
+
+    def _end(self, reason: str) -> None:
+        if self._error is None:
+            self._error = reason
+            self._queue.put_nowait(None)
+
+    def _state_changed(self) -> None:
+        if self._ice.state == "closed":
+            self._end("Connection closed")
+            if self._pump is not None:
+                self._pump.cancel()

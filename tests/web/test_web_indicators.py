@@ -1,5 +1,6 @@
 """The connection indicators on the master's page: a Python rural classroom on a healthy link, then
-on a lossy one (`twinclass classroom --impair-loss`, packets dropped in user space)."""
+on a lossy one (`twinclass classroom --impair-loss`, short for `--link loss=PCT%`: datagrams dropped
+both ways in user space)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,12 @@ def test_indicators_show_a_healthy_link_then_the_loss_of_a_bad_one(
     assert uplink.text.startswith("上行"), uplink  # the side panel's line is the uplink's
     master.screenshot("indicators-healthy")
 
-    # the same classroom comes back on a bad link: 15 % of its RTP packets never leave it
+    # the same classroom comes back on a bad link: 15 % of its datagrams are lost, each way
     rural.stop()
     wait_for(lambda: master.indicator(RURAL_TILE).quality == "none", 20, "rural-1's indicator cleared")
     bad = start_classroom(classrooms, "rural-1", "rural", "--duration", "60", "--impair-loss", "15")
     tile = master.wait_indicator(RURAL_TILE, lossy, 30, "lossy (amber or red, loss > 2 %)")
-    print(f"lossy: rural-1 tile {tile.text!r} ({tile.colour}); dropped {bad.stats().get('uplink_rtp_dropped')}")
-    assert bad.stats().get("uplink_rtp_dropped", 0) > 0
+    link = bad.stats().get("link_stats") or {}
+    print(f"lossy: rural-1 tile {tile.text!r} ({tile.colour}); link {link}")
+    assert bad.stats().get("link") == "loss=15%" and link["uplink"]["dropped_loss"] > 0
     master.screenshot("indicators-lossy")
