@@ -82,20 +82,39 @@ class PatternPainter:
         return img
 
 
+# the pattern as sent, and as the server's lower tiers scale it (e.g. 640x360 -> 320x180)
+SCALES = (1.0, 0.5, 0.75, 0.25, 2 / 3)
+
+
 def read_pattern(luma: np.ndarray) -> PatternInfo | None:
-    """Read the pattern from a frame's luma plane (H x W uint8); None if it does not check out."""
+    """Read the pattern from a frame's luma plane (H x W uint8); None if it does not check out.
+
+    The frame may be the pattern scaled down (a server-made tier): the block rows are looked
+    for at each of `SCALES`; the checksum tells the right one.
+    """
     height, width = luma.shape[:2]
-    bw = width // BITS
-    bh = _block_height(height)
-    if bw < 4:
-        return None
+    for scale in SCALES:
+        bw = (round(width / scale) // BITS) * scale
+        bh = _block_height(round(height / scale)) * scale
+        if bw < 3 or bh < 4:
+            continue
+        info = _read_rows(luma, bw, bh)
+        if info is not None:
+            return info
+    return None
+
+
+def _read_rows(luma: np.ndarray, bw: float, bh: float) -> PatternInfo | None:
     words = []
     for row in range(ROWS):
-        y0 = row * bh + bh // 4
-        y1 = row * bh + bh - bh // 4
-        band = luma[y0:y1, : bw * BITS].astype(np.float32)
-        cols = band.reshape(band.shape[0], BITS, bw)[:, :, bw // 4 : bw - bw // 4]
-        bits = cols.mean(axis=(0, 2)) > 125
+        y0 = int(round(row * bh + bh / 4))
+        y1 = max(int(round(row * bh + bh - bh / 4)), y0 + 1)
+        band = luma[y0:y1].astype(np.float32)
+        bits = []
+        for bit in range(BITS):
+            x0 = int(round(bit * bw + bw / 4))
+            x1 = max(int(round(bit * bw + bw - bw / 4)), x0 + 1)
+            bits.append(band[:, x0:x1].mean() > 125)
         word = 0
         for b in bits:
             word = (word << 1) | int(b)

@@ -201,6 +201,11 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                         "bytes_in": track.stats.bytes_in,
                         "keyframe_requests": track.stats.keyframe_requests_sent,
                         "subscribers": len(track.slots),
+                        "uplink": {"remb_bps": track.uplink.target_bps, "loss": round(track.uplink.loss, 3),
+                                   "incoming_bps": round(track.uplink.incoming_bps)},
+                        "nack": {"requested": track.nack.requested, "repaired": track.nack.repaired,
+                                 "given_up": track.nack.given_up},
+                        "tiers": {name: tier.stats() for name, tier in track.tiers.items()},
                     }
             slots = {}
             for p in room.participants.values():
@@ -209,7 +214,9 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                 for key, slot in p.subscriber.slots.items():
                     slots[f"{p.classroom}<-{key}"] = {
                         "source": slot.source.label if slot.source else None,
+                        "tier": slot.source.tier_name if slot.source else None,
                         "started": bool(slot.port and slot.port.started),
+                        "link": p.subscriber.link.to_json(),
                         **slot.stats.__dict__,
                     }
             out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots}

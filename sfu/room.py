@@ -15,7 +15,7 @@ from typing import Any
 
 from sfu.lessons import Lesson, Role
 from sfu.media.endpoint import DEFAULT_VIDEO_CODECS, PublisherEndpoint, SubscriberEndpoint
-from sfu.media.forwarder import PublishedTrack
+from sfu.media.forwarder import PublishedTrack, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,13 @@ class Participant:
 
 
 RoomListener = Callable[[str, dict[str, Any]], None]
+
+
+def _tier_of(slot: Slot | None) -> str:
+    """The tier a slot sends now ("full" unless its video comes from a server-made tier)."""
+    if slot is None or slot.source is None:
+        return "full"
+    return slot.source.tier_name
 
 
 class LessonRoom:
@@ -277,7 +284,8 @@ class LessonRoom:
         p = self._participant(sid)
         if p.subscriber is None:
             p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
-                                              self.video_codecs)
+                                              self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
+                                              adaptive=p.role != Role.SYSTEM)
             for spec in p.slot_specs:
                 p.subscriber.add_slot(spec.key, spec.kind)
             self.rebind()
@@ -290,8 +298,16 @@ class LessonRoom:
             # classroom's terminal reconnects from scratch.
             self._emit("media_failed", {"sid": p.sid, "classroom": p.classroom, "connection": which})
 
+    def _link(self, p: Participant, link: dict[str, Any], tier_changed: bool) -> None:
+        """The server's view of a classroom's downlink (and, when it moved, the tier it now takes)."""
+        if p.sid in self.participants:
+            self._emit("link", {"sid": p.sid, "classroom": p.classroom, **link})
+            if tier_changed:
+                self._emit("tiers", {"sid": p.sid, "classroom": p.classroom, "tier": link.get("tier")})
+
     def slots_json(self, p: Participant) -> list[dict[str, Any]]:
         mids = p.subscriber.slot_mids() if p.subscriber else {}
+        slots = p.subscriber.slots if p.subscriber else {}
         return [
             {
                 "key": spec.key,
@@ -300,6 +316,7 @@ class LessonRoom:
                 "source": spec.source,
                 "group": spec.group,
                 "classroom": self.bound_classroom(spec, p),
+                "tier": _tier_of(slots.get(spec.key)),
             }
             for spec in p.slot_specs
         ]

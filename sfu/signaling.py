@@ -200,6 +200,14 @@ class Signaling:
             if event in ("classroom_joined", "classroom_left"):
                 presence = [p.to_json() for p in room.connected_classrooms()]
                 self._spawn(self.registry.publish_presence(room.lesson.id, presence))
+            if event == "link":  # one classroom's own downlink: for it alone
+                self._spawn(self.sio.emit("link", {k: v for k, v in data.items() if k != "sid"}, to=data["sid"]))
+                return
+            if event == "tiers":
+                p = room.participants.get(data["sid"])
+                if p is not None and p.subscriber is not None:
+                    self._spawn(self.sio.emit("slots", {"slots": room.slots_json(p)}, to=p.sid))
+                return
             if event != "published":
                 self._spawn(self.sio.emit(event, data, room=channel))
             if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published"):

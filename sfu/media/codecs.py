@@ -132,3 +132,17 @@ def is_keyframe_start(codec_name: str, payload: bytes) -> bool:
     if codec_name == "H264":
         return h264_is_keyframe_start(payload)
     return True  # audio and unknown codecs need no keyframe
+
+
+def frame_is_keyframe(codec_name: str, data: bytes) -> bool:
+    """True for a depayloaded frame that decodes on its own (VP8 keyframe, H264 with an IDR)."""
+    if codec_name == "VP8":
+        return len(data) > 0 and (data[0] & 0x01) == 0
+    if codec_name == "H264":  # annex B: look at each NAL unit's type after a start code
+        i = data.find(b"\x00\x00\x01")
+        while i >= 0 and i + 3 < len(data):
+            if data[i + 3] & 0x1F == 5:
+                return True
+            i = data.find(b"\x00\x00\x01", i + 3)
+        return False
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiortc import (
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
+from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
 
 logger = logging.getLogger(__name__)
@@ -168,22 +170,36 @@ class PublisherEndpoint(_Endpoint):
         await super().close()
 
 
+LinkListener = Callable[[dict[str, Any], bool], None]  # (link state, did the tier change)
+
+
 class SubscriberEndpoint(_Endpoint):
-    """Sends to a classroom over fixed slots that the server feeds from published tracks."""
+    """Sends to a classroom over fixed slots that the server feeds from published tracks.
+
+    Its `link` estimate (the classroom's receiver reports and REMBs against what we send) picks
+    the tier of every video slot: a weak downlink gets the server-made lower tier of each stream.
+    """
 
     def __init__(self, ice_servers: Sequence[str], on_state: Callable[[str], None],
-                 video_codecs: Sequence[str] = DEFAULT_VIDEO_CODECS) -> None:
+                 video_codecs: Sequence[str] = DEFAULT_VIDEO_CODECS, on_link: LinkListener | None = None,
+                 adaptive: bool = True) -> None:
         super().__init__(ice_servers, on_state)
         self.slots: dict[str, Slot] = {}  # slot key -> slot (key chosen by the room)
         self._video_preferences = video_codec_preferences(video_codecs)
         self._lock = asyncio.Lock()
+        self.link = DownlinkEstimate()
+        self.adaptive = adaptive  # False: always the full streams (the recorder)
+        self._on_link = on_link
+        self._link_task: asyncio.Task[None] | None = None
 
     def add_slot(self, key: str, kind: str) -> Slot:
         def make_port(slot: Slot) -> SenderPort:
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
             if kind == "video":
                 transceiver.setCodecPreferences(self._video_preferences)
-            return SenderPort(transceiver, slot.on_started, slot.on_keyframe_request)
+            port = SenderPort(transceiver, slot.on_started, slot.on_keyframe_request)
+            port.observe_rtcp(self._on_rtcp)
+            return port
 
         slot = Slot(kind, make_port)
         self.slots[key] = slot
@@ -207,8 +223,38 @@ class SubscriberEndpoint(_Endpoint):
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:
                 raise SdpError(f"answer rejected: {exc or type(exc).__name__}") from exc
+            if self._link_task is None:
+                self._link_task = asyncio.ensure_future(self._watch_link())
+
+    def _on_rtcp(self, ssrc: int, fraction_lost: float | None, rtt_s: float | None, remb_bps: int | None) -> None:
+        self.link.on_report(ssrc, LinkReport(fraction_lost, rtt_s, remb_bps), time.monotonic())
+
+    def video_octets_sent(self) -> int:
+        return sum(s.port.octets_sent for s in self.slots.values() if s.kind == "video" and s.port is not None)
+
+    async def _watch_link(self) -> None:
+        """Once a second: judge the downlink, move the video slots to the tier it takes."""
+        reported = 0.0
+        while not self.closed:
+            await asyncio.sleep(DownlinkEstimate.INTERVAL_S)
+            try:
+                changed = self.link.update(time.monotonic(), self.video_octets_sent())
+                if changed is not None and self.adaptive:
+                    logger.info("downlink %s: video now at tier %s", self.link.to_json(), changed)
+                    for slot in self.slots.values():
+                        slot.set_tier(changed)
+                elif changed is not None:
+                    self.link.tier = "full"
+                now = time.monotonic()
+                if self._on_link is not None and (changed is not None or now - reported >= 2.0):
+                    reported = now
+                    self._on_link(self.link.to_json(), changed is not None and self.adaptive)
+            except Exception:  # the estimate must never take the connection down
+                logger.exception("downlink estimate failed")
 
     async def close(self) -> None:
+        if self._link_task is not None:
+            self._link_task.cancel()
         for slot in self.slots.values():
             slot.detach()
         await super().close()

@@ -11,11 +11,13 @@ Nothing is decoded or encoded here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -24,6 +26,7 @@ from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
 from sfu.media.bandwidth import CAMERA_MAX_BPS, COURSEWARE_MAX_BPS, UplinkEstimate
 from sfu.media.codecs import CodecKey, is_keyframe_start, payload_type_map
 from sfu.media.nack import NackTracker
+from sfu.media.tiers import TierTrack, tier_spec
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +42,26 @@ class TrackStats:
     keyframe_requests_sent: int = 0
 
 
-class PublishedTrack:
-    """One incoming track of a classroom (camera, microphone or courseware)."""
+class Upstream(Protocol):
+    """Where a published track's packets come from: a classroom's receiver, or a server-made tier."""
 
-    def __init__(self, kind: str, label: str) -> None:
+    @property
+    def codecs(self) -> dict[int, RTCRtpCodecParameters]: ...
+    @property
+    def media_ssrc(self) -> int | None: ...
+    def request_keyframe(self) -> None: ...
+
+
+class PublishedTrack:
+    """One incoming track of a classroom (camera, microphone or courseware), or a tier of one."""
+
+    def __init__(self, kind: str, label: str, upstream: Upstream | None = None) -> None:
         self.kind = kind
         self.label = label  # e.g. "rural-1/camera", for logs and stats
         self.slots: set[Slot] = set()
         self.stats = TrackStats()
+        self.tiers: dict[str, TierTrack] = {}  # lower tiers made from this track while needed
+        self._upstream: Upstream | None = upstream
         self._tap: ReceiverTap | None = None
         self._last_keyframe_request = 0.0
         self._keyframe_wanted = False
@@ -60,6 +75,7 @@ class PublishedTrack:
 
     def bind(self, tap: ReceiverTap) -> None:
         self._tap = tap
+        self._upstream = tap
         if self.kind == "video":
             tap.set_remb_policy(self._remb)
 
@@ -69,7 +85,23 @@ class PublishedTrack:
 
     @property
     def codecs(self) -> list[RTCRtpCodecParameters]:
-        return list(self._tap.codecs.values()) if self._tap else []
+        return list(self._upstream.codecs.values()) if self._upstream else []
+
+    @property
+    def tier_name(self) -> str:
+        """"full" for a classroom's own track, else the tier's name."""
+        return self.label.rsplit("@", 1)[1] if "@" in self.label else "full"
+
+    def tier(self, name: str) -> PublishedTrack:
+        """This track at a lower tier (made now if nobody uses it yet); "full" is the track itself."""
+        if name == "full" or self.kind != "video" or self.closed:
+            return self
+        tier = self.tiers.get(name)
+        if tier is None or tier.closed:
+            tier = TierTrack(self, tier_spec(self.label, name), asyncio.get_running_loop())
+            self.tiers[name] = tier
+            logger.info("%s: made tier %s (%s)", self.label, name, tier.spec)
+        return tier.track
 
     def codec_name(self, codec: RTCRtpCodecParameters) -> str:
         """"VP8", "H264", "OPUS"...: what keyframe detection needs, worked out once per payload type."""
@@ -92,6 +124,8 @@ class PublishedTrack:
                 self._repair(packet.sequence_number, self.last_packet_at)
         if self._keyframe_wanted:
             self.request_keyframe()
+        for tier in tuple(self.tiers.values()):
+            tier.feed(packet, codec)
         for slot in tuple(self.slots):
             await slot.forward(self, packet, codec)
 
@@ -112,21 +146,23 @@ class PublishedTrack:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL_S."""
-        if self.kind != "video" or self._tap is None or self.closed:
+        if self.kind != "video" or self._upstream is None or self.closed:
             return
         now = time.monotonic()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL_S or self._tap.media_ssrc is None:
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL_S or self._upstream.media_ssrc is None:
             # too soon, or no packet seen yet: remember and ask on a later packet
             self._keyframe_wanted = True
             return
         self._keyframe_wanted = False
         self._last_keyframe_request = now
         self.stats.keyframe_requests_sent += 1
-        self._tap.request_keyframe()
+        self._upstream.request_keyframe()
 
     def close(self) -> None:
         """The publisher is gone: every slot it fed goes quiet (and stays continuous later)."""
         self.closed = True
+        for tier in tuple(self.tiers.values()):
+            tier.close()
         for slot in tuple(self.slots):
             slot.detach()
 
@@ -144,7 +180,9 @@ class Slot:
 
     def __init__(self, kind: str, port_factory: Callable[[Slot], SenderPort] | None = None) -> None:
         self.kind = kind
-        self.source: PublishedTrack | None = None
+        self.source: PublishedTrack | None = None  # what feeds the slot now (a tier of `wanted`, or it)
+        self.wanted: PublishedTrack | None = None  # what the room asked for
+        self.tier = "full"  # the tier this subscriber's link takes (video only)
         self.stats = SlotStats()
         self.port: SenderPort | None = port_factory(self) if port_factory else None
         # munging state: output = input + offset (mod 2^16 / 2^32), rebased at each switch
@@ -177,6 +215,23 @@ class Slot:
 
     # called by the room
     def attach(self, source: PublishedTrack | None) -> None:
+        """Carry this classroom's track (at the slot's tier), or nothing."""
+        self.wanted = source
+        self._feed_from(self._tiered(source))
+
+    # called by the subscriber's link estimate
+    def set_tier(self, tier: str) -> None:
+        if self.kind != "video" or tier == self.tier:
+            return
+        self.tier = tier
+        self._feed_from(self._tiered(self.wanted))
+
+    def _tiered(self, source: PublishedTrack | None) -> PublishedTrack | None:
+        if source is None or self.tier == "full":
+            return source
+        return source.tier(self.tier)
+
+    def _feed_from(self, source: PublishedTrack | None) -> None:
         if source is self.source:
             return
         self._stop_draining()
