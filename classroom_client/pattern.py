@@ -107,13 +107,13 @@ def read_pattern(luma: np.ndarray) -> PatternInfo | None:
 def _read_rows(luma: np.ndarray, bw: float, bh: float) -> PatternInfo | None:
     words = []
     for row in range(ROWS):
-        y0 = int(round(row * bh + bh / 4))
-        y1 = max(int(round(row * bh + bh - bh / 4)), y0 + 1)
+        y0 = round(row * bh + bh / 4)
+        y1 = max(round(row * bh + bh - bh / 4), y0 + 1)
         band = luma[y0:y1].astype(np.float32)
         bits = []
         for bit in range(BITS):
-            x0 = int(round(bit * bw + bw / 4))
-            x1 = max(int(round(bit * bw + bw - bw / 4)), x0 + 1)
+            x0 = round(bit * bw + bw / 4)
+            x1 = max(round(bit * bw + bw - bw / 4), x0 + 1)
             bits.append(band[:, x0:x1].mean() > 125)
         word = 0
         for b in bits:
