@@ -105,16 +105,17 @@ def read_pattern(luma: np.ndarray) -> PatternInfo | None:
 
 
 def _read_rows(luma: np.ndarray, bw: float, bh: float) -> PatternInfo | None:
+    starts = np.arange(BITS) * bw
+    x0 = np.round(starts + bw / 4).astype(np.int64)
+    x1 = np.maximum(np.round(starts + bw - bw / 4).astype(np.int64), x0 + 1)
+    if x1[-1] > luma.shape[1]:
+        return None
     words = []
     for row in range(ROWS):
         y0 = round(row * bh + bh / 4)
         y1 = max(round(row * bh + bh - bh / 4), y0 + 1)
-        band = luma[y0:y1].astype(np.float32)
-        bits = []
-        for bit in range(BITS):
-            x0 = round(bit * bw + bw / 4)
-            x1 = max(round(bit * bw + bw - bw / 4), x0 + 1)
-            bits.append(band[:, x0:x1].mean() > 125)
+        columns = np.concatenate(([0.0], np.cumsum(luma[y0:y1].mean(axis=0, dtype=np.float64))))
+        bits = (columns[x1] - columns[x0]) / (x1 - x0) > 125
         word = 0
         for b in bits:
             word = (word << 1) | int(b)

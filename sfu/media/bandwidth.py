@@ -136,12 +136,13 @@ class LinkReport:
 class DownlinkEstimate:
     """Decides the tier a subscriber takes, from its RTCP against what we send it.
 
-    Congested means: more than 10 % loss, or REMBs that add up to less than 80 % of what we
-    send (the receiver's delay-based detector saw its queue grow), or a round trip more than
-    200 ms above the lowest one seen (a bottleneck queue filling). Two congested seconds in a row
-    move the subscriber to the lower tier; after `probe_wait` clean seconds it tries the full
-    streams again, and a probe that brings congestion back within `PROBE_CHECK_S` doubles the
-    wait (up to `MAX_PROBE_WAIT_S`).
+    Congested means more than 8 % loss in the subscriber's receiver reports, or a round trip
+    more than 180 ms above the lowest seen in the last 30 s (a bottleneck queue filling) for
+    three seconds. REMBs are reported but do not decide: aiortc's delay-based estimate, which
+    our classroom terminals send, follows the incoming rate and reads CPU stalls as congestion.
+    Two congested seconds in a row (one, above 20 % loss) move the subscriber to the lower tier;
+    after `probe_wait_s` clean seconds it tries the full streams again, and a probe that brings
+    congestion back within `PROBE_CHECK_S` doubles the wait (up to `MAX_PROBE_WAIT_S`).
     """
 
     INTERVAL_S = 1.0
@@ -163,7 +164,9 @@ class DownlinkEstimate:
         self._clean_since: float | None = None
         self._probe_started: float | None = None
         self._rembs: dict[int, tuple[int, float]] = {}  # sender ssrc -> (bps, when)
-        self._losses: deque[float] = deque(maxlen=8)
+        self._losses: deque[float] = deque(maxlen=32)
+        self._rtts: deque[tuple[float, float]] = deque(maxlen=200)  # (when, round trip s)
+        self._queueing_run = 0
         self._last_update: float | None = None
         self._sent_bytes_at_last = 0
 
@@ -172,7 +175,7 @@ class DownlinkEstimate:
             self._losses.append(report.fraction_lost)
         if report.rtt_s is not None and report.rtt_s > 0:
             self.rtt_s = report.rtt_s
-            self.min_rtt_s = report.rtt_s if self.min_rtt_s is None else min(self.min_rtt_s, report.rtt_s)
+            self._rtts.append((now, report.rtt_s))
         if report.remb_bps is not None:
             self._rembs[ssrc] = (report.remb_bps, now)
 
@@ -189,14 +192,18 @@ class DownlinkEstimate:
         self.sent_bps = (sent_bytes_total - self._sent_bytes_at_last) * 8 / span
         self._last_update = now
         self._sent_bytes_at_last = sent_bytes_total
-        self.loss = max(self._losses) if self._losses else 0.0
+        if self._losses:  # the mean over this second's reports (one sender's few audio packets are noisy)
+            self.loss = sum(self._losses) / len(self._losses)
         self._losses.clear()
         fresh = [bps for bps, at in self._rembs.values() if now - at < 3.0]
         self.remb_bps = sum(fresh) if fresh else None
+        while self._rtts and now - self._rtts[0][0] > 30.0:
+            self._rtts.popleft()
+        self.min_rtt_s = min(r for _, r in self._rtts) if self._rtts else None
         queueing = (self.rtt_s is not None and self.min_rtt_s is not None
-                    and self.rtt_s > self.min_rtt_s + 0.2)
-        starved = self.remb_bps is not None and self.sent_bps > 50_000 and self.remb_bps < 0.8 * self.sent_bps
-        self.congested = self.loss > 0.10 or queueing or starved
+                    and self.rtt_s > self.min_rtt_s + 0.18)
+        self._queueing_run = self._queueing_run + 1 if queueing else 0
+        self.congested = self.loss > 0.08 or self._queueing_run >= 3
         if self.congested:
             self._congested_run += 1
             self._clean_since = None
@@ -219,7 +226,6 @@ class DownlinkEstimate:
             return None
         if self._clean_since is not None and now - self._clean_since >= self.probe_wait_s:
             self._probe_started = now
-            self.min_rtt_s = self.rtt_s  # judge the probe against today's path, not an old minimum
             return self._switch("full")
         return None
 
