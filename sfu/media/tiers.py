@@ -14,7 +14,6 @@ forwarding loop only hands over encoded frames and sends the packets that come b
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import queue
 import threading
@@ -30,6 +29,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.media.codecs import frame_is_keyframe
+from sfu.media.vp8 import VIDEO_TIME_BASE, open_vp8_encoder
 
 if TYPE_CHECKING:
     from sfu.media.forwarder import PublishedTrack
@@ -81,23 +81,6 @@ class TierEncoder:
         self._last_pts: int | None = None
         self.frames_out = 0
 
-    def _open(self, width: int, height: int) -> Any:
-        codec = av.CodecContext.create("libvpx", "w")
-        codec.width, codec.height = width, height
-        codec.pix_fmt = "yuv420p"
-        codec.bit_rate = self.spec.bitrate
-        codec.time_base = fractions.Fraction(1, 90000)
-        codec.gop_size = 3000
-        codec.qmin, codec.qmax = 2, 56
-        br = str(self.spec.bitrate)
-        # aiortc's realtime settings, but static-thresh 0: with its 1 (and the denoiser), blocks
-        # that changed are sometimes left uncoded, and sharp content (text, the test pattern) smears
-        codec.options = {"bufsize": br, "minrate": br, "maxrate": br, "cpu-used": "-6", "deadline": "realtime",
-                         "lag-in-frames": "0", "noise-sensitivity": "0", "static-thresh": "0",
-                         "undershoot-pct": "100", "overshoot-pct": "15", "partitions": "0"}
-        codec.thread_count = 1
-        return codec
-
     def wants(self, pts: int) -> bool:
         """Keep this frame at the tier's frame rate? (pts in 90 kHz units)."""
         if self._last_pts is None:
@@ -107,16 +90,16 @@ class TierEncoder:
     def encode(self, frame: av.VideoFrame, pts: int, keyframe: bool) -> list[bytes]:
         size = _scaled_size(frame.width, frame.height, self.spec)
         if self._codec is None or size != self._size:
-            self._codec, self._size = self._open(*size), size
+            self._codec, self._size = open_vp8_encoder(*size, self.spec.bitrate, denoise=False), size
             keyframe = True
         scaled = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         scaled.pts = pts
-        scaled.time_base = fractions.Fraction(1, 90000)
+        scaled.time_base = VIDEO_TIME_BASE
         scaled.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         self._last_pts = pts
         payloads: list[bytes] = []
         for packet in self._codec.encode(scaled):
-            packet.time_base = fractions.Fraction(1, 90000)
+            packet.time_base = VIDEO_TIME_BASE
             out, _ = self._packer.pack(packet)
             payloads.extend(out)
         self.frames_out += 1
