@@ -88,8 +88,14 @@ _receiver_mod.get_decoder = _counting_get_decoder
 
 
 def decoders_created() -> int:
-    """How many media decoders aiortc created in this process (the server's must stay 0)."""
+    """How many media decoders were created in this process: the server's stay 0 unless a
+    lower tier is being made (`make_decoder`, one per tier)."""
     return _decoder_count[0]
+
+
+def make_decoder(codec: RTCRtpCodecParameters) -> Any:
+    """An aiortc decoder for this codec (`decode(JitterFrame) -> frames`), counted like aiortc's own."""
+    return _counting_get_decoder(codec)
 
 
 def use_host_addresses(addresses: Sequence[str] | None) -> None:

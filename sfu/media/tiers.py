@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import av
-from aiortc.codecs import depayload, get_decoder
+from aiortc.codecs import depayload
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from sfu.media.aiortc_adapter import make_decoder
 from sfu.media.codecs import frame_is_keyframe
 from sfu.media.vp8 import VIDEO_TIME_BASE, open_vp8_encoder
 
@@ -198,7 +199,7 @@ class TierTrack:
             started = time.thread_time()
             codec, encoded = item
             if decoder is None or decoder_codec != codec.mimeType:
-                decoder, decoder_codec = get_decoder(codec), codec.mimeType
+                decoder, decoder_codec = make_decoder(codec), codec.mimeType
             try:
                 frames = decoder.decode(encoded)
             except Exception:  # a broken frame: the next keyframe heals it

@@ -27,6 +27,7 @@ class Received:
     tags: list[int] = field(default_factory=list)
     bad: int = 0
     audio: int = 0
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # each video frame's width, height
 
 
 async def _consume(track: MediaStreamTrack, into: Received) -> None:
@@ -34,6 +35,7 @@ async def _consume(track: MediaStreamTrack, into: Received) -> None:
         while True:
             frame = await track.recv()
             if isinstance(frame, av.VideoFrame):
+                into.sizes.append((frame.width, frame.height))
                 info = read_pattern(frame.to_ndarray(format="gray"))
                 if info is None:
                     into.bad += 1
