@@ -111,10 +111,12 @@ class VideoJitterBuffer(_Buffer):
     PLI_EVERY_S = 0.5
     MAX_HELD = 1024
 
-    def __init__(self, codec: str = "vp8", deliver: Deliver | None = None, nack: Nack | None = None,
-                 pli: Pli | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, codec: str | Callable[[int], str] = "vp8", deliver: Deliver | None = None,
+                 nack: Nack | None = None, pli: Pli | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`codec`: "vp8" / "h264", or a function of the payload type giving it (known only later)."""
         super().__init__(deliver, clock)
-        self.codec = codec.lower()
+        self._codec = codec
         self.nack = nack
         self.pli = pli
         self.rtt_s: float | None = None
@@ -150,6 +152,12 @@ class VideoJitterBuffer(_Buffer):
         self._send_pli(force=True)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> str:
+        if isinstance(self._codec, str):
+            return self._codec.lower()
+        return self._codec(self.payload_type).lower() if self.payload_type is not None else ""
 
     def _nack_interval(self) -> float:
         return max(2 * (self.rtt_s if self.rtt_s is not None else self.DEFAULT_RTT_S), 0.1)
