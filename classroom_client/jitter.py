@@ -7,11 +7,11 @@ puts these in its place. aiortc's own buffers wait for a missing packet until th
 missing packet only once.
 
 - `VideoJitterBuffer` emits complete frames in order; it re-NACKs a still-missing packet every
-  max(2 x RTT, 100 ms) until `GIVE_UP_S` after the gap was seen, then drops what is incomplete,
-  emits nothing until the next keyframe and asks for one (PLI, repeated while it waits), so no
-  frame decoded on a broken reference is shown.
+  max(2 x RTT, 100 ms) (150 ms while the RTT is unknown) until `GIVE_UP_S` after the gap was
+  seen, then drops what is incomplete, emits nothing until the next keyframe and asks for one
+  (PLI, repeated while it waits), so no frame decoded on a broken reference is shown.
 - `AudioJitterBuffer` plays packets out as they come, in order; a packet still missing
-  `DEADLINE_S` after its turn is skipped and concealed: a `ConcealedFrame` goes to the decoder
+  `DEADLINE_S` after the one before it was played out is skipped and concealed: a `ConcealedFrame` goes to the decoder
   in its place (carrying the next packet, whose Opus in-band FEC may rebuild it).
 
 Both count payload bytes (`bytes_received`) and expect `tick()` every 100-200 ms, since `add`
@@ -107,7 +107,7 @@ class VideoJitterBuffer(_Buffer):
 
     capacity = 512  # aiortc's video buffer size (read by nothing here, kept for the interface)
     GIVE_UP_S = 0.6
-    DEFAULT_RTT_S = 0.15
+    NACK_EVERY_UNKNOWN_RTT_S = 0.15
     PLI_EVERY_S = 0.5
     MAX_HELD = 1024
 
@@ -160,7 +160,7 @@ class VideoJitterBuffer(_Buffer):
         return self._codec(self.payload_type).lower() if self.payload_type is not None else ""
 
     def _nack_interval(self) -> float:
-        return max(2 * (self.rtt_s if self.rtt_s is not None else self.DEFAULT_RTT_S), 0.1)
+        return self.NACK_EVERY_UNKNOWN_RTT_S if self.rtt_s is None else max(2 * self.rtt_s, 0.1)
 
     def _advance(self) -> bool:
         """Emit what is complete, NACK what is due, give up on what is too old; True: send a PLI."""
@@ -209,6 +209,9 @@ class VideoJitterBuffer(_Buffer):
         if self.codec == "vp8" and len(packet.payload) >= 1:
             first = packet.payload[0]
             return bool(first & 0x10) and (first & 0x0F) == 0  # S bit, partition 0
+        if self.codec == "h264":  # a NAL unit that opens a keyframe starts this packet (AUD, SPS, PPS, IDR)
+            data = packet._data
+            return data[:4] == b"\x00\x00\x00\x01" and len(data) > 4 and data[4] & 0x1F in (5, 7, 8, 9)
         return False
 
     def _is_keyframe(self, data: bytes) -> bool:
@@ -249,7 +252,7 @@ class VideoJitterBuffer(_Buffer):
     def _resync(self) -> bool:
         """Waiting for a keyframe: start at the first complete keyframe held, dropping what is before."""
         for start in sorted(self.packets):
-            if not self._frame_start(start) and start != self.next_seq:
+            if not self._frame_start(start):
                 continue
             end = self._complete_frame(start)
             if end is None:
@@ -287,7 +290,7 @@ class AudioJitterBuffer(_Buffer):
     """In-order playout with a short deadline; a packet later than that is concealed."""
 
     capacity = 16
-    DEADLINE_S = 0.06
+    DEADLINE_S = 0.06  # after the packet before it was played out
     MAX_CONCEAL = 10  # a longer hole (200 ms) is skipped, not concealed packet by packet
     RESET_GAP = 100  # sequence jump that means a new stream, not loss
 
@@ -325,7 +328,7 @@ class AudioJitterBuffer(_Buffer):
                 continue
             # a hole with later packets held: wait for it until its deadline
             now = self.clock()
-            due = (self._last_emit_at or now) + self._samples / 48000 + self.DEADLINE_S
+            due = (self._last_emit_at or now) + self.DEADLINE_S
             if now < due:
                 return
             after = min(self.packets)

@@ -25,21 +25,13 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from classroom_client.encoders import PublisherEncoders, install_publisher_encoders
-from classroom_client.jitter import AudioJitterBuffer, VideoJitterBuffer
+from classroom_client.jitter import VideoJitterBuffer
 from classroom_client.opus import CONCEALED, OpusDecoder
 from classroom_client.pattern import read_pattern, source_tag
+from classroom_client.receiving import Receiving, StallWatch, receive_with_our_buffers
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
-from sfu.media.aiortc_adapter import (
-    UplinkLoss,
-    install_jitter_buffer,
-    packets_received,
-    receiver_codecs,
-    send_nack,
-    send_pli,
-    use_decoder,
-    use_host_addresses,
-)
+from sfu.media.aiortc_adapter import UplinkLoss, use_decoder, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
@@ -83,16 +75,6 @@ class SlotInfo:
     source: str
     classroom: str | None
     tier: str | None = None  # "full" | "low" from the server (None: it did not say)
-
-
-@dataclass
-class Receiving:
-    """One receiving transceiver: its slot's mid, our jitter buffer, and bytes already counted."""
-
-    mid: str
-    buffer: VideoJitterBuffer | AudioJitterBuffer
-    watch: StallWatch | None
-    counted: int = 0
 
 
 class ClassroomClient:
@@ -324,7 +306,7 @@ class ClassroomClient:
             if slot is None or transceiver is None:
                 logger.warning("track on unknown transceiver")
                 return
-            receiving = self._receive_with_our_buffers(transceiver.receiver, transceiver.mid or "", track.kind)
+            receiving = receive_with_our_buffers(transceiver.receiver, transceiver.mid or "", track.kind)
             receivings.append(receiving)
             self._spawn(self._consume(track, slot, receiving.watch))
 
@@ -356,23 +338,6 @@ class ClassroomClient:
         if r is None:
             r = self.remotes[classroom] = RemoteStats()
         return r
-
-    def _receive_with_our_buffers(self, receiver: Any, mid: str, kind: str) -> Receiving:
-        """Our jitter buffers (and, for audio, our Opus decoder) in aiortc's receive path."""
-        buffer: VideoJitterBuffer | AudioJitterBuffer
-        if kind == "video":
-            def codec_name(payload_type: int) -> str:
-                codec = receiver_codecs(receiver).get(payload_type)
-                return codec.name if codec is not None else ""
-
-            buffer = VideoJitterBuffer(codec_name, nack=lambda ssrc, seqs: send_nack(receiver, ssrc, seqs),
-                                       pli=lambda ssrc: send_pli(receiver, ssrc))
-            watch: StallWatch | None = StallWatch(receiver, buffer)
-        else:
-            buffer = AudioJitterBuffer()
-            watch = None
-        buffer.deliver = install_jitter_buffer(receiver, buffer)
-        return Receiving(mid, buffer, watch)
 
     async def _tick_receiving(self, receivings: list[Receiving], pc: RTCPeerConnection) -> None:
         """Deadlines and re-NACKs of our buffers, bytes per remote, stall checks: every TICK_S."""
@@ -543,31 +508,6 @@ class ClassroomClient:
         for track in (self._video, self._audio):
             if track is not None:
                 track.stop()
-
-
-class StallWatch:
-    """Notices a video track whose packets arrive but whose frames stopped coming out."""
-
-    STALL_S = 1.0
-
-    def __init__(self, receiver: Any, buffer: VideoJitterBuffer) -> None:
-        self.receiver = receiver
-        self.buffer = buffer
-        self.last_frame = time.monotonic()
-        self.packets_at_frame = 0
-
-    def frame(self) -> None:
-        self.last_frame = time.monotonic()
-        self.packets_at_frame = packets_received(self.receiver)
-
-    def check(self) -> bool:
-        if time.monotonic() - self.last_frame < self.STALL_S:
-            return False
-        if packets_received(self.receiver) - self.packets_at_frame < 20:
-            return False  # nothing arriving: the source is quiet, not stuck
-        self.buffer.request_keyframe()
-        self.frame()
-        return True
 
 
 def _luma(frame: av.VideoFrame) -> np.ndarray:
