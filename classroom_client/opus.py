@@ -72,6 +72,13 @@ def packet_samples(packet: bytes) -> int:
     return max(n, 0)
 
 
+def _may_have_lbrr(packet: bytes) -> bool:
+    try:
+        return packet_has_lbrr(packet)
+    except NotImplementedError:  # an old libopus cannot tell: try FEC anyway
+        return True
+
+
 class OpusDecoder:
     """An aiortc-style decoder (`decode(jitter_frame) -> [AudioFrame]`, stereo s16 at 48 kHz).
 
@@ -103,8 +110,8 @@ class OpusDecoder:
         if getattr(encoded_frame, "concealed", False):
             size = int(getattr(encoded_frame, "samples", 960)) or 960
             fec_data: bytes | None = getattr(encoded_frame, "fec_data", None)
-            n = self._run(fec_data, size, True) if fec_data else -1
-            if n > 0:
+            n = self._run(fec_data, size, True) if fec_data and _may_have_lbrr(fec_data) else -1
+            if n > 0:  # (without LBRR in it libopus would conceal all the same: not counted then)
                 self.recovered_by_fec += 1
             else:
                 n = self._run(None, size, False)

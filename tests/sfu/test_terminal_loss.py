@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from peers import publish, spy_rtp
 
+from classroom_client.encoders import FecOpusEncoder
 from classroom_client.jitter import AudioJitterBuffer, VideoJitterBuffer
 from classroom_client.opus import CONCEALED, OpusDecoder
 from classroom_client.pattern import read_pattern
@@ -72,10 +73,12 @@ async def loopback_ice() -> AsyncIterator[None]:
     use_host_addresses(["127.0.0.1"])
     use_decoder("audio/opus", opus_decoder)  # as the terminal does
     use_encoder("video/vp8", lambda codec: SourceCheckedVp8())
+    use_encoder("audio/opus", lambda codec: FecOpusEncoder())  # our publisher's Opus, with in-band FEC
     DECODERS.clear()
     SOURCE_UNREADABLE.clear()
     yield
     use_encoder("video/vp8", None)
+    use_encoder("audio/opus", None)
     use_decoder("audio/opus", None)
     use_host_addresses(None)
 
@@ -236,6 +239,7 @@ async def test_unrepairable_video_loss_resumes_at_a_keyframe_and_lost_audio_is_c
     assert stats["frames_verified"] > 150
     assert stats["audio_concealed"] >= 5 and abuf.concealed == stats["audio_concealed"]
     assert stats["audio_gaps"] == 0, stats["audio_max_gap_ms"]
+    assert sum(d.concealed for d in DECODERS) == stats["audio_concealed"]
 
 
 async def test_a_loss_repaired_by_retransmission_needs_no_keyframe_and_does_not_freeze() -> None:
