@@ -68,7 +68,7 @@ async def _baseline_subscribers(url: str, count: int, seconds: float, out: Path)
             while True:
                 frame = await track.recv()
                 if isinstance(frame, av.VideoFrame):
-                    st.on_video_frame(frame.width, frame.height, read_pattern(frame.to_ndarray(format="gray")), True)
+                    st.on_video_frame(frame.width, frame.height, read_pattern(frame.to_ndarray(format="gray")))
         except MediaStreamError:
             pass
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import logging
+import os
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,4 +95,36 @@ def run_classroom(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, client.request_stop)
         return await task
 
-    return asyncio.run(main())
+    if config.duration is not None:
+        _exit_at_the_latest(config.duration + EXIT_GRACE_S)
+    code = asyncio.run(main())
+    _exit_despite_stuck_threads(code)
+    return code
+
+
+EXIT_GRACE_S = 15.0  # run() leaves on time by itself; this is the backstop if shutting down hangs
+
+
+def _hard_exit(code: int, why: str) -> None:
+    logging.getLogger(__name__).error("exiting hard: %s", why)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _exit_at_the_latest(seconds: float) -> None:
+    """A daemon thread that ends the process `seconds` from now if it is still running."""
+    def watchdog() -> None:
+        time.sleep(seconds)
+        _hard_exit(3, f"still running {seconds:.0f}s after start (--duration + {EXIT_GRACE_S:.0f}s)")
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+
+
+def _exit_despite_stuck_threads(code: int) -> None:
+    """aiortc's decoder threads are not daemons: one a hung pc.close left behind would keep us alive."""
+    stuck = [t.name for t in threading.enumerate()
+             if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+    if stuck:
+        _hard_exit(code, f"threads left running: {', '.join(stuck)}")

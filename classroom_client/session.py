@@ -24,16 +24,22 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from classroom_client.encoders import PublisherEncoders, install_publisher_encoders
+from classroom_client.jitter import VideoJitterBuffer
 from classroom_client.link import Link, LinkSpec
+from classroom_client.opus import CONCEALED, OpusDecoder
 from classroom_client.pattern import read_pattern, source_tag
+from classroom_client.receiving import Receiving, StallWatch, receive_with_our_buffers
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
-from sfu.media.aiortc_adapter import packets_received, restart_video_reassembly, use_host_addresses
+from sfu.media.aiortc_adapter import use_decoder, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
 
 TONES_HZ = (440.0, 660.0, 880.0, 1100.0, 550.0, 770.0, 990.0, 1210.0, 1320.0)
+CLOSE_TIMEOUT_S = 2.0  # leaving never waits longer than this for one step (socket.io, a peer connection)
+TICK_S = 0.15  # jitter buffer deadlines, re-NACKs and byte counts run on this timer
 
 
 class JoinRefused(Exception):
@@ -69,6 +75,7 @@ class SlotInfo:
     group: str
     source: str
     classroom: str | None
+    tier: str | None = None  # "full" | "low" from the server (None: it did not say)
 
 
 class ClassroomClient:
@@ -102,6 +109,8 @@ class ClassroomClient:
         self._setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._link = Link(config.link) if config.link is not None else None  # one line, both pcs, every session
+        self.server_link: dict[str, Any] | None = None  # the server's last `link` event
+        self._encoders: PublisherEncoders | None = None
         self._register()
 
     # -- socket.io -----------------------------------------------------------------------------
@@ -137,6 +146,11 @@ class ClassroomClient:
         @sio.on("slots")
         async def slots(data: dict[str, Any]) -> None:
             self._apply_slots(data.get("slots", []))
+
+        @sio.on("link")
+        async def link(data: dict[str, Any]) -> None:
+            if isinstance(data, dict):
+                self.server_link = dict(data)
 
         @sio.on("error")
         async def error(data: dict[str, Any]) -> None:
@@ -283,6 +297,8 @@ class ClassroomClient:
         self._watch(pc, "subscribe")
         self._slots_by_mid = {}
         self._apply_slots(reply["slots"])
+        receivings: list[Receiving] = []
+        self._spawn(self._tick_receiving(receivings, pc))
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -291,10 +307,9 @@ class ClassroomClient:
             if slot is None or transceiver is None:
                 logger.warning("track on unknown transceiver")
                 return
-            watch = StallWatch(transceiver.receiver) if track.kind == "video" else None
-            self._spawn(self._consume(track, slot, watch))
-            if watch is not None:
-                self._spawn(self._watch_stall(watch, pc))
+            receiving = receive_with_our_buffers(transceiver.receiver, transceiver.mid or "", track.kind)
+            receivings.append(receiving)
+            self._spawn(self._consume(track, slot, receiving.watch))
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
         if self._link is not None:
@@ -306,11 +321,20 @@ class ClassroomClient:
         for s in slots:
             if s.get("mid") is None:
                 continue
-            info = SlotInfo(s["key"], s["kind"], s["group"], s["source"], s.get("classroom"))
+            tier = s.get("tier")
+            info = SlotInfo(s["key"], s["kind"], s["group"], s["source"], s.get("classroom"),
+                            tier if isinstance(tier, str) else None)
             previous = self._slots_by_mid.get(s["mid"])
             self._slots_by_mid[s["mid"]] = info
             if info.classroom and (previous is None or previous.classroom != info.classroom):
                 self._remote(info.classroom).mark_visible()
+            if info.classroom and info.tier is not None and (info.kind == "video" or self._remote(
+                    info.classroom).tier is None):
+                self._remote(info.classroom).tier = info.tier
+        shown = {s.classroom for s in self._slots_by_mid.values() if s.classroom}
+        for classroom, remote in self.remotes.items():
+            if remote.visible and classroom.split("/")[0] not in shown:
+                remote.mark_hidden()
 
     def _remote(self, classroom: str) -> RemoteStats:
         r = self.remotes.get(classroom)
@@ -318,12 +342,27 @@ class ClassroomClient:
             r = self.remotes[classroom] = RemoteStats()
         return r
 
-    async def _watch_stall(self, watch: StallWatch, pc: RTCPeerConnection) -> None:
+    async def _tick_receiving(self, receivings: list[Receiving], pc: RTCPeerConnection) -> None:
+        """Deadlines and re-NACKs of our buffers, bytes per remote, stall checks: every TICK_S."""
+        last_stall_check = time.monotonic()
         while pc is self._sub and pc.connectionState != "closed":
-            await asyncio.sleep(0.5)
-            if watch.check():
-                self.stalls_recovered += 1
-                logger.info("video stalled with packets arriving: restarted reassembly")
+            await asyncio.sleep(TICK_S)
+            rtt = (self.server_link or {}).get("rtt_ms")
+            check_stalls = time.monotonic() - last_stall_check >= 0.5
+            if check_stalls:
+                last_stall_check = time.monotonic()
+            for r in receivings:
+                if isinstance(r.buffer, VideoJitterBuffer) and isinstance(rtt, int | float) and rtt > 0:
+                    r.buffer.rtt_s = rtt / 1000
+                r.buffer.tick()
+                new_bytes, r.counted = r.buffer.bytes_received - r.counted, r.buffer.bytes_received
+                slot = self._slots_by_mid.get(r.mid)
+                if slot is not None and slot.classroom:
+                    who = f"{slot.classroom}/courseware" if slot.source == "courseware" else slot.classroom
+                    self._remote(who).on_rtp_bytes(new_bytes)
+                if check_stalls and r.watch is not None and r.watch.check():
+                    self.stalls_recovered += 1
+                    logger.info("video stalled with packets arriving: asked for a keyframe")
 
     async def _consume(self, track: MediaStreamTrack, slot: SlotInfo, watch: StallWatch | None = None) -> None:
         mid_slot = slot
@@ -342,24 +381,25 @@ class ClassroomClient:
                         continue
                     if current.source == "courseware":
                         who = f"{who}/courseware"
-                    self._remote(who).on_video_frame(frame.width, frame.height, info,
-                                                      pattern_expected=self.config.sources.video == "testsrc")
+                    self._remote(who).on_video_frame(frame.width, frame.height, info)
                 elif isinstance(frame, av.AudioFrame):
                     if current.classroom is None:
                         continue
                     samples = frame.to_ndarray()
                     if samples.ndim == 2 and samples.shape[0] == 1 and frame.layout.nb_channels > 1:
                         samples = samples.reshape(-1, frame.layout.nb_channels)[:, 0]
-                    self._remote(current.classroom).on_audio_frame(samples.reshape(-1), frame.sample_rate)
+                    self._remote(current.classroom).on_audio_frame(
+                        samples.reshape(-1), frame.sample_rate, concealed=frame.opaque == CONCEALED,
+                        pts=frame.pts, duration=frame.samples)
         except MediaStreamError:
             return
 
     async def _close_peers(self) -> None:
-        for pc in (self._pub, self._sub):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    await pc.close()
+        pcs = [pc for pc in (self._pub, self._sub) if pc is not None]
         self._pub = self._sub = None
+        for pc in pcs:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_S)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -390,6 +430,8 @@ class ClassroomClient:
                 delay = min(delay * 2, 5)
 
     async def start(self) -> None:
+        self._encoders = install_publisher_encoders()  # process-wide: a terminal is one client
+        use_decoder("audio/opus", lambda codec: OpusDecoder())
         if self.config.ice_addresses is not None:
             use_host_addresses(self.config.ice_addresses)
         else:
@@ -399,37 +441,49 @@ class ClassroomClient:
         await self._connect_loop()
 
     async def run(self) -> int:
-        """Run until --duration passes (or forever); returns the exit code."""
-        await self.start()
+        """Run until --duration passes (or forever); returns the exit code.
+
+        The duration counts from this call, whatever the link does: connecting, reconnecting
+        and every socket.io call run beside this loop, and leaving waits at most
+        CLOSE_TIMEOUT_S for each step.
+        """
         started = time.monotonic()
-        hand_raised = False
+        self._spawn(self.start())
+        hand: asyncio.Task[Any] | None = None
         next_stats = 0.0
         try:
             while not self._stop.is_set():
                 elapsed = time.monotonic() - started
                 if self.config.duration is not None and elapsed >= self.config.duration:
                     break
-                if (self.config.raise_hand_at is not None and not hand_raised
+                if (self.config.raise_hand_at is not None and (hand is None or hand.cancelled()
+                        or (hand.done() and hand.exception() is not None))
                         and elapsed >= self.config.raise_hand_at and self.joined.is_set()):
-                    with contextlib.suppress(Exception):
-                        await self.raise_hand()
-                        hand_raised = True
+                    hand = self._spawn(self.raise_hand())
                 if self.config.stats_json and time.monotonic() >= next_stats:
-                    self.write_stats()
+                    self._write_stats_safely()
                     next_stats = time.monotonic() + 1.0
                 await asyncio.sleep(0.1)
         finally:
             if self.config.stats_json:
-                self.write_stats()
+                self._write_stats_safely()
             await self.close()
         if self.refused:
             logger.error("refused: %s", self.refused)
             return 2
         return 0
 
+    def _write_stats_safely(self) -> None:
+        try:
+            self.write_stats()
+        except Exception:  # a full disk must not keep the terminal past its duration
+            logger.exception("writing stats failed")
+
     def write_stats(self) -> None:
         assert self.config.stats_json is not None
         write_stats(self.config.stats_json, self.classroom, self.remotes, {
+            "server_link": self.server_link,
+            "encoder_restarts": self._encoders.restarts if self._encoders else 0,
             "role": self.role,
             "sessions": self.sessions,
             "stalls_recovered": self.stalls_recovered,
@@ -449,38 +503,15 @@ class ClassroomClient:
 
     async def close(self) -> None:
         self._stop.set()
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+        for task in list(self._tasks):  # connect loops and setups first: nothing reconnects behind us
+            if task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(self.sio.shutdown(), CLOSE_TIMEOUT_S)
         await self._close_peers()
-        for task in list(self._tasks):
-            task.cancel()
         for track in (self._video, self._audio):
             if track is not None:
                 track.stop()
-
-
-class StallWatch:
-    """Notices a video track whose packets arrive but whose frames stopped coming out."""
-
-    STALL_S = 1.0
-
-    def __init__(self, receiver: Any) -> None:
-        self.receiver = receiver
-        self.last_frame = time.monotonic()
-        self.packets_at_frame = 0
-
-    def frame(self) -> None:
-        self.last_frame = time.monotonic()
-        self.packets_at_frame = packets_received(self.receiver)
-
-    def check(self) -> bool:
-        if time.monotonic() - self.last_frame < self.STALL_S:
-            return False
-        if packets_received(self.receiver) - self.packets_at_frame < 20:
-            return False  # nothing arriving: the source is quiet, not stuck
-        restart_video_reassembly(self.receiver)
-        self.frame()
-        return True
 
 
 def _luma(frame: av.VideoFrame) -> np.ndarray:

@@ -25,11 +25,12 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from sfu.media.aiortc_adapter import ReceiverTap, SenderPort
+from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, enable_opus_inband_fec
 from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
 
 logger = logging.getLogger(__name__)
+enable_opus_inband_fec()  # offers and answers carry Opus useinbandfec=1 (classrooms encode with FEC)
 
 
 class SdpError(ValueError):
