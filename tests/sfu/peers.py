@@ -15,6 +15,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
+from classroom_client.encoders import install_publisher_encoders
 from classroom_client.pattern import read_pattern, source_tag
 from classroom_client.sources import TestPatternTrack, ToneTrack
 from sfu.media.endpoint import PublisherEndpoint, SubscriberEndpoint, rtc_configuration
@@ -61,7 +62,11 @@ class Publisher:
     tracks: dict[str, PublishedTrack]
 
 
-async def publish(name: str, codec: str = "VP8") -> Publisher:
+async def publish(name: str, codec: str = "VP8", our_encoders: bool = True) -> Publisher:
+    """A publisher as our classroom terminal is: its VP8 and Opus encoders (process-wide), unless
+    the test installed encoders of its own (`our_encoders=False`)."""
+    if our_encoders:
+        install_publisher_encoders()
     pc = RTCPeerConnection(rtc_configuration([]))
     video = pc.addTransceiver(TestPatternTrack(320, 240, 30, name, source_tag(name)), direction="sendonly")
     video.setCodecPreferences(codec_preferences("video", codec))

@@ -47,7 +47,7 @@ async def test_forwarded_frames_decode_with_their_counters_and_server_never_deco
     assert len(rx.counters) > 90, f"{codec}: only {len(rx.counters)} frames"
     # about one run in ten, one frame of ~120 fails the pattern checksum (cause not yet found;
     # counters stay in order and from the right source): tolerate one, never more
-    assert rx.bad <= 1, [i for i, t in enumerate(rx.tags) if t == -1]
+    assert rx.bad == 0, [i for i, t in enumerate(rx.tags) if t == -1]
     assert set(rx.tags) - {-1} == {source_tag("pub-a")}
     assert rx.counters == sorted(rx.counters)  # in order, verified by content
     assert sub.audio.audio > 100
@@ -109,7 +109,7 @@ async def test_source_switch_keeps_sequence_and_timestamps_continuous() -> None:
     # the picture switched source, decoded cleanly, and came back
     runs = [t for t, _ in itertools.groupby(t for t in tags if t != -1)]
     assert runs == [source_tag("pub-a"), source_tag("pub-b"), source_tag("pub-a")], runs
-    assert sub.video.bad <= 1  # no corrupted picture at either switch
+    assert sub.video.bad == 0  # no corrupted picture at either switch
     assert switch_at > 0
     await _close(sub, a, b)
 
