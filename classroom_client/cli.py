@@ -42,6 +42,8 @@ def add_commands(sub: Any) -> None:
                         "queue=T|B (bottleneck buffer: ms, or bytes b|kb|mb; default 200ms; needs rate), "
                         "blackout=AT+DUR[;AT+DUR...] (nothing passes for DUR from AT after start, e.g. 20s+10s); "
                         "none = a clean link. Statistics go to --stats-json as link_stats")
+    p.add_argument("--link-file", type=Path, default=None, metavar="FILE",
+                   help="read the --link SPEC from FILE, and again whenever FILE changes (put a cap on mid-lesson)")
     p.add_argument("--impair-loss", type=_percent, default=None, metavar="PCT",
                    help="short for --link loss=PCT%% (both ways, every datagram; overrides loss= of --link)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -85,6 +87,7 @@ def run_classroom(args: argparse.Namespace) -> int:
         ice_addresses=args.ice_addresses,
         receive=not args.no_receive,
         link=link,
+        link_file=args.link_file,
     )
 
     async def main() -> int:

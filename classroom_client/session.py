@@ -65,6 +65,7 @@ class ClientConfig:
     receive: bool = True
     publish: bool = True
     link: LinkSpec | None = None  # impair our line both ways in user space (classroom_client/link.py)
+    link_file: Path | None = None  # a file holding the SPEC, reread when it changes (a cap put on mid-lesson)
     reconnect: bool = True
 
 
@@ -108,7 +109,10 @@ class ClassroomClient:
         self._tags: dict[int, str] = {}
         self._setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        if config.link is None and config.link_file is not None:
+            config.link = LinkSpec()  # a clean line for now, so a SPEC written later has a line to act on
         self._link = Link(config.link) if config.link is not None else None  # one line, both pcs, every session
+        self._link_file_mtime: float | None = None
         self.server_link: dict[str, Any] | None = None  # the server's last `link` event
         self._encoders: PublisherEncoders | None = None
         self._register()
@@ -460,8 +464,10 @@ class ClassroomClient:
                         or (hand.done() and hand.exception() is not None))
                         and elapsed >= self.config.raise_hand_at and self.joined.is_set()):
                     hand = self._spawn(self.raise_hand())
-                if self.config.stats_json and time.monotonic() >= next_stats:
-                    self._write_stats_safely()
+                if time.monotonic() >= next_stats:
+                    self._reread_link_file()
+                    if self.config.stats_json:
+                        self._write_stats_safely()
                     next_stats = time.monotonic() + 1.0
                 await asyncio.sleep(0.1)
         finally:
@@ -472,6 +478,28 @@ class ClassroomClient:
             logger.error("refused: %s", self.refused)
             return 2
         return 0
+
+    def _reread_link_file(self) -> None:
+        """--link-file: apply the SPEC in the file whenever the file changes (a bad one is logged)."""
+        path = self.config.link_file
+        if path is None or self._link is None:
+            return
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return
+        if mtime == self._link_file_mtime:
+            return
+        self._link_file_mtime = mtime
+        try:
+            spec = LinkSpec.parse(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            logger.warning("--link-file %s: %s (the link stays %s)", path, exc, self._link.spec)
+            return
+        if str(spec) != str(self._link.spec):
+            logger.info("link now %s (from %s)", spec or "clean", path)
+            self._link.reconfigure(spec)
+            self._log_event("link_changed", {"link": str(spec)})
 
     def _write_stats_safely(self) -> None:
         try:
