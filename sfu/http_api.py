@@ -217,6 +217,8 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                         "tier": slot.source.tier_name if slot.source else None,
                         "started": bool(slot.port and slot.port.started),
                         "link": p.subscriber.link.to_json(),
+                        "retransmissions": slot.port.retransmissions if slot.port else 0,
+                        "retransmit_misses": slot.port.retransmit_misses if slot.port else 0,
                         **slot.stats.__dict__,
                     }
             out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots}

@@ -24,7 +24,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.codecs import is_rtx
@@ -96,6 +96,26 @@ def decoders_created() -> int:
 def make_decoder(codec: RTCRtpCodecParameters) -> Any:
     """An aiortc decoder for this codec (`decode(JitterFrame) -> frames`), counted like aiortc's own."""
     return _counting_get_decoder(codec)
+
+
+def _register_rtp_receiver_with_rtx(self: RTCDtlsTransport, receiver: Any, parameters: RTCRtpReceiveParameters) -> None:
+    """aiortc's `_register_rtp_receiver`, plus the RTX SSRCs of the receiver's encodings.
+
+    aiortc routes an incoming packet by SSRC, else by a payload type only one receiver has. It
+    registers only the media SSRCs, so with two video m-lines on one transport (every subscriber
+    connection of ours; a master publishing camera and courseware) the payload type is shared
+    and every retransmission (RTX, its own SSRC) was dropped unrouted: NACKs "worked" in tests
+    with one video track and repaired nothing in a lesson.
+    """
+    _original_register_rtp_receiver(self, receiver, parameters)
+    router = self._rtp_router
+    for encoding in parameters.encodings:
+        if encoding.rtx is not None and encoding.rtx.ssrc not in router.ssrc_table:
+            router.ssrc_table[encoding.rtx.ssrc] = receiver
+
+
+_original_register_rtp_receiver = RTCDtlsTransport._register_rtp_receiver
+RTCDtlsTransport._register_rtp_receiver = _register_rtp_receiver_with_rtx  # type: ignore[method-assign]
 
 
 def use_host_addresses(addresses: Sequence[str] | None) -> None:
@@ -299,6 +319,7 @@ class SenderPort:
         self._rtcp_observer: RtcpObserver | None = None
         self.packets_sent = 0
         self.retransmissions = 0
+        self.retransmit_misses = 0
         self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
         self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
 
@@ -365,6 +386,7 @@ class SenderPort:
         s: Any = self.sender
         packet: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
         if packet is None or packet.sequence_number != sequence_number:
+            self.retransmit_misses += 1  # never sent (lost upstream), or older than the history
             return
         rtx_pt = self.rtx_payload_type(packet.payload_type)
         if rtx_pt is not None:
