@@ -103,10 +103,12 @@ def spy_rtp(receiver: Any, seen: Callable[[RtpPacket], bool | None]) -> None:
 
 
 async def subscribe(drop: Callable[[RtpPacket], bool] | None = None, video_codec: str | None = None) -> Subscriber:
-    """A subscriber pc on two slots ("v", "a"); `drop` loses video packets; `video_codec` limits what it accepts."""
+    """A subscriber pc on slots "v", "a" and "v2" (a second video m-line, as every lesson's connection
+    has: it shares payload types with "v"); `drop` loses "v" packets; `video_codec` limits what it accepts."""
     endpoint = SubscriberEndpoint([], lambda s: None)
     endpoint.add_slot("v", "video")
     endpoint.add_slot("a", "audio")
+    endpoint.add_slot("v2", "video")
     pc = RTCPeerConnection(rtc_configuration([]))
     video, audio = Received(), Received()
     tasks: list[asyncio.Task[None]] = []
