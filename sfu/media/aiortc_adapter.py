@@ -62,8 +62,8 @@ _pending: set[asyncio.Future[None]] = set()  # fire-and-forget RTCP sends, kept 
 PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
 # (arrival ms, the delay detector overuses?) -> the REMB to send the publisher now, or None
 RembPolicy = Callable[[int, bool], int | None]
-# (sender ssrc, fraction lost 0..1 or None, round trip s or None, REMB bps or None)
-RtcpObserver = Callable[[int, float | None, float | None, int | None], None]
+# (sender ssrc, receiver report or None, round trip s or None, REMB bps or None, packets we had sent)
+RtcpObserver = Callable[[int, Any, float | None, int | None, int], None]
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, Any], None]
 
 def _fire(coro: Awaitable[None]) -> None:
@@ -348,16 +348,16 @@ class SenderPort:
         ssrc = self.ssrc
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
-                if report.ssrc == ssrc:
+                if report.ssrc == ssrc:  # an RtcpReceiverInfo: fraction_lost, packets_lost, highest_sequence
                     rtt: float | None = self.sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
-                    observer(ssrc, report.fraction_lost / 256.0, rtt, None)
+                    observer(ssrc, report, rtt, None, self.packets_sent)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if ssrc in ssrcs:
-                observer(ssrc, None, None, bitrate // max(1, len(ssrcs)))
+                observer(ssrc, None, None, bitrate // max(1, len(ssrcs)), self.packets_sent)
 
     @property
     def octets_sent(self) -> int:

@@ -128,9 +128,12 @@ class UplinkEstimate:
 class LinkReport:
     """What a subscriber's RTCP said about one of our senders since the last look."""
 
-    fraction_lost: float | None = None  # 0..1, from a receiver report
+    fraction_lost: float | None = None  # 0..1, from a receiver report (counts upstream gaps too)
     rtt_s: float | None = None
     remb_bps: int | None = None
+    packets_lost: int | None = None  # the report's cumulative count, and its highest sequence number
+    highest_sequence: int | None = None
+    packets_sent: int | None = None  # what we had sent on that sender when the report came
 
 
 class DownlinkEstimate:
@@ -167,17 +170,41 @@ class DownlinkEstimate:
         self._losses: deque[float] = deque(maxlen=32)
         self._rtts: deque[tuple[float, float]] = deque(maxlen=200)  # (when, round trip s)
         self._queueing_run = 0
+        self._rr: dict[int, tuple[int, int, int]] = {}  # sender ssrc -> (lost, highest seq, we had sent)
         self._last_update: float | None = None
         self._sent_bytes_at_last = 0
 
     def on_report(self, ssrc: int, report: LinkReport, now: float) -> None:
-        if report.fraction_lost is not None:
-            self._losses.append(report.fraction_lost)
+        loss = self._downlink_loss(ssrc, report)
+        if loss is not None:
+            self._losses.append(loss)
         if report.rtt_s is not None and report.rtt_s > 0:
             self.rtt_s = report.rtt_s
             self._rtts.append((now, report.rtt_s))
         if report.remb_bps is not None:
             self._rembs[ssrc] = (report.remb_bps, now)
+
+    def _downlink_loss(self, ssrc: int, report: LinkReport) -> float | None:
+        """The share of what WE sent that the subscriber did not get, since its previous report.
+
+        A receiver report's own fraction counts sequence numbers it never saw, and the forwarder
+        keeps the publisher's numbering: a packet lost on the publisher's uplink (never sent to
+        anyone) would count as this subscriber's loss, and one weak rural classroom would push
+        everybody who receives it to the low tier. Received = new highest sequence - new losses.
+        """
+        if report.packets_lost is None or report.highest_sequence is None or report.packets_sent is None:
+            return report.fraction_lost
+        last = self._rr.get(ssrc)
+        self._rr[ssrc] = (report.packets_lost, report.highest_sequence, report.packets_sent)
+        if last is None:
+            return None
+        sent = report.packets_sent - last[2]
+        if sent < 20:  # too few packets to judge (audio between two reports, a quiet slot)
+            if sent <= 0:
+                self._rr[ssrc] = last
+            return None
+        received = (report.highest_sequence - last[1]) - (report.packets_lost - last[0])
+        return min(1.0, max(0.0, 1.0 - received / sent))
 
     def update(self, now: float, sent_bytes_total: int) -> str | None:
         """Once a second, with the video bytes sent so far: the new tier when it changes, else None."""

@@ -227,8 +227,13 @@ class SubscriberEndpoint(_Endpoint):
             if self._link_task is None:
                 self._link_task = asyncio.ensure_future(self._watch_link())
 
-    def _on_rtcp(self, ssrc: int, fraction_lost: float | None, rtt_s: float | None, remb_bps: int | None) -> None:
-        self.link.on_report(ssrc, LinkReport(fraction_lost, rtt_s, remb_bps), time.monotonic())
+    def _on_rtcp(self, ssrc: int, report: Any, rtt_s: float | None, remb_bps: int | None, sent: int) -> None:
+        if report is None:
+            link = LinkReport(rtt_s=rtt_s, remb_bps=remb_bps)
+        else:
+            link = LinkReport(report.fraction_lost / 256.0, rtt_s, remb_bps, report.packets_lost,
+                              report.highest_sequence, sent)
+        self.link.on_report(ssrc, link, time.monotonic())
 
     def video_octets_sent(self) -> int:
         return sum(s.port.octets_sent for s in self.slots.values() if s.kind == "video" and s.port is not None)

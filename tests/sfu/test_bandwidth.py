@@ -121,3 +121,29 @@ def test_nack_tracker_across_the_sequence_wrap_and_after_a_jump() -> None:
     assert nack.on_packet(1, 0.01) == [65535, 0]
     assert nack.on_packet(5000, 0.02) == []  # a jump (publisher restart): nothing to repair
     assert nack.missing == {}
+
+
+def test_downlink_loss_counts_only_what_we_sent() -> None:
+    """Packets the publisher's uplink lost were never sent to this subscriber: its report shows
+    them missing (the forwarder keeps the publisher's numbering), but its downlink is clean."""
+    est = DownlinkEstimate()
+    lost = highest = sent = 0
+    t = 0.0
+    for _ in range(10):
+        t += 1.0
+        highest += 100  # 100 sequence numbers went by, 30 of them lost upstream: we sent 70
+        sent += 70
+        lost += 30
+        est.on_report(7, LinkReport(fraction_lost=0.3, packets_lost=lost, highest_sequence=highest,
+                                    packets_sent=sent), t)
+        est.update(t, int(t * 50_000))
+    assert est.loss == 0.0 and est.tier == "full"
+    for _ in range(3):  # now the subscriber's own link loses a fifth of what we send
+        t += 1.0
+        highest += 100
+        sent += 70
+        lost += 30 + 14
+        est.on_report(7, LinkReport(fraction_lost=0.44, packets_lost=lost, highest_sequence=highest,
+                                    packets_sent=sent), t)
+        est.update(t, int(t * 50_000))
+    assert abs(est.loss - 0.2) < 0.01 and est.tier == "low"
