@@ -3,13 +3,17 @@ on sys.path first). Everything binds to 127.0.0.1; processes are `twinclass` com
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -44,3 +48,38 @@ def token(data_dir: Path, *args: str) -> str:
     """`twinclass token --data-dir DATA_DIR ARGS…` (a join or admin token signed with that dir's secret)."""
     return subprocess.check_output([str(BIN / "twinclass"), "token", "--data-dir", str(data_dir), *args],
                                    text=True).strip()
+
+
+def serve(data_dir: Path, port: int, log: IO[bytes] | None = None,
+          extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`twinclass serve` on 127.0.0.1:PORT with its own data dir (and its demo lesson: master, rural-1..3),
+    in its own process, output to `log` (else discarded), without the recorder: it would be a hidden extra
+    subscriber inside the measured process. Wait for it with `wait_http(f"http://127.0.0.1:{port}/healthz")`."""
+    return subprocess.Popen([str(BIN / "twinclass"), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--data-dir", str(data_dir), *extra],
+                            cwd=str(ROOT), stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                            env={**os.environ, "TWINCLASS_RECORDER": "0"})
+
+
+def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """SIGTERM each process still running (all first, so they wind down together), wait up to `timeout`
+    seconds for each, SIGKILL the ones that did not leave. Only these PIDs are signalled."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is absent or unreadable (e.g. not written yet)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
