@@ -29,7 +29,7 @@ def test_every_string_the_page_uses_exists() -> None:
     for js in (STATIC / "js").glob("*.js"):
         text = js.read_text(encoding="utf-8")
         used |= set(re.findall(r'\bt\(\s*"([a-z_]+\.[a-z_0-9]+)"', text))
-        used |= set(re.findall(r'"((?:tile|media|notice|fatal|action|side|banner|share)\.[a-z_0-9]+)"', text))
+        used |= set(re.findall(r'"((?:tile|media|notice|fatal|action|side|banner|share|link)\.[a-z_0-9]+)"', text))
     used |= set(re.findall(r'data-i18n(?:-title)?="([^"]+)"', (STATIC / "lesson.html").read_text(encoding="utf-8")))
     missing = sorted(k for k in used if k not in keys)
     assert not missing, missing

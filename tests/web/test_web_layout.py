@@ -34,7 +34,7 @@ const s = {json.dumps(full)};
 s.online = new Set(s.online); s.videoReady = new Set(s.videoReady); s.stats = new Map(Object.entries(s.stats));
 const out = computeLayout(s);
 console.log(JSON.stringify({{stage: out.stage, tiles: out.tiles.map(t => ({{key: t.key, classroom: t.classroom,
-  visible: t.visible, placeholder: t.placeholder, badges: t.badges, actions: t.actions}}))}}));
+  visible: t.visible, placeholder: t.placeholder, badges: t.badges, actions: t.actions, tier: t.tier}}))}}));
 """
     result = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -98,3 +98,18 @@ def test_rural_view_when_rurals_see_each_other_and_observer_view() -> None:
     assert tiles(observer)["rural-2"]["badges"] == ["tile.has_floor"]
     reconnecting = layout({**state, "connection": "reconnecting"})
     assert all(x["placeholder"] == "tile.reconnecting" for x in reconnecting["tiles"])
+
+
+def test_a_tile_shows_the_tier_its_video_slot_says_the_server_sends() -> None:
+    """The server decides tiers (sfu/media/bandwidth.py) and names one per slot; the layout only
+    passes the video slot's on, and a slot without the field (an older server) counts as full."""
+    slots = [dict(slot("master:camera", "video", "master", 0), tier="low"),
+             dict(slot("master:mic", "audio", "master", 1), tier="full"),
+             dict(slot("master:courseware", "video", "master", 2), tier="full"),
+             slot("floor:camera", "video", "rural-2", 3)]
+    state = {"you": {"classroom": "rural-1", "role": "rural"}, "lesson": LESSON, "slots": slots, "courseware": True,
+             "online": ["master", "rural-1", "rural-2"], "floor": "rural-2"}
+    t = tiles(layout(state))
+    assert t["master"]["tier"] == "low" and t["master"]["badges"] == ["tile.low_tier"]
+    assert t["courseware"]["tier"] == "full" and "tile.low_tier" not in t["courseware"]["badges"]
+    assert t["floor"]["tier"] == "full" and t["floor"]["badges"] == ["tile.has_floor"]

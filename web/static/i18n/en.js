@@ -35,6 +35,8 @@ export default {
   "tile.courseware": "Courseware",
   "tile.floor": "Speaking classroom",
   "tile.muted": "Muted",
+  "tile.low_tier": "Low quality",
+  "tile.low_tier_title": "This classroom's downlink is weak, so the server sends this picture at a lower quality (server tier); it goes back to full quality by itself.",
 
   "side.self": "This classroom",
   "side.floor": "The floor",
@@ -104,4 +106,14 @@ export default {
   "quality.fair": "Fair connection",
   "quality.poor": "Poor connection",
   "quality.none": "No data",
+
+  "link.none": "Downlink: no data yet",
+  "link.line": "Downlink: {state} · loss {loss} · RTT {rtt}",
+  "link.line_low": "Downlink: {state} · loss {loss} · RTT {rtt} · low tier",
+  "link.good": "good",
+  "link.weak": "weak",
+  "link.bad": "bad",
+  "link.tier_full": "full quality (server tier)",
+  "link.tier_low": "low quality (server tier)",
+  "link.title": "The server's view of this classroom's downlink: {tier}; estimated {downlink}, sending {sent}",
 };

@@ -35,6 +35,8 @@ export default {
   "tile.courseware": "课件",
   "tile.floor": "发言教室",
   "tile.muted": "已静音",
+  "tile.low_tier": "流畅",
+  "tile.low_tier_title": "本教室下行网络较弱，服务器改发较低画质（流畅档）；网络恢复后会自动回到原画。",
 
   "side.self": "本教室画面",
   "side.floor": "发言权",
@@ -104,4 +106,14 @@ export default {
   "quality.fair": "网络一般",
   "quality.poor": "网络较差",
   "quality.none": "无数据",
+
+  "link.none": "下行：暂无数据",
+  "link.line": "下行：{state} · 丢包 {loss} · 延迟 {rtt}",
+  "link.line_low": "下行：{state} · 丢包 {loss} · 延迟 {rtt} · 流畅画质",
+  "link.good": "良好",
+  "link.weak": "较弱",
+  "link.bad": "较差",
+  "link.tier_full": "原画（服务器档位）",
+  "link.tier_low": "流畅画质（服务器档位）",
+  "link.title": "服务器对本教室下行的估计：{tier}；可用约 {downlink}，实际发送 {sent}",
 };

@@ -4,12 +4,18 @@
 // Tiles come from the subscriber slots the server gave us: one tile per slot group (a classroom
 // id, or "floor" for whichever rural classroom has the floor), plus "courseware" for the
 // master's shared screen. So the same code serves the master, rural and observer views.
+// A tile's tier is the one its video slot says the server sends now (never decided here).
 
 export const COURSEWARE = "courseware";
 export const FLOOR = "floor";
 
 export function tileKeyOf(slot) {
   return slot.kind === "video" && slot.source === COURSEWARE ? COURSEWARE : slot.group;
+}
+
+/** The tier a tile's picture comes in: its video slot's, as the server says ("full" when it does not). */
+export function tierOf(videoSlot) {
+  return videoSlot?.tier || "full";
 }
 
 export function classroomName(lesson, id) {
@@ -41,7 +47,7 @@ function tileClassroom(key, videoSlot, audioSlot) {
 /**
  * The full picture for rendering:
  * {stage: tile key|null, tiles: [{key, classroom, name, visible, videoSlot, audioSlot,
- *  placeholder: i18n key|null, badges: [i18n keys], actions: [names], quality}]}
+ *  placeholder: i18n key|null, badges: [i18n keys], actions: [names], quality, tier}]}
  */
 export function computeLayout(state) {
   const { you, lesson, slots = [] } = state;
@@ -62,6 +68,8 @@ export function computeLayout(state) {
     const badges = [];
     if (classroom && classroom === state.floor) badges.push("tile.has_floor");
     if (classroom && state.hands.some((h) => h.classroom === classroom)) badges.push("tile.hand");
+    const tier = tierOf(videoSlot);
+    if (tier !== "full") badges.push("tile.low_tier");
     const actions = [];
     const isRural = classroom && lesson?.rurals?.some((c) => c.id === classroom);
     if (role === "master" && isRural && key !== COURSEWARE) {
@@ -75,6 +83,7 @@ export function computeLayout(state) {
       key, classroom, name, visible, videoSlot, audioSlot, placeholder, badges, actions,
       label: key === COURSEWARE ? "tile.courseware" : key === FLOOR ? "tile.floor" : null,
       quality: classroom ? state.stats.get(classroom) || null : null,
+      tier,
     };
   });
   return { stage: stageTile(state, tiles, role), tiles };

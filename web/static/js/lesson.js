@@ -44,6 +44,7 @@ export class LessonApp {
       soundBlocked: false,
       stats: new Map(),
       selfStats: null,
+      link: null, // the server's last `link` report on our downlink
       clockSkew: 0,
     };
     this.view = new LessonView(root, this._actions());
@@ -120,6 +121,10 @@ export class LessonApp {
     });
     sig.on("slots", ({ slots }) => {
       this._applySlots(slots || []);
+      this.render();
+    });
+    sig.on("link", (link) => {
+      this.state.link = link;
       this.render();
     });
     sig.on("error", (err) => {
@@ -228,6 +233,7 @@ export class LessonApp {
     this.state.videoReady.clear();
     this.state.stats = new Map();
     this.state.selfStats = null;
+    this.state.link = null;
     this.statsMonitor.reset();
     this.view.clearRemoteMedia();
   }

@@ -5,6 +5,7 @@
 import { t, translateTree, onLanguageChange } from "./i18n.js";
 import { computeLayout, waited, classroomName } from "./layout.js";
 import { formatLoss, formatRate, formatRtt } from "./stats.js";
+import { linkLine, tierTitle } from "./link.js";
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -22,6 +23,8 @@ function statsLine(key, q) {
   if (!q) return t("stats.none");
   return t(key, { rate: formatRate(q.kbps), loss: formatLoss(q.loss), rtt: formatRtt(q.rtt) });
 }
+
+const BADGE_TITLES = { "tile.low_tier": "tile.low_tier_title" };
 
 const ACTION_LABELS = {
   "give-floor": "action.give_floor",
@@ -195,19 +198,22 @@ export class LessonView {
       const el = tile.el;
       el.hidden = !info.visible;
       el.dataset.classroom = info.classroom || "";
+      el.dataset.tier = info.tier;
       el.classList.toggle("is-stage", info.key === layout.stage);
       el.classList.toggle("has-floor", info.badges.includes("tile.has_floor"));
       el.classList.toggle("hand-up", info.badges.includes("tile.hand"));
       if (info.videoSlot && !tile.video.dataset.slot) tile.video.dataset.slot = info.videoSlot.key;
       const label = info.label ? t(info.label) : "";
       tile.name.textContent = label && info.name ? `${label} · ${info.name}` : label || info.name || "";
-      tile.badges.replaceChildren(...info.badges.map((b) => h("span", { class: `badge ${b.replace(".", "-")}` }, t(b))));
+      tile.badges.replaceChildren(...info.badges.map((b) => h("span", {
+        class: `badge ${b.replace(".", "-")}`, title: BADGE_TITLES[b] ? t(BADGE_TITLES[b]) : null,
+      }, t(b))));
       tile.placeholder.hidden = !info.placeholder;
       tile.placeholder.firstChild.textContent = info.placeholder ? t(info.placeholder) : "";
       tile.qualityEl.dataset.quality = info.quality ? info.quality.quality : "none";
       const figures = info.placeholder && info.placeholder !== "tile.waiting" ? "" : statsLine("stats.line", info.quality);
       tile.figures.textContent = figures;
-      tile.qualityEl.title = `${t(`quality.${tile.qualityEl.dataset.quality}`)} ${figures}`.trim();
+      tile.qualityEl.title = `${t(`quality.${tile.qualityEl.dataset.quality}`)} ${figures} · ${tierTitle(info.tier)}`;
       const actionKey = `${info.actions.join(",")}|${info.classroom}|${t("action.give_floor")}`;
       if (tile.actionKey !== actionKey) {
         tile.actionKey = actionKey;
@@ -252,6 +258,14 @@ export class LessonView {
     const statsEl = this.$("self-stats");
     statsEl.dataset.quality = q ? q.quality : "none";
     statsEl.querySelector(".figures").textContent = statsLine("stats.up", q);
+    const line = linkLine(state.link);
+    const linkEl = this.$("link-stats");
+    linkEl.dataset.quality = line.state;
+    linkEl.dataset.tier = state.link?.tier || "";
+    // each " · " part stays on one line when the narrow side panel wraps it
+    const parts = line.text.split(" · ").map((part) => h("span", {}, part));
+    linkEl.querySelector(".figures").replaceChildren(...parts.flatMap((el, i) => (i ? [" · ", el] : [el])));
+    linkEl.title = line.title;
     this.$("share-preview").hidden = !state.sharing;
   }
 
