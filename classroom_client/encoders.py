@@ -17,14 +17,15 @@ from typing import Any
 
 import av
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.codecs.vpx import MAX_BITRATE, MIN_BITRATE, Vp8Encoder, number_of_threads
+from aiortc.codecs.vpx import MAX_BITRATE, Vp8Encoder, number_of_threads
 from aiortc.mediastreams import convert_timebase
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.media.aiortc_adapter import enable_opus_inband_fec, use_encoder
 from sfu.media.vp8 import VIDEO_TIME_BASE, open_vp8_encoder
 
-OPUS_BITRATE = 48000  # low enough for libopus to stay in SILK/hybrid, where LBRR (FEC) exists
+STEADY_MIN_BITRATE = 100_000  # aiortc's floor is 250 kbps: more than a weak rural uplink carries
+OPUS_BITRATE = 32000  # SILK (where LBRR, the in-band FEC, exists) and light on a weak line
 EXPECTED_LOSS_PCT = 10
 
 
@@ -58,7 +59,7 @@ class SteadyVp8Encoder(Vp8Encoder):
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        bitrate = max(MIN_BITRATE, min(int(bitrate), MAX_BITRATE))
+        bitrate = max(STEADY_MIN_BITRATE, min(int(bitrate), MAX_BITRATE))
         current = self.target_bitrate
         now = self._clock()
         if bitrate < current * self.DECREASE_BELOW:

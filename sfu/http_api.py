@@ -219,6 +219,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                         "link": p.subscriber.link.to_json(),
                         "retransmissions": slot.port.retransmissions if slot.port else 0,
                         "retransmit_misses": slot.port.retransmit_misses if slot.port else 0,
+                        "retransmits_throttled": slot.port.retransmits_throttled if slot.port else 0,
                         **slot.stats.__dict__,
                     }
             out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots}

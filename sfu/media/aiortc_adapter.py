@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -320,6 +321,10 @@ class SenderPort:
         self.packets_sent = 0
         self.retransmissions = 0
         self.retransmit_misses = 0
+        self.retransmits_throttled = 0
+        self._repairs: dict[int, tuple[int, float]] = {}  # seq -> (times resent, when last)
+        self._sent_window: list[tuple[float, int]] = []  # (when, payload bytes): the last second
+        self._repair_window: list[tuple[float, int]] = []
         self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
         self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
 
@@ -382,11 +387,19 @@ class SenderPort:
         return self._rtx_payload_types.get(payload_type)
 
     async def _retransmit(self, sequence_number: int) -> None:
-        """Answer a subscriber's NACK from the history, as RTX of the packet's own codec."""
+        """Answer a subscriber's NACK from the history, as RTX of the packet's own codec.
+
+        Throttled, so a congested subscriber's NACKs cannot fill its own link with repairs: a
+        packet is resent at most `MAX_REPAIRS` times, not twice within 0.8 round trips, and
+        repairs stay within `REPAIR_SHARE` of what this sender sent in the last second.
+        """
         s: Any = self.sender
         packet: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
         if packet is None or packet.sequence_number != sequence_number:
             self.retransmit_misses += 1  # never sent (lost upstream), or older than the history
+            return
+        if not self._repair_allowed(sequence_number, len(packet.payload)):
+            self.retransmits_throttled += 1
             return
         rtx_pt = self.rtx_payload_type(packet.payload_type)
         if rtx_pt is not None:
@@ -403,6 +416,29 @@ class SenderPort:
         except ConnectionError:
             return
         self.retransmissions += 1
+
+    MAX_REPAIRS = 3
+    REPAIR_SHARE = 0.3
+
+    def _repair_allowed(self, seq: int, size: int) -> bool:
+        now = time.monotonic()
+        rtt: float = self.sender._RTCRtpSender__rtt or 0.1  # type: ignore[attr-defined]
+        times, last = self._repairs.get(seq, (0, -1e9))
+        if times >= self.MAX_REPAIRS or now - last < 0.8 * rtt:
+            return False
+        for window in (self._sent_window, self._repair_window):
+            while window and now - window[0][0] > 1.0:
+                window.pop(0)
+        sent = sum(n for _, n in self._sent_window)
+        repaired = sum(n for _, n in self._repair_window)
+        if repaired + size > max(self.REPAIR_SHARE * sent, 3000):
+            return False
+        self._repairs[seq] = (times + 1, now)
+        if len(self._repairs) > 2 * RTP_HISTORY_SIZE:
+            for old in sorted(self._repairs, key=lambda k: self._repairs[k][1])[:RTP_HISTORY_SIZE]:
+                del self._repairs[old]
+        self._repair_window.append((now, size))
+        return True
 
     @property
     def ssrc(self) -> int:
@@ -438,6 +474,7 @@ class SenderPort:
         s._RTCRtpSender__octet_count += len(packet.payload)
         s._RTCRtpSender__packet_count += 1
         self.packets_sent += 1
+        self._sent_window.append((time.monotonic(), len(packet.payload)))
 
     def sender_counters(self) -> tuple[int, int, int]:
         """(packet count, octet count, last RTP timestamp) as the next sender report gives them."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 CAMERA_MAX_BPS = 1_200_000
 COURSEWARE_MAX_BPS = 1_500_000
-UPLINK_MIN_BPS = 150_000
+UPLINK_MIN_BPS = 100_000
 _STEP_BPS = 10_000  # advertised values are rounded to this, so small wobbles change nothing
 
 TIERS = ("full", "low")

@@ -54,7 +54,7 @@ class TierSpec:
     bitrate: int
 
 
-CAMERA_LOW = TierSpec("low", 320, 180, 15.0, 250_000)
+CAMERA_LOW = TierSpec("low", 320, 180, 15.0, 100_000)  # with audio (~60 kbit), fits a 200 kbit line
 COURSEWARE_LOW = TierSpec("low", None, None, 3.0, 300_000)  # courseware stays sharp, just slower
 
 

@@ -116,7 +116,8 @@ def test_a_blackout_heals_by_itself_and_spares_the_others(server: ServerProcess,
           f"at {up} s; sessions {samples[-1][1]['rural-1'].get('sessions')}")
     assert down is not None and down <= 22 + 1.5 + 3, down  # + up to 1.5 s of process start-up
     assert up is not None and up <= 22 + 1.5 + 3, up
-    assert decoded(28, 32, "rural-1", "master") > 60 and decoded(28, 32, "master", "rural-1") > 60
+    # flowing again (the server may keep rural-1 at the low tier, 15 fps, until its probe succeeds)
+    assert decoded(26, 32, "rural-1", "master") >= 6 * 12 and decoded(26, 32, "master", "rural-1") >= 6 * 25
     fps = [f for f in _fps_windows([x for x in samples if 8 < x[0] - started < 32], "rural-2", "master")]
     assert min(fps) >= 25, f"rural-2 noticed: {fps}"
     assert _remote(samples[-1][1]["rural-2"], "master")["freezes"] == 0
@@ -145,14 +146,16 @@ def test_bursty_loss_recovers_pictures_by_keyframe(server: ServerProcess, classr
 
 def test_the_tier_follows_a_cap_put_on_and_lifted(server: ServerProcess, classrooms: ClassroomLauncher,
                                                   tmp_path: Path) -> None:
-    """A 200 kbit cap put on rural-1's line mid-lesson moves the master's camera to the low tier
+    """A 230 kbit cap put on rural-1's line mid-lesson moves the master's camera to the low tier
     for it (small, slower, still readable); lifting the cap brings the full stream back. The
     clean rural classroom keeps the full stream throughout."""
     spec = tmp_path / "rural-1.link"
     spec.write_text("none")
-    procs = {
-        "master": classrooms.start("master", "master", "--duration", "90"),
-        "rural-1": classrooms.start("rural-1", "rural", "--duration", "90", "--link-file", str(spec)),
+    procs = {  # the master at 640x360 sends ~220 kbps of video: more than the cap leaves after audio
+        "master": classrooms.start("master", "master", "--duration", "90", size="640x360"),
+        # rural-1 only listens here (no camera), so the cap tests what it receives
+        "rural-1": classrooms.start("rural-1", "rural", "--duration", "90", "--link-file", str(spec),
+                                    "--video", "none"),
         "rural-2": classrooms.start("rural-2", "rural", "--duration", "90"),
     }
 
@@ -160,8 +163,8 @@ def test_the_tier_follows_a_cap_put_on_and_lifted(server: ServerProcess, classro
         return _remote(procs[who].stats(), "master")
 
     wait_until(lambda: master_at("rural-1").get("frames_verified", 0) > 60, 40, message="rural-1 receiving")
-    assert master_at("rural-1")["tier"] == "full" and master_at("rural-1")["height"] == 240  # as sent
-    spec.write_text("rate=200kbit")
+    assert master_at("rural-1")["tier"] == "full" and master_at("rural-1")["height"] == 360  # as sent
+    spec.write_text("rate=230kbit")
     put_on = time.monotonic()
     wait_until(lambda: master_at("rural-1").get("tier") == "low" and master_at("rural-1").get("height") == 180,
                20, message="the low tier under the cap")
@@ -173,7 +176,7 @@ def test_the_tier_follows_a_cap_put_on_and_lifted(server: ServerProcess, classro
     assert master_at("rural-2")["tier"] == "full" and master_at("rural-2")["video_fps"] >= 25
     spec.write_text("none")
     lifted = time.monotonic()
-    wait_until(lambda: master_at("rural-1").get("tier") == "full" and master_at("rural-1").get("height") == 240,
+    wait_until(lambda: master_at("rural-1").get("tier") == "full" and master_at("rural-1").get("height") == 360,
                40, message="the full stream back after the cap is lifted")
     print(f"full tier {time.monotonic() - lifted:.1f} s after the cap was lifted")
     time.sleep(3)
