@@ -10,9 +10,8 @@ What is real here and what is not:
 - (b) real: a receive-only Python rural classroom on a weak link (`--link rate=150kbit`, user-space
   impairment of both directions) really is moved to the "low" tier by the server; we read that from
   the admin `/api/stats` (its slots' `tier`, its `link` report), and check the page (whose own link
-  is clean) keeps every tile "full": tiers are per subscriber. (Receive-only, because a weak
-  classroom that also publishes currently drags its healthy subscribers down too: see the xfail
-  test at the end.)
+  is clean) keeps every tile "full": tiers are per subscriber. (A weak classroom that also
+  publishes must not drag its healthy subscribers down either: the test at the end.)
 - (b) rendering: Chromium's own network cannot be impaired from user space, so the page never
   becomes the weak subscriber itself. Instead the test hands the page's own socket.io handlers
   (the very listeners `lesson.js` registered for `slots` and `link`) a `slots` payload equal to the
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from harness import ClassroomLauncher, ServerProcess, mint_token, wait_for
 from lesson_page import Indicator, LessonPage, LessonPages, start_classroom
 
@@ -173,10 +171,6 @@ def test_link_line_and_tier_badges_show_the_servers_decisions(
              "the real slots event after rural-2 left (tier full, no badge)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server: a publisher's uplink losses reach its subscribers as sequence gaps (the forwarder keeps "
-    "the publisher's numbering), their receiver reports count them, and DownlinkEstimate reads them "
-    "as the subscriber's own downlink loss: a healthy page is moved to the low tier"))
 def test_a_weak_publisher_does_not_lower_a_healthy_subscribers_tier(
     server: ServerProcess, classrooms: ClassroomLauncher, pages: LessonPages
 ) -> None:
