@@ -1,4 +1,4 @@
-"""Each hook of sfu/media/aiortc_adapter.py against the installed aiortc, with real peers over loopback.
+"""Each hook of sfu/media/aiortc_adapter/ against the installed aiortc, with real peers over loopback.
 
 An aiortc upgrade that moves one of the internals the adapter uses fails here, by name, instead of
 as a frozen picture in a lesson.

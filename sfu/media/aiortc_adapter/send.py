@@ -1,0 +1,222 @@
+"""Send side: forwarded packets written through an RTCRtpSender, NACKs answered (throttled), RTCP observed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+    wrap_rtx,
+)
+from aiortc.utils import uint16_add
+
+from sfu.media.aiortc_adapter.core import (
+    RTP_HISTORY_SIZE,
+    RtcpObserver,
+)
+
+# -- send side -------------------------------------------------------------------------------
+
+
+class SenderPort:
+    """Writes forwarded packets through an RTCRtpSender whose own encoder loop never runs."""
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        on_started: Callable[[], None],
+        on_keyframe_request: Callable[[], None],
+    ) -> None:
+        self.transceiver = transceiver
+        self.sender: RTCRtpSender = transceiver.sender
+        self.started = False
+        self._on_started = on_started
+        s: Any = self.sender
+        s._run_rtp = self._run_rtp
+        s._send_keyframe = on_keyframe_request
+        # aiortc's own _retransmit wraps every repair in the RTX payload type paired with the
+        # first negotiated codec; a slot carries whichever codec its source publishes.
+        s._retransmit = self._retransmit
+        self._handle_rtcp_original = self.sender._handle_rtcp_packet
+        s._handle_rtcp_packet = self._handle_rtcp_packet
+        self._rtcp_observer: RtcpObserver | None = None
+        self.packets_sent = 0
+        self.retransmissions = 0
+        self.retransmit_misses = 0
+        self.retransmits_throttled = 0
+        self._repairs: dict[int, tuple[int, float]] = {}  # seq -> (times resent, when last)
+        self._sent_window: list[tuple[float, int]] = []  # (when, payload bytes): the last second
+        self._repair_window: list[tuple[float, int]] = []
+        self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
+        self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        s: Any = self.sender
+        s._RTCRtpSender__rtp_started.set()
+        self.started = True
+        try:
+            self._on_started()
+            await asyncio.Event().wait()  # until stop() cancels us
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.started = False
+            s._RTCRtpSender__rtp_exited.set()
+
+    def observe_rtcp(self, observer: RtcpObserver) -> None:
+        """Be told what the subscriber reports about this sender: loss, round trip, REMB."""
+        self._rtcp_observer = observer
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        await self._handle_rtcp_original(packet)  # aiortc: RTT, NACK -> _retransmit, PLI -> keyframe
+        observer = self._rtcp_observer
+        if observer is None:
+            return
+        ssrc = self.ssrc
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:  # an RtcpReceiverInfo: fraction_lost, packets_lost, highest_sequence
+                    rtt: float | None = self.sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+                    observer(ssrc, report, rtt, None, self.packets_sent)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if ssrc in ssrcs:
+                observer(ssrc, None, None, bitrate // max(1, len(ssrcs)), self.packets_sent)
+
+    @property
+    def octets_sent(self) -> int:
+        """Payload bytes sent so far (what the sender report counts)."""
+        s: Any = self.sender
+        return int(s._RTCRtpSender__octet_count)
+
+    @property
+    def codecs(self) -> list[RTCRtpCodecParameters]:
+        """The codecs negotiated with the subscriber for this slot (with its payload types)."""
+        codecs: list[RTCRtpCodecParameters] = self.transceiver._codecs
+        return codecs
+
+    def rtx_payload_type(self, payload_type: int) -> int | None:
+        """The subscriber's RTX payload type whose apt is this media payload type, if negotiated."""
+        if not self._rtx_payload_types:  # computed once the subscriber's answer gave the codecs
+            self._rtx_payload_types = {}
+            for c in self.codecs:
+                apt = c.parameters.get("apt")
+                if is_rtx(c) and c.payloadType is not None and isinstance(apt, int):
+                    self._rtx_payload_types[apt] = c.payloadType
+        return self._rtx_payload_types.get(payload_type)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """Answer a subscriber's NACK from the history, as RTX of the packet's own codec.
+
+        Throttled, so a congested subscriber's NACKs cannot fill its own link with repairs: a
+        packet is resent at most `MAX_REPAIRS` times, not twice within 0.8 round trips, and
+        repairs stay within `REPAIR_SHARE` of what this sender sent in the last second.
+        """
+        s: Any = self.sender
+        packet: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            self.retransmit_misses += 1  # never sent (lost upstream), or older than the history
+            return
+        if not self._repair_allowed(sequence_number, len(packet.payload)):
+            self.retransmits_throttled += 1
+            return
+        rtx_pt = self.rtx_payload_type(packet.payload_type)
+        if rtx_pt is not None:
+            packet = wrap_rtx(
+                packet,
+                payload_type=rtx_pt,
+                sequence_number=s._RTCRtpSender__rtx_sequence_number,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            s._RTCRtpSender__rtx_sequence_number = uint16_add(s._RTCRtpSender__rtx_sequence_number, 1)
+        # (no RTX for this codec: resend the packet as it was, which a receiver also accepts)
+        try:
+            await self.sender.transport._send_rtp(packet.serialize(s._RTCRtpSender__rtp_header_extensions_map))
+        except ConnectionError:
+            return
+        self.retransmissions += 1
+
+    MAX_REPAIRS = 3
+    REPAIR_SHARE = 0.3
+
+    def _repair_allowed(self, seq: int, size: int) -> bool:
+        now = time.monotonic()
+        rtt: float = self.sender._RTCRtpSender__rtt or 0.1  # type: ignore[attr-defined]
+        times, last = self._repairs.get(seq, (0, -1e9))
+        if times >= self.MAX_REPAIRS or now - last < 0.8 * rtt:
+            return False
+        for window in (self._sent_window, self._repair_window):
+            while window and now - window[0][0] > 1.0:
+                window.pop(0)
+        sent = sum(n for _, n in self._sent_window)
+        repaired = sum(n for _, n in self._repair_window)
+        if repaired + size > max(self.REPAIR_SHARE * sent, 3000):
+            return False
+        self._repairs[seq] = (times + 1, now)
+        if len(self._repairs) > 2 * RTP_HISTORY_SIZE:
+            for old in sorted(self._repairs, key=lambda k: self._repairs[k][1])[:RTP_HISTORY_SIZE]:
+                del self._repairs[old]
+        self._repair_window.append((now, size))
+        return True
+
+    @property
+    def ssrc(self) -> int:
+        ssrc: int = self.sender._ssrc
+        return ssrc
+
+    async def write(self, packet: RtpPacket, payload_type: int, sequence_number: int, timestamp: int) -> None:
+        """Send one packet as this sender's own (SSRC, PT, seq, ts and extensions rewritten)."""
+        s: Any = self.sender
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            ssrc=self.sender._ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.mid = s._RTCRtpSender__mid
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out
+        data = out.serialize(s._RTCRtpSender__rtp_header_extensions_map)
+        try:
+            await self.sender.transport._send_rtp(data)
+        except ConnectionError:
+            return
+        if self._last_seq is None or 0 < (sequence_number - self._last_seq) % 65536 < 0x8000:
+            # the sender report pairs "now" with the newest RTP timestamp: a late or reordered
+            # packet (older timestamp) must not move that pair backwards
+            self._last_seq = sequence_number
+            s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+            s._RTCRtpSender__rtp_timestamp = timestamp
+        s._RTCRtpSender__octet_count += len(packet.payload)
+        s._RTCRtpSender__packet_count += 1
+        self.packets_sent += 1
+        self._sent_window.append((time.monotonic(), len(packet.payload)))
+
+    def sender_counters(self) -> tuple[int, int, int]:
+        """(packet count, octet count, last RTP timestamp) as the next sender report gives them."""
+        s: Any = self.sender
+        return (s._RTCRtpSender__packet_count, s._RTCRtpSender__octet_count, s._RTCRtpSender__rtp_timestamp)
+
+    def sender_report_clock(self) -> tuple[int, int]:
+        """(NTP time, RTP timestamp): the pair the next sender report maps wall clock to media time with."""
+        s: Any = self.sender
+        return (s._RTCRtpSender__ntp_timestamp, s._RTCRtpSender__rtp_timestamp)
+
+
