@@ -149,6 +149,7 @@ class DownlinkEstimate:
     """
 
     INTERVAL_S = 1.0
+    SETTLE_S = 3.0
     PROBE_CHECK_S = 6.0
     FIRST_PROBE_WAIT_S = 8.0
     MAX_PROBE_WAIT_S = 30.0
@@ -172,6 +173,7 @@ class DownlinkEstimate:
         self._queueing_run = 0
         self._rr: dict[int, tuple[int, int, int]] = {}  # sender ssrc -> (lost, highest seq, we had sent)
         self._last_update: float | None = None
+        self._started_at = 0.0
         self._sent_bytes_at_last = 0
 
     def on_report(self, ssrc: int, report: LinkReport, now: float) -> None:
@@ -195,21 +197,24 @@ class DownlinkEstimate:
         if report.packets_lost is None or report.highest_sequence is None or report.packets_sent is None:
             return report.fraction_lost
         last = self._rr.get(ssrc)
+        if last is not None and report.packets_sent - last[2] < 40:
+            return None  # too few packets since the last judged report (audio, a quiet slot): wait
         self._rr[ssrc] = (report.packets_lost, report.highest_sequence, report.packets_sent)
         if last is None:
             return None
         sent = report.packets_sent - last[2]
-        if sent < 20:  # too few packets to judge (audio between two reports, a quiet slot)
-            if sent <= 0:
-                self._rr[ssrc] = last
-            return None
         received = (report.highest_sequence - last[1]) - (report.packets_lost - last[0])
-        return min(1.0, max(0.0, 1.0 - received / sent))
+        ours = max(0.0, 1.0 - received / sent)
+        # "what we had sent" is read when the report arrives, so packets still in flight (or a
+        # receiver whose report came late) look lost; the report's own fraction has no such skew
+        # but counts upstream gaps. Each errs only upwards: the smaller one is the downlink's.
+        fraction = report.fraction_lost if report.fraction_lost is not None else ours
+        return min(1.0, ours, fraction)
 
     def update(self, now: float, sent_bytes_total: int) -> str | None:
         """Once a second, with the video bytes sent so far: the new tier when it changes, else None."""
         if self._last_update is None:
-            self._last_update = now
+            self._last_update = self._started_at = now
             self._sent_bytes_at_last = sent_bytes_total
             self._clean_since = now
             return None
@@ -241,6 +246,8 @@ class DownlinkEstimate:
         return self._decide(now)
 
     def _decide(self, now: float) -> str | None:
+        if now - self._started_at < self.SETTLE_S:
+            return None  # the first keyframes and the first reports of a new connection
         if self.tier == "full":
             if self._congested_run >= 2 or (self._congested_run >= 1 and self.loss > 0.2):
                 if self._probe_started is not None and now - self._probe_started < self.PROBE_CHECK_S:

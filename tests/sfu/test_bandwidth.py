@@ -68,6 +68,14 @@ def _run_downlink(est: DownlinkEstimate, seconds: int, loss: float, rtt: float, 
     return changes, t, sent
 
 
+def test_downlink_does_not_judge_a_connection_in_its_first_seconds() -> None:
+    est = DownlinkEstimate()
+    changes, t, sent = _run_downlink(est, 3, loss=0.4, rtt=0.1)  # start-up: keyframe bursts, first reports
+    assert changes == [] and est.tier == "full"
+    changes, _, _ = _run_downlink(est, 3, loss=0.4, rtt=0.1, t0=t, sent=sent)
+    assert [c[1] for c in changes] == ["low"]
+
+
 def test_downlink_keeps_full_on_a_lossy_but_uncongested_link() -> None:
     est = DownlinkEstimate()
     changes, _, _ = _run_downlink(est, 30, loss=0.03, rtt=0.15)
@@ -87,7 +95,8 @@ def test_downlink_drops_to_low_on_heavy_loss_and_probes_back() -> None:
 
 def test_downlink_failed_probe_waits_longer() -> None:
     est = DownlinkEstimate()
-    _, t, sent = _run_downlink(est, 3, loss=0.3, rtt=0.1)
+    _, t, sent = _run_downlink(est, 4, loss=0.0, rtt=0.1)  # a new connection settles first
+    _, t, sent = _run_downlink(est, 3, loss=0.3, rtt=0.1, t0=t, sent=sent)
     assert est.tier == "low"
     _, t, sent = _run_downlink(est, 9, loss=0.0, rtt=0.1, t0=t, sent=sent)
     assert est.tier == "full"  # the probe
