@@ -54,6 +54,7 @@ class UplinkEstimate:
         self._cycles = 0
         self._interval_start: float | None = None
         self._overuse_seen = False
+        self._overuse_run = 0
         self._hold_until = 0.0
         self._last_sent_bps: int | None = None
         self._last_sent_at = 0.0
@@ -99,7 +100,9 @@ class UplinkEstimate:
         self._received = 0
         self._bytes = 0
         self._interval_start = now
-        congested = self.loss > 0.10 or self._overuse_seen
+        # a second of overuse can be a CPU stall on either side; two in a row is a queue growing
+        self._overuse_run = self._overuse_run + 1 if self._overuse_seen else 0
+        congested = self.loss > 0.10 or self._overuse_run >= 2
         self._overuse_seen = False
         if congested and now >= self._hold_until:
             backoff = 0.85 if self.loss <= 0.10 else max(0.5, 1 - self.loss / 2)
