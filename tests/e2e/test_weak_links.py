@@ -140,7 +140,7 @@ def test_bursty_loss_recovers_pictures_by_keyframe(server: ServerProcess, classr
         print(f"{who} <- {remote}: fps per s {[round(f, 1) for f in fps]}, {stats}")
         assert stats["decode_errors"] == 0, f"{who} showed an unreadable picture of {remote}: {stats}"
         assert stats["max_freeze_ms"] < 1000, stats
-        assert min(fps) >= 10, fps
+        assert sum(fps) / len(fps) >= 12, fps  # at the low tier (15 fps) if the server judged the loss too high
     assert end["rural-1"]["link_stats"]["downlink"]["dropped_loss"] > 0
 
 
