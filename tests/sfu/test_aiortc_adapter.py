@@ -24,6 +24,7 @@ from peers import Subscriber, close, publish, spy_rtp, subscribe
 from classroom_client.sources import TestPatternTrack, ToneTrack
 from sfu.media import aiortc_adapter, codecs, forwarder
 from sfu.media.aiortc_adapter import (
+    SenderPort,
     capture_encoded_frames,
     packets_received,
     restart_video_reassembly,
@@ -359,3 +360,27 @@ async def test_use_host_addresses_decides_which_host_candidates_ice_gathers() ->
     # aioice's own choice never includes loopback, which is why the server and tests set it
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
 
+
+
+async def test_repairs_are_throttled_and_keep_nothing_per_packet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packet is resent at most 3 times, not twice within 0.8 RTT, within 30 % of what was sent;
+    what the sender sent is derived from its octet count (a long lesson keeps no list per packet)."""
+    from sfu.media.aiortc_adapter import send as send_module
+
+    clock = [100.0]
+    monkeypatch.setattr(send_module.time, "monotonic", lambda: clock[0])
+    pc = RTCPeerConnection()
+    port = SenderPort(pc.addTransceiver("video", direction="sendonly"), lambda: None, lambda: None)
+    assert port._repair_allowed(7, 500)
+    assert not port._repair_allowed(7, 500)  # again within 0.8 RTT (RTT unknown: 100 ms)
+    clock[0] += 0.2
+    assert port._repair_allowed(7, 500)
+    clock[0] += 0.2
+    assert port._repair_allowed(7, 500)
+    clock[0] += 0.2
+    assert not port._repair_allowed(7, 500)  # the fourth time
+    assert not port._repair_allowed(8, 2000)  # 3,000 bytes a second when nothing was sent
+    clock[0] += 1.1
+    assert port._repair_allowed(8, 2000)  # the window moved on
+    assert len(port._octet_marks) <= port._octet_marks.maxlen  # type: ignore[operator]
+    await pc.close()

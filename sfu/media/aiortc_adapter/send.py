@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -56,8 +57,10 @@ class SenderPort:
         self.retransmit_misses = 0
         self.retransmits_throttled = 0
         self._repairs: dict[int, tuple[int, float]] = {}  # seq -> (times resent, when last)
-        self._sent_window: list[tuple[float, int]] = []  # (when, payload bytes): the last second
-        self._repair_window: list[tuple[float, int]] = []
+        # (when, octets sent so far), at most every 0.1 s: what was sent in the last second is
+        # derived from the sender's own octet count, nothing is kept per packet
+        self._octet_marks: deque[tuple[float, int]] = deque(maxlen=16)
+        self._repair_window: deque[tuple[float, int]] = deque()  # (when, bytes) of recent repairs
         self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
         self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
 
@@ -159,10 +162,10 @@ class SenderPort:
         times, last = self._repairs.get(seq, (0, -1e9))
         if times >= self.MAX_REPAIRS or now - last < 0.8 * rtt:
             return False
-        for window in (self._sent_window, self._repair_window):
-            while window and now - window[0][0] > 1.0:
-                window.pop(0)
-        sent = sum(n for _, n in self._sent_window)
+        while self._repair_window and now - self._repair_window[0][0] > 1.0:
+            self._repair_window.popleft()
+        second_ago = next((octets for at, octets in self._octet_marks if now - at <= 1.0), self.octets_sent)
+        sent = self.octets_sent - second_ago
         repaired = sum(n for _, n in self._repair_window)
         if repaired + size > max(self.REPAIR_SHARE * sent, 3000):
             return False
@@ -207,7 +210,9 @@ class SenderPort:
         s._RTCRtpSender__octet_count += len(packet.payload)
         s._RTCRtpSender__packet_count += 1
         self.packets_sent += 1
-        self._sent_window.append((time.monotonic(), len(packet.payload)))
+        now = time.monotonic()
+        if not self._octet_marks or now - self._octet_marks[-1][0] >= 0.1:
+            self._octet_marks.append((now, s._RTCRtpSender__octet_count))
 
     def sender_counters(self) -> tuple[int, int, int]:
         """(packet count, octet count, last RTP timestamp) as the next sender report gives them."""
