@@ -26,14 +26,6 @@ _STEP_BPS = 10_000  # advertised values are rounded to this, so small wobbles ch
 TIERS = ("full", "low")
 
 
-@dataclass
-class UplinkState:
-    target_bps: int
-    incoming_bps: float
-    loss: float
-    overusing: bool
-
-
 class UplinkEstimate:
     """The bitrate a publisher's uplink carries for one track; what its REMB says."""
 
@@ -122,9 +114,6 @@ class UplinkEstimate:
         self._last_sent_bps = value
         self._last_sent_at = now
         return value
-
-    def state(self) -> UplinkState:
-        return UplinkState(self.target_bps, self.incoming_bps, self.loss, self._overuse_seen)
 
 
 @dataclass

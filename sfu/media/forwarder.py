@@ -117,11 +117,10 @@ class PublishedTrack:
         self.stats.packets_in += 1
         self.stats.bytes_in += len(packet.payload)
         self.last_packet_at = time.monotonic()
-        if self._tap is not None:
+        if self._tap is not None and self.kind == "video":  # (audio: no REMB, no NACK)
             self.uplink.on_packet(packet.sequence_number, len(packet.payload), self.last_packet_at,
                                   self._tap.last_was_retransmission)
-            if self.kind == "video":
-                self._repair(packet.sequence_number, self.last_packet_at)
+            self._repair(packet.sequence_number, self.last_packet_at)
         if self._keyframe_wanted:
             self.request_keyframe()
         for tier in tuple(self.tiers.values()):
