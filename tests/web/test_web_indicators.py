@@ -43,5 +43,8 @@ def test_indicators_show_a_healthy_link_then_the_loss_of_a_bad_one(
     tile = master.wait_indicator(RURAL_TILE, lossy, 30, "lossy (amber or red, loss > 2 %)")
     link = bad.stats().get("link_stats") or {}
     print(f"lossy: rural-1 tile {tile.text!r} ({tile.colour}); link {link}")
-    assert bad.stats().get("link") == "loss=15%" and link["uplink"]["dropped_loss"] > 0
+    # the stats file is rewritten once a second: wait for the one that counts the drops the tile shows
+    wait_for(lambda: bad.stats().get("link") == "loss=15%"
+             and (bad.stats().get("link_stats") or {}).get("uplink", {}).get("dropped_loss", 0) > 0,
+             10, "rural-1's stats counting its dropped packets")
     master.screenshot("indicators-lossy")
