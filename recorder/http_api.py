@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from recorder.manifest import MANIFEST, read_manifest
 from sfu.http_api import bearer_claims, require_admin
 from sfu.lessons import Role
 from sfu.tokens import Claims, TokenIssuer
+from twinclass.http_input import date_param, int_param, path_param, utc_naive_param
 
 if TYPE_CHECKING:
     from recorder.service import RecorderService
@@ -61,29 +62,13 @@ def may_watch(claims: Claims, record: Recording) -> bool:
     return may_watch_lesson(claims, record.lesson_id)
 
 
-def _utc_param(value: str, name: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise _error(web.HTTPBadRequest, f"{name}: not an ISO 8601 date or date-time ({value!r})") from exc
-    if dt.tzinfo is None:
-        dt = dt.astimezone()  # server local time
-    return dt.astimezone(UTC).replace(tzinfo=None)
-
-
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
 
 
-def page_params(q: Any, default: int = 500) -> tuple[int, int]:
-    """`?limit=` (1 to 1000, newest first) and `?offset=` of a recordings listing, or 400."""
-    try:
-        limit = int(q.get("limit") or default)
-        offset = int(q.get("offset") or 0)
-    except ValueError as exc:
-        raise _error(web.HTTPBadRequest, "limit/offset: whole numbers") from exc
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise _error(web.HTTPBadRequest, f"limit: 1 to {MAX_PAGE}; offset: 0 or more")
-    return limit, offset
+def page_params(q: web.Request | Mapping[str, str], default: int = 500) -> tuple[int, int]:
+    """`?limit=` (1 to 1000, newest first) and `?offset=` (0 to 10^9) of a recordings listing, or 400."""
+    return (int_param(q, "limit", 1, MAX_PAGE, default), int_param(q, "offset", 0, MAX_OFFSET, 0))
 
 
 def _urls(record: Recording) -> dict[str, str]:
@@ -109,16 +94,12 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
         f = RecordingFilter(lesson=q.get("lesson") or None, subject=q.get("subject") or None,
                             grade=q.get("grade") or None, classroom=q.get("classroom") or None,
                             status=q.get("status") or None)
-        if q.get("date"):
-            try:
-                f.since, f.until = RecordingFilter.local_day(q["date"])
-            except ValueError as exc:
-                raise _error(web.HTTPBadRequest, f"date: not YYYY-MM-DD ({q['date']!r})") from exc
-        if q.get("from"):
-            f.since = _utc_param(q["from"], "from")
-        if q.get("to"):
-            f.until = _utc_param(q["to"], "to")
-        limit, f.offset = page_params(q)
+        day = date_param(request, "date")  # years bounded: its local midnight converts to UTC
+        if day is not None:
+            f.since, f.until = RecordingFilter.local_day(day.isoformat())
+        f.since = utc_naive_param(request, "from") or f.since
+        f.until = utc_naive_param(request, "to") or f.until
+        limit, f.offset = page_params(request)
         f.limit = limit + 1  # one more: is there a next page?
         if not sees_all(claims):
             if f.lesson not in (None, claims.lesson):
@@ -140,7 +121,7 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
     async def get_file(request: web.Request) -> web.StreamResponse:
         record, _claims = lookup(request)
         directory = service.root / record.directory
-        rel = request.match_info["path"]
+        rel = path_param(request, "path")
         manifest = await asyncio.to_thread(read_manifest, directory)
         if manifest is None:
             raise _error(web.HTTPNotFound, f"recording {record.id} has no archive yet ({record.status})")

@@ -22,6 +22,7 @@ from scheduler.solver import SolveOptions
 from scheduler.timetable import INPUT_SUFFIX, Timetable, read_timetable, stored_timetables, timetable_store
 from scheduler.validate import check
 from scheduler.views import NotFound, classroom_view, county_view, teacher_view
+from twinclass.http_input import float_param, int_param, json_body
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_TIME_LIMIT_S = 600.0
@@ -55,26 +56,11 @@ def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
         accept = request.headers.get("Accept", "")
         return "text/html" in accept and "application/json" not in accept
 
-    def number(request: web.Request, key: str, default: float, high: float) -> float:
-        raw = request.query.get(key)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise web.HTTPBadRequest(text=f"{key}: not a number") from None
-        if not 0 < value <= high:
-            raise web.HTTPBadRequest(text=f"{key}: must be in (0, {high}]")
-        return value
-
     async def solve(request: web.Request) -> web.Response:
         check_admin(request)
-        time_limit = number(request, "time_limit", 30.0, MAX_TIME_LIMIT_S)
-        workers = int(number(request, "workers", SolveOptions().workers, 64))  # default as the CLI's: one per CPU
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "body: not valid JSON")
+        time_limit = float_param(request, "time_limit", 0, MAX_TIME_LIMIT_S, 30.0, lo_open=True)
+        workers = int_param(request, "workers", 1, 64, SolveOptions().workers)  # default as the CLI's: one per CPU
+        body = await json_body(request, require_object=False)  # tables_from_json names what is wrong
         previous = None
         if "previous" in request.query:
             prev_id = request.query["previous"]

@@ -20,6 +20,7 @@ from sfu.media.aiortc_adapter import decoders_created
 from sfu.room import RoomDirectory
 from sfu.store import LessonStore
 from sfu.tokens import Claims, TokenError, TokenIssuer, new_subject
+from twinclass.http_input import InputError, float_param, http_error, json_body, local_naive
 
 
 def bearer_claims(request: web.Request, tokens: TokenIssuer) -> Claims:
@@ -50,18 +51,40 @@ def _err(message: str) -> str:
 MAX_TOKEN_TTL_S = 366 * 24 * 3600
 
 
-def _ttl(raw: str | None) -> float:
+def _ttl(request: web.Request) -> float:
     """The `ttl` query parameter (seconds a minted token stays valid), or 400 with the reason."""
-    if raw is None:
-        return 6 * 3600
-    try:
-        ttl = float(raw)
-    except ValueError:
-        ttl = float("nan")
-    if not 0 < ttl <= MAX_TOKEN_TTL_S:  # also refuses nan and inf
-        reason = _err(f"ttl: expected seconds between 0 and {MAX_TOKEN_TTL_S}, got {raw!r}")
-        raise web.HTTPBadRequest(text=reason, content_type="application/json")
-    return ttl
+    return float_param(request, "ttl", 0, MAX_TOKEN_TTL_S, 6 * 3600, lo_open=True)
+
+
+CREATABLE = ("id", "title", "subject", "grade", "master", "rurals", "planned_start", "planned_end",
+             "rural_see_each_other", "record", "extra")
+
+
+def _planned_times(body: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`planned_start`/`planned_end` of a body as server-local ISO times (as lessons keep them);
+    a zone on one and none on the other is ambiguous: 400."""
+    zoned = {}
+    for key in ("planned_start", "planned_end"):
+        value = given.get(key)
+        if value in (None, ""):
+            continue
+        at = local_naive(value, key)
+        zoned[key] = isinstance(value, str) and datetime.fromisoformat(value.strip()).tzinfo is not None
+        body[key] = at.isoformat()
+    if len(set(zoned.values())) > 1:
+        missing = next(k for k, z in zoned.items() if not z)
+        raise InputError(missing, "give a time zone as the other planned time does (or neither)")
+    return body
+
+
+def _new_lesson(body: dict[str, Any]) -> Lesson:
+    """A lesson from a POST body; InputError/LessonError name a bad field."""
+    unknown = sorted(set(body) - set(CREATABLE))
+    if unknown:
+        raise InputError(unknown[0], f"unknown field (a lesson has {', '.join(CREATABLE)})")
+    if "extra" in body and body["extra"] is not None and not isinstance(body["extra"], dict):
+        raise InputError("extra", "must be an object")
+    return Lesson.from_json(_planned_times(dict(body), body))
 
 
 PATCHABLE = ("title", "record", "planned_start", "planned_end")
@@ -86,15 +109,8 @@ def _patched(lesson: Lesson, body: Any) -> Lesson:
     for key in ("planned_start", "planned_end"):
         if key in body:
             value = body[key]
-            if value in (None, ""):
-                changes[key] = None
-                continue
-            try:
-                at = datetime.fromisoformat(str(value))
-            except ValueError as exc:
-                raise LessonError(f"{key}: not an ISO 8601 date-time ({value!r})") from exc
             # stored lessons keep server-local wall-clock times: compare and store like with like
-            changes[key] = at.astimezone().replace(tzinfo=None) if at.tzinfo else at
+            changes[key] = None if value in (None, "") else local_naive(value, key)
     changed = dataclasses.replace(lesson, **changes)
     changed.validate()
     return changed
@@ -138,12 +154,11 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
 
     async def create_lesson(request: web.Request) -> web.Response:
         require_admin(request, tokens)
+        body = await json_body(request)
         try:
-            body = await request.json()
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
-        try:
-            lesson = await asyncio.to_thread(store.create, Lesson.from_json(body))
+            lesson = await asyncio.to_thread(store.create, _new_lesson(body))
+        except InputError as exc:
+            raise http_error(exc) from None
         except LessonError as exc:
             raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
         return web.json_response(lesson.to_json(), status=201)
@@ -154,7 +169,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
         if lesson is None:
             raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
-        ttl = _ttl(request.query.get("ttl"))
+        ttl = _ttl(request)
         out = {
             c.id: tokens.mint(lesson=lesson.id, classroom=c.id, name=c.name, role=lesson.role_of(c.id) or Role.RURAL,
                               ttl_s=ttl)
@@ -171,13 +186,12 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
         if lesson is None:
             raise web.HTTPNotFound(text=_err("lesson not found"), content_type="application/json")
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=_err("body: not valid JSON"), content_type="application/json") from exc
+        body = await json_body(request, require_object=False)  # _patched names what is wrong with it
         try:
             changed = _patched(lesson, body)
             changed = await asyncio.to_thread(store.update, changed)
+        except InputError as exc:
+            raise http_error(exc) from None
         except LessonError as exc:
             raise web.HTTPBadRequest(text=_err(str(exc)), content_type="application/json") from exc
         room = rooms.get(changed.id)

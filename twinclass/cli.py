@@ -28,9 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    """Log lines to stderr at `level` (a subcommand's --log-level); aioice's chatter only from WARNING."""
+    """Log lines to stderr at `level` (a subcommand's --log-level); aioice's chatter only from WARNING.
+    Credentials are rewritten to [redacted] on every handler and in aiohttp's access log."""
+    from twinclass import log_redaction
+
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    log_redaction.install()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

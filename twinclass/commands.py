@@ -31,6 +31,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--node-url", default=os.environ.get("TWINCLASS_NODE_URL"),
                        help="URL classrooms use to reach this node (with --redis-url; default http://HOST:PORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not create the demo lesson")
+    serve.add_argument("--frame-ancestors", default=os.environ.get("TWINCLASS_FRAME_ANCESTORS", ""),
+                       help="origins that may embed the pages in a frame, e.g. a bureau portal showing the patrol "
+                            "wall (CSP frame-ancestors sources; default: none)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.set_defaults(func=run_serve)
 
@@ -63,9 +66,19 @@ def run_serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         node_url=args.node_url,
         create_demo=not args.no_demo,
+        frame_ancestors=_frame_ancestors(args.frame_ancestors),
     )
     asyncio.run(serve(config))
     return 0
+
+
+def _frame_ancestors(value: str) -> tuple[str, ...]:
+    from twinclass.http_policy import parse_frame_ancestors
+
+    try:
+        return parse_frame_ancestors(value)
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: --{exc}") from exc
 
 
 def run_token(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
+from twinclass import http_policy, log_redaction
+from twinclass.http_errors import error_middleware
 from twinclass.storage import database_url, token_secret
 from web import routes as web_routes
 from web import study_routes
@@ -46,6 +48,7 @@ class ServerConfig:
     redis_url: str | None = None  # lessons spread over several nodes: ownership, presence, socket.io fan-out
     node_url: str | None = None  # how classrooms reach this node (default: http://host:port)
     create_demo: bool = True
+    frame_ancestors: tuple[str, ...] = ()  # CSP sources that may frame the pages (a bureau portal); () = none
 
     @property
     def public_url(self) -> str:
@@ -83,14 +86,18 @@ def build(config: ServerConfig) -> Services:
     store = LessonStore(engine)
     attendance = AttendanceLog(engine)
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
-    tokens = TokenIssuer(token_secret(config.data_dir, config.secret))
+    secret = token_secret(config.data_dir, config.secret)
+    log_redaction.install([secret])
+    tokens = TokenIssuer(secret)
     rooms = RoomDirectory(config.ice_servers, config.video_codecs)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     sio = socketio.AsyncServer(
         async_mode="aiohttp", cors_allowed_origins="*", client_manager=manager, max_http_buffer_size=256 * 1024,
         ping_interval=10, ping_timeout=10,  # a classroom that drops off is noticed within ~20 s
     )
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware()])
+    http_policy.install(app, http_policy.policy_for(config.frame_ancestors, config.public_url,
+                                                    timetable_pages.inline_style_hashes()))
     sio.attach(app)
     registry: NodeRegistry = (
         RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)

@@ -6,8 +6,10 @@
 - `GET /static/…`: the page's own modules, styles and string tables (`web/static/`).
 - `GET /vendor/…`: browser libraries installed from npm with a lockfile (`web/node_modules/`,
   `make web-deps`); nothing comes from a CDN, schools' networks are often offline.
-- `GET /`: a plain list of live lessons (no join links: those carry tokens and come from the
-  timetable or `twinclass serve`).
+- `GET /`: a plain landing page ("open your lesson link"). It lists live lessons only to a token
+  that may see them (`?token=` or `Authorization: Bearer`): admins and `*` observers every live
+  lesson, a lesson's own token that lesson; no join links (those come from the timetable or
+  `twinclass serve`). Only classrooms count as online (observers and admins are invisible).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sfu.room import RoomDirectory
+from recorder.http_api import sees_all
+from sfu.room import LessonRoom, RoomDirectory
 from sfu.store import LessonStore
-from sfu.tokens import TokenIssuer
+from sfu.tokens import Claims, TokenError, TokenIssuer
+from twinclass.http_input import path_param
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -59,6 +63,8 @@ def _simple_page(title: str, body: str, status: int = 200) -> web.Response:
 
 
 def _safe_file(base: Path, relative: str) -> Path:
+    if "\x00" in relative:
+        raise web.HTTPNotFound()
     path = (base / relative).resolve()
     if not path.is_relative_to(base) or not path.is_file():
         raise web.HTTPNotFound()
@@ -83,10 +89,10 @@ def add_routes(
         return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
 
     async def static_file(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(_safe_file(STATIC_DIR, request.match_info["path"]), headers=_NO_CACHE)
+        return web.FileResponse(_safe_file(STATIC_DIR, path_param(request, "path")), headers=_NO_CACHE)
 
     async def vendor_file(request: web.Request) -> web.StreamResponse:
-        package, relative = request.match_info["package"], request.match_info["path"]
+        package, relative = request.match_info["package"], path_param(request, "path")
         if package not in VENDOR_DIRS or not relative.endswith(VENDOR_SUFFIXES):
             raise web.HTTPNotFound()
         base = (NODE_MODULES / VENDOR_DIRS[package]).resolve()
@@ -97,24 +103,39 @@ def add_routes(
         return web.FileResponse(_safe_file(base, relative), headers={"Cache-Control": "max-age=86400"})
 
     async def index(request: web.Request) -> web.Response:
-        items = []
-        for lesson_id, room in sorted(rooms.rooms.items()):
-            connected = len(room.connected_classrooms())
-            items.append(
-                f"<li><strong>{html.escape(room.lesson.title)}</strong> "
-                f"<span class='muted'>({html.escape(lesson_id)} · {connected}/{len(room.lesson.classrooms)} "
-                "个教室在线 classrooms online)</span></li>"
-            )
-        listing = f"<ul>{''.join(items)}</ul>" if items else "<p>现在没有进行中的课堂。No lesson is live now.</p>"
-        return _simple_page(
-            "Twinclass",
-            "<h1>城乡结对课堂 Twinclass</h1>"
-            "<p>请打开你收到的课堂链接进入课堂。Open the lesson link you were given to join.</p>"
-            f"<h2>进行中的课堂 Live lessons</h2>{listing}",
-        )
+        claims = _claims(request, tokens)
+        body = ("<h1>城乡结对课堂 Twinclass</h1>"
+                "<p>请打开你收到的课堂链接进入课堂。Open the lesson link you were given to join.</p>"
+                "<p class='muted'>管理员和巡课员：请使用带令牌的链接。Administrators and inspectors: use your "
+                "link with its token.</p>")
+        if claims is not None:
+            live = sorted((lesson_id, room) for lesson_id, room in rooms.rooms.items()
+                          if room.connected_classrooms() and (sees_all(claims) or claims.lesson == lesson_id))
+            items = "".join(_live_item(room) for _lesson_id, room in live)
+            listing = f"<ul>{items}</ul>" if items else "<p>现在没有进行中的课堂。No lesson is live now.</p>"
+            body += f"<h2>进行中的课堂 Live lessons</h2>{listing}"
+        return _simple_page("Twinclass", body)
 
     app.router.add_get("/lesson/{lesson_id}", lesson_page)
     app.router.add_get("/static/{path:.+}", static_file)
     app.router.add_get("/vendor/{package}/{path:.+}", vendor_file)
     if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
         app.router.add_get("/", index)
+
+
+def _claims(request: web.Request, tokens: TokenIssuer) -> Claims | None:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query.get("token")
+    if not token:
+        return None
+    try:
+        return tokens.verify(token)
+    except TokenError:
+        return None
+
+
+def _live_item(room: LessonRoom) -> str:
+    connected = len(room.connected_classrooms())  # classrooms only: observers and admins are invisible
+    return (f"<li><strong>{html.escape(room.lesson.title)}</strong> "
+            f"<span class='muted'>({html.escape(room.lesson.id)} · {connected}/{len(room.lesson.classrooms)} "
+            "个教室在线 classrooms online)</span></li>")

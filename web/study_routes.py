@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,16 @@ from sfu.lessons import Role
 from sfu.room import RoomDirectory
 from sfu.store import AttendanceLog, LessonStore
 from sfu.tokens import TokenIssuer
+from twinclass.http_input import (
+    InputError,
+    choice_param,
+    date_param,
+    float_param,
+    http_error,
+    id_param,
+    id_value,
+    json_body,
+)
 from web.study import reports
 from web.study.access import Viewer
 from web.study.comments import CommentError, CommentStore, threads
@@ -65,25 +75,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _fail(exc: type[web.HTTPException], message: str) -> web.HTTPException:
     return exc(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise _fail(web.HTTPBadRequest, "body: not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise _fail(web.HTTPBadRequest, "body: must be a JSON object")
-    return data
-
-
-def _day(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError as exc:
-        raise _fail(web.HTTPBadRequest, f"{name}: not a date YYYY-MM-DD ({value!r})") from exc
 
 
 def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
@@ -137,8 +128,8 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         f = LibraryFilter(subject=q.get("subject", ""), grade=q.get("grade", ""), school=q.get("school", ""),
                           teacher=q.get("teacher", ""), classroom=q.get("classroom", ""),
                           county=q.get("county", ""), lesson=q.get("lesson", ""),
-                          since=_day(q.get("from"), "from"), until=_day(q.get("to"), "to"))
-        limit, offset = page_params(q, default=200)
+                          since=date_param(request, "from"), until=date_param(request, "to"))
+        limit, offset = page_params(request, default=200)
 
         def page() -> tuple[list[dict[str, Any]], bool]:
             found, more = library.search(f, lessons_allowed=None if who.sees_all else who.claims.lesson,
@@ -183,14 +174,8 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     async def analysis(request: web.Request) -> web.Response:
         record, _who = recording(request)
         options: AnalysisOptions | None = None
-        interval = request.query.get("interval")
-        if interval or config.st_interval_s != AnalysisOptions.st_interval_s:
-            try:
-                value = float(interval) if interval else config.st_interval_s
-            except ValueError as exc:
-                raise _fail(web.HTTPBadRequest, "interval: seconds between S-T samples") from exc
-            if not 1 <= value <= 600:
-                raise _fail(web.HTTPBadRequest, "interval: 1 to 600 seconds")
+        value = float_param(request, "interval", 1, 600, config.st_interval_s)  # seconds between S-T samples
+        if request.query.get("interval") or value != AnalysisOptions.st_interval_s:
             options = AnalysisOptions(st_interval_s=value)
         state = runner.state(record, options)
         if state["status"] == "ready":
@@ -207,20 +192,20 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     async def add_comment(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
         require_writer(who, record)
-        data = await _body(request)
+        data = await json_body(request)
         try:
-            c = comments.add(record.id, who.author, data.get("body"), data.get("t"), data.get("parent"),
+            parent = None if data.get("parent") is None else id_value(data["parent"], "parent")
+            c = comments.add(record.id, who.author, data.get("body"), data.get("t"), parent,
                              duration_s=record.duration_s)
+        except InputError as exc:
+            raise http_error(exc) from None
         except CommentError as exc:
             raise _fail(web.HTTPBadRequest, str(exc)) from exc
         return _json(c.to_json(who.author.key), status=201)
 
     async def delete_comment(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
-        try:
-            c = comments.get(int(request.match_info["comment_id"]))
-        except ValueError:
-            c = None
+        c = comments.get(id_param(request, "comment_id"))
         if c is None or c.recording_id != record.id:
             raise _fail(web.HTTPNotFound, "comment not found")
         if not (who.is_admin or c.author_key == who.author.key):
@@ -239,7 +224,7 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         if not who.is_admin:
             raise _fail(web.HTTPForbidden, "only administrators change the rubric")
         try:
-            rubric = rubrics.set_rubric(await _body(request), who.author.name)
+            rubric = rubrics.set_rubric(await json_body(request), who.author.name)
         except RubricError as exc:
             raise _fail(web.HTTPBadRequest, str(exc)) from exc
         return _json(rubric.to_json())
@@ -253,7 +238,7 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     async def save_evaluation(request: web.Request) -> web.Response:
         record, who = recording(request, study=True)
         require_writer(who, record)
-        data = await _body(request)
+        data = await json_body(request)
         try:
             saved = rubrics.save(record.id, who.author, data.get("scores"), data.get("note", ""))
         except RubricError as exc:
@@ -306,12 +291,10 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
             raise _fail(web.HTTPForbidden, "usage reports are for administrators")
         q = request.query
         try:
-            since, until = reports.parse_range(q.get("from"), q.get("to"))
+            since, until = reports.parse_range(date_param(request, "from"), date_param(request, "to"))
         except ValueError as exc:
             raise _fail(web.HTTPBadRequest, str(exc)) from exc
-        group = q.get("group", "classroom")
-        if group not in reports.GROUPS:
-            raise _fail(web.HTTPBadRequest, f"group: one of {', '.join(reports.GROUPS)}")
+        group = choice_param(request, "group", reports.GROUPS, "classroom")
         report = await asyncio.to_thread(reports.usage_between, store, attendance, library.catalog, comments,
                                          rubrics, directory, since=since, until=until, group=group,
                                          county=q.get("county", ""))

@@ -205,11 +205,12 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def parse_range(since: str | None, until: str | None, today: date | None = None) -> tuple[date, date]:
-    """?from=YYYY-MM-DD&to=YYYY-MM-DD (inclusive); default: the last 30 days up to today."""
+def parse_range(since: date | None, until: date | None, today: date | None = None) -> tuple[date, date]:
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD (inclusive, parsed and bounded by `twinclass.http_input`);
+    default: the last 30 days up to today."""
     today = today or datetime.now().date()
-    end = date.fromisoformat(until) if until else today
-    start = date.fromisoformat(since) if since else end - timedelta(days=29)
+    end = until or today
+    start = since or end - timedelta(days=29)
     if start > end:
         raise ValueError("from: must not be after to")
     if (end - start).days > 366 * 5:

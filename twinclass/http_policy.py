@@ -1,0 +1,91 @@
+"""The response headers every answer of the lesson server carries, in one place.
+
+Added on `on_response_prepare`, so pages, static files, API JSON and error answers (404, 401,
+500) all get them:
+
+- ``Referrer-Policy: no-referrer``: lesson and study links carry tokens in ``?token=``;
+- ``X-Content-Type-Options: nosniff``;
+- ``Content-Security-Policy``: everything from this origin only; no inline script; inline styles
+  only by hash (the printable timetable pages); images and media also from ``blob:``/``data:``;
+  socket.io over ``ws(s)://`` to this host; ``frame-ancestors 'none'`` unless a deployment
+  lets a portal embed the pages (`HeaderPolicy.frame_ancestors`, ``serve --frame-ancestors``);
+- ``X-Frame-Options: DENY`` (older browsers) while no frame ancestor is allowed;
+- ``Strict-Transport-Security`` only when the public URL is https (behind a TLS proxy).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+_HOST_RE = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
+_SOURCE_RE = re.compile(r"(?:'self'|'none'|https?://[A-Za-z0-9.*:\[\]/-]+|[A-Za-z0-9.*-]+(?::[0-9]+)?)")
+HSTS_MAX_AGE_S = 180 * 24 * 3600
+
+
+def parse_frame_ancestors(value: str | None) -> tuple[str, ...]:
+    """`--frame-ancestors "https://portal.example.edu.cn 'self'"`: CSP sources, checked (ValueError)."""
+    if not value or not value.strip():
+        return ()
+    sources = tuple(value.replace(",", " ").split())
+    for source in sources:
+        if not _SOURCE_RE.fullmatch(source):
+            raise ValueError(f"frame-ancestors: {source!r} is not a CSP source (an origin, 'self' or 'none')")
+    return () if sources == ("'none'",) else sources
+
+
+@dataclass(frozen=True)
+class HeaderPolicy:
+    frame_ancestors: tuple[str, ...] = ()  # () = none: no page may be framed
+    https: bool = False  # the public URL is https: send HSTS
+    style_hashes: tuple[str, ...] = field(default=())  # 'sha256-…' of inline <style> blocks the pages use
+
+    def csp(self, host: str) -> str:
+        connect = ["'self'"]
+        if _HOST_RE.fullmatch(host):
+            connect += [f"ws://{host}", f"wss://{host}"]
+        styles = " ".join(["'self'", *(f"'{h}'" for h in self.style_hashes)])
+        ancestors = " ".join(self.frame_ancestors) or "'none'"
+        return "; ".join([
+            "default-src 'self'",
+            "script-src 'self'",
+            f"style-src {styles}",
+            "img-src 'self' data: blob:",
+            "media-src 'self' data: blob:",
+            "font-src 'self' data:",
+            f"connect-src {' '.join(connect)}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {ancestors}",
+        ])
+
+    def headers(self, host: str) -> dict[str, str]:
+        out = {
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": self.csp(host),
+        }
+        if not self.frame_ancestors:
+            out["X-Frame-Options"] = "DENY"
+        if self.https:
+            out["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+        return out
+
+
+def install(app: web.Application, policy: HeaderPolicy) -> None:
+    """Add the policy's headers to every response the app prepares (a handler's own CSP wins)."""
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        for name, value in policy.headers(request.host).items():
+            response.headers.setdefault(name, value)
+
+    app.on_response_prepare.append(add_headers)
+
+
+def policy_for(frame_ancestors: Iterable[str], public_url: str, style_hashes: Iterable[str]) -> HeaderPolicy:
+    return HeaderPolicy(frame_ancestors=tuple(frame_ancestors), https=public_url.lower().startswith("https://"),
+                        style_hashes=tuple(style_hashes))
