@@ -58,7 +58,7 @@ def test_the_filter_rewrites_messages_arguments_extras_and_tracebacks() -> None:
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYWRtaW4ifQ.c2lnbmF0dXJlLXBhcnQ"
     f = CredentialFilter(["s3cret-value-123"])
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "GET %s secret=%s", (f"/a?token={jwt}", "x"), None)
-    record.first_request_line = f"GET /a?access_token=abc HTTP/1.1"
+    record.first_request_line = "GET /a?access_token=abc HTTP/1.1"
     record.request_header = {"Authorization": f"Bearer {jwt}"}
     try:
         raise ValueError("key s3cret-value-123 and token%3Dabc")
