@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ServerProcess, mint_token, start_server
+from harness import ServerProcess, mint_token, start_server, wait_for
 
 from recorder.catalog import Recording, RecordingCatalog
 from sfu.store import make_engine, sqlite_url
@@ -168,3 +168,38 @@ def test_an_unexpected_error_is_a_500_json_with_a_request_id(tmp_path: Path) -> 
     assert len(records) == 2 and records[0].exc_info and not records[1].exc_info
     assert all(body["request_id"] in r.getMessage() and "token" not in r.getMessage()
                for r, (_s, body) in zip(records, answers, strict=True))
+
+
+def test_the_landing_page_lists_live_lessons_only_to_a_token_that_may_see_them(server: ServerProcess) -> None:
+    import asyncio
+
+    from harness import raw_client
+
+    admin = mint_token(server, role="admin")
+    inspector = mint_token(server, role="observer", lesson="*", classroom="observer")
+    other_lesson = mint_token(server, role="observer", lesson="other", classroom="observer")
+    title = "演示课"
+
+    def landing(token: str | None = None) -> str:
+        return call(server, "GET", "/" + (f"?token={token}" if token else ""))[1]
+
+    async def scenario() -> tuple[str, list[str]]:
+        watcher = await raw_client(server.url)  # an administrator watching: invisible, not "online"
+        assert (await watcher.call("join", {"token": admin, "lesson": "demo"}))["ok"]
+        admin_only = await asyncio.to_thread(landing, admin)
+        rural = await raw_client(server.url)
+        assert (await rural.call("join", {"token": mint_token(server, role="rural", classroom="rural-2")}))["ok"]
+        await asyncio.to_thread(wait_for, lambda: title in landing(admin), 10, "the lesson on the admin's page")
+        pages = [await asyncio.to_thread(landing, t) for t in (None, "forged.token.x", other_lesson, inspector,
+                                                                 admin)]
+        await rural.disconnect()
+        await watcher.disconnect()
+        return admin_only, pages
+
+    admin_only, (anonymous, forged, other, inspector_page, admin_page) = asyncio.run(scenario())
+    assert title not in admin_only and "No lesson is live now" in admin_only, "an admin alone is not a live lesson"
+    for page in (anonymous, forged, other):
+        assert "Open the lesson link" in page
+        assert title not in page and "demo" not in page and "online" not in page, page
+    for page in (inspector_page, admin_page):
+        assert title in page and "1/4" in page, page  # one classroom online; the admin does not count
