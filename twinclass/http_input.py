@@ -10,7 +10,7 @@ field, ``{"error": "<field>: <reason>"}``, and never a 500 from Python or SQLite
   converting them to UTC or to the server's local time (and adding a day) cannot overflow;
 - path ids (comment ids) are positive and fit a signed 64-bit column, else 404 naming the field;
 - JSON bodies are at most as deep as `MAX_JSON_DEPTH`, checked before `json.loads` recurses,
-  without NaN or Infinity, and an object where the route needs one.
+  without NaN or Infinity or lone surrogates, and an object where the route needs one.
 
 The media plane (`sfu.media`) never imports this module; the routes of `sfu`, `recorder`,
 `scheduler` and `web` do.
@@ -75,18 +75,28 @@ def _raw(source: web.Request | Mapping[str, str], name: str) -> str | None:
 
 # -- numbers ------------------------------------------------------------------------------------
 
+def _got(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
 def int_value(value: object, name: str, lo: int, hi: int) -> int:
     """A whole number in [lo, hi] from a query string or a JSON value (not a bool, not a float)."""
+    reason = f"a whole number from {lo} to {hi}, got {_got(value)}"
     if isinstance(value, str):
         if not _INT_RE.fullmatch(value.strip()):
-            raise InputError(name, f"a whole number from {lo} to {hi}")
+            raise InputError(name, reason)
         number = int(value.strip())
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise InputError(name, f"a whole number from {lo} to {hi}")
+        raise InputError(name, reason)
     if not lo <= number <= hi:
-        raise InputError(name, f"a whole number from {lo} to {hi}")
+        raise InputError(name, reason)
     return number
 
 
@@ -108,7 +118,7 @@ def float_param(source: web.Request | Mapping[str, str], name: str, lo: float, h
     if raw is None:
         return default
     low = "above" if lo_open else "from"
-    reason = f"a number {low} {lo:g} to {hi:g}"
+    reason = f"a number {low} {_num(lo)} to {_num(hi)}, got {_got(raw)}"
     if not _FLOAT_RE.fullmatch(raw.strip()):
         raise http_error(InputError(name, reason))
     value = float(raw)
@@ -245,9 +255,15 @@ def parse_json(text: str, name: str = "body", *, max_depth: int = MAX_JSON_DEPTH
     if not json_depth_ok(text, max_depth):
         raise InputError(name, f"nested deeper than {max_depth} levels (or its brackets do not match)")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise InputError(name, "not valid JSON") from None
+    if "\\u" in text:  # an escaped lone surrogate ("\ud800") is JSON but no text a database can store
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(name, "a string with a lone surrogate (\\ud800…) is not text") from None
+    return data
 
 
 async def json_body(request: web.Request, *, max_depth: int = MAX_JSON_DEPTH, require_object: bool = True) -> Any:

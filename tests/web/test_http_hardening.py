@@ -76,6 +76,8 @@ CASES: list[tuple[str, str, str, Any, str | None]] = [
     ("admin", "POST", "/api/schedule/solve?workers=1e9", {}, "workers"),
     ("admin", "POST", "/api/lessons", DEEP, "body"),
     ("admin", "POST", "/api/lessons", {**LESSON, "extra": 5}, "extra"),
+    ("admin", "POST", "/api/lessons", {**LESSON, "title": "\ud800"}, "body"),
+    ("admin", "POST", f"{REC}/comments", {"t": 1, "body": "\udfff"}, "body"),
     ("admin", "POST", "/api/lessons", {**LESSON, "colour": "red"}, "colour"),
     ("admin", "POST", "/api/lessons", {**LESSON, "planned_start": "2026-12-01T09:00:00+08:00",
                                        "planned_end": "2026-12-01T09:40:00"}, "planned_end"),
