@@ -22,7 +22,8 @@ from scheduler.solver import SolveOptions
 from scheduler.timetable import INPUT_SUFFIX, Timetable, read_timetable, stored_timetables, timetable_store
 from scheduler.validate import check
 from scheduler.views import NotFound, classroom_view, county_view, teacher_view
-from twinclass.http_input import float_param, int_param, json_body
+from twinclass import http_input
+from twinclass.http_input import float_param, http_error, int_param, json_body
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_TIME_LIMIT_S = 600.0
@@ -42,11 +43,9 @@ def make_routes(check_admin: Callable[[web.Request], None], data_dir: Path,
 
     def load(request: web.Request) -> Timetable:
         tid = request.match_info["id"]
-        if not _ID_RE.match(tid):
-            raise web.HTTPNotFound(text="no such timetable")
         path = store / f"{tid}.json"
-        if not path.exists():
-            raise web.HTTPNotFound(text="no such timetable")
+        if not _ID_RE.match(tid) or not path.exists():
+            raise http_error(http_input.InputError("id", "no such timetable", status=404))
         return read_timetable(path)
 
     def wants_html(request: web.Request) -> bool:

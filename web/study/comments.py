@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from twinclass.http_input import MAX_ID
 from web.study.access import Author
 from web.study.db import count_by_recording, iso_utc, metadata, utcnow
 
@@ -104,6 +105,8 @@ class CommentStore:
         return Comment(id=int(key[0]), **row)
 
     def get(self, comment_id: int) -> Comment | None:
+        if not 1 <= comment_id <= MAX_ID:  # SQLite's INTEGER: a larger id is no comment (not an OverflowError)
+            return None
         with self._engine.connect() as conn:
             row = conn.execute(comments_table.select().where(comments_table.c.id == comment_id)).first()
         return Comment(**row._mapping) if row is not None else None
