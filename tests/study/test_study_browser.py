@@ -40,7 +40,7 @@ def test_comment_at_0012_appears_at_its_marker_for_another_observer(study_server
     assert "天气单词" in card.inner_text() and "山口教学点" in card.inner_text()
     card.locator("a.title").click()
     a.wait_for_url(re.compile(rf"/recordings/{ARCHIVE_ID}\?"))
-    a.wait_for_function("document.getElementById('video').readyState >= 1", timeout=20000)
+    a.wait_for_function("() => document.getElementById('video').readyState >= 1", timeout=20000)
 
     # where the floor changed: markers on the timeline and the events list
     assert a.eval_on_selector_all(".timeline-markers .marker.floor", "els => els.map(e => Number(e.dataset.t))") \
@@ -78,7 +78,7 @@ def test_comment_at_0012_appears_at_its_marker_for_another_observer(study_server
     assert box is not None
     mx, _my = timeline_x(b, 12.2)
     assert abs(box["x"] + box["width"] / 2 - mx) < 4, "the marker sits at 00:12 on the timeline"
-    b.wait_for_function("document.getElementById('video').readyState >= 1", timeout=20000)
+    b.wait_for_function("() => document.getElementById('video').readyState >= 1", timeout=20000)
     marker.click()
     wait_for(lambda: abs(video_time(b) - 12.2) < 0.3, 10, "the video to jump to the comment")
     selected = b.locator("#comments > li.selected")

@@ -137,7 +137,7 @@ def test_the_pages_run_under_the_policy_in_chromium(server: ServerProcess, chrom
         log: list[str] = []
         page = _open(chromium, server.url + path, log)
         try:
-            page.wait_for_function(ready, timeout=30000)
+            page.wait_for_function(f"() => ({ready})", timeout=30000)  # a string would be eval()ed: CSP forbids it
             page.wait_for_load_state("networkidle")
             violations = page.evaluate("window.__cspViolations")
         finally:
