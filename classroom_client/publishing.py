@@ -18,7 +18,7 @@ Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 def prefer_codec(transceiver: Any, video_codec: str) -> None:
     """Offer only `video_codec` (vp8 | h264) and its RTX on a video transceiver."""
     caps = RTCRtpSender.getCapabilities("video").codecs
-    want = "video/" + video_codec.upper()
+    want = "VIDEO/" + video_codec.upper()
     preferred: list[RTCRtpCodecCapability] = [c for c in caps if c.mimeType.upper() == want]
     if not preferred:
         raise ValueError(f"video codec {video_codec!r} not supported")
