@@ -36,7 +36,7 @@ def attendance(server: ServerProcess) -> list[dict[str, Any]]:
 def recordings(server: ServerProcess, admin: str, lesson: str = "demo") -> list[dict[str, Any]]:
     code, body = server.api(f"/api/recordings?lesson={lesson}", token=admin)
     assert code == 200, body
-    return sorted(body["recordings"], key=lambda r: r["started_at"])
+    return sorted(body["recordings"], key=lambda r: r["start"])
 
 
 def connected(server: ServerProcess, admin: str) -> set[str]:
@@ -140,7 +140,7 @@ def test_kill_9_mid_lesson_then_everything_comes_back(tmp_path: Path, monkeypatc
         parts = wait_for(lambda: (r := recordings(server, admin)) and len(r) == 2 and r, 30, "two parts")
         ready = [wait_ready(server, admin, p["id"], timeout=240) for p in parts]
         assert ready[0]["id"] == part1["id"] and ready[0]["interrupted"] is True
-        assert ready[1]["interrupted"] is False and ready[1]["started_at"] > ready[0]["started_at"]
+        assert ready[1]["interrupted"] is False and ready[1]["start"] > ready[0]["start"]
         for part in ready:
             assert part["duration_s"] >= 4, part
             video = server.data_dir / "recordings" / part["id"] / "lesson.mp4"
