@@ -127,7 +127,8 @@ class ClassroomClient:
         @sio.event
         async def disconnect(reason: Any = None) -> None:
             self.joined.clear()
-            await self._close_peers()
+            # closed beside the socket.io loop: it answers the server's close without waiting for aiortc
+            self._spawn(_close_all(self._detach_peers()))
             if reason == sio.reason.SERVER_DISCONNECT and self.config.reconnect:
                 # socket.io does not come back by itself when the server closed the session
                 # (a restart, a protocol error): we do, unless we were refused or replaced
@@ -298,12 +299,13 @@ class ClassroomClient:
         await pc.setLocalDescription(await pc.createAnswer())
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
-    async def _close_peers(self) -> None:
+    def _detach_peers(self) -> list[RTCPeerConnection]:
         pcs = [pc for pc in (self._pub, self._sub) if pc is not None]
         self._pub = self._sub = None
-        for pc in pcs:
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_S)
+        return pcs
+
+    async def _close_peers(self) -> None:
+        await _close_all(self._detach_peers())
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -446,3 +448,9 @@ class ClassroomClient:
         for track in (self._video, self._audio):
             if track is not None:
                 track.stop()
+
+
+async def _close_all(pcs: list[RTCPeerConnection]) -> None:
+    for pc in pcs:
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_S)

@@ -296,6 +296,7 @@ class RecorderService:
         await self.close_live()
         proc = self._build_proc  # a build in progress is abandoned, and redone on the next start
         if proc is not None and proc.returncode is None:
+            logger.info("stopping: the build in progress is abandoned (redone on the next start)")
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             try:
@@ -305,6 +306,7 @@ class RecorderService:
                     proc.kill()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(proc.wait(), BUILD_STOP_S)
+            logger.info("stopping: the build exited (%s)", proc.returncode)
         for task in list(self._tasks):
             task.cancel()
         for record in self.catalog.list(RecordingFilter(statuses=("building",), limit=None)):

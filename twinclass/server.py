@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ logger = logging.getLogger("twinclass")
 
 DEMO_LESSON_ID = "demo"
 STOPPING_RETRY_AFTER_S = 2.0  # what `server_stopping` tells classrooms: knock again after this long
-SHUTDOWN_TIMEOUT_S = 3.0  # HTTP requests still running at shutdown get this long
+SHUTDOWN_TIMEOUT_S = 1.0  # requests (and sockets a client is slow to close) still open at shutdown get this long
 
 
 @dataclass
@@ -115,6 +116,7 @@ def build(config: ServerConfig) -> Services:
         await rooms.close()
         attendance.close_open(datetime.now(UTC), "server stopped")
         await registry.close()
+        logger.info("stopping: rooms closed")
 
     app.on_shutdown.append(close_rooms)
     services = Services(config, store, attendance, tokens, rooms, sio, signaling, app, recorder)
@@ -184,12 +186,15 @@ async def serve(config: ServerConfig) -> None:
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
     await stop.wait()
     print("shutting down", flush=True)
+    stopping = time.monotonic()
     await site.stop()  # no new connections: a classroom told to come back finds the next server, not us
     try:
         await drain(services)
     except Exception:  # whatever failed, the process still stops (the next start recovers the rest)
         logger.exception("draining the lesson server failed")
+    logger.info("drained in %.2f s", time.monotonic() - stopping)
     await runner.cleanup()
+    logger.info("stopped in %.2f s", time.monotonic() - stopping)
 
 
 async def drain(services: Services, reason: str = "server stopped",
