@@ -27,14 +27,20 @@ def _vendor_ready() -> None:
             pytest.fail(f"browser assets missing and `npm ci` in web/ failed:\n{result.stderr[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
-    """One Chromium for the whole run (each page gets its own context: own storage, own permissions)."""
+def lesson_chromium() -> Iterator[Browser]:
+    """Chromium with the fake camera and microphone (each page gets its own context: own storage,
+    own permissions), closed when the generator ends."""
     ensure_chromium()
     _vendor_ready()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with launch_chromium([*FAKE_MEDIA_FLAGS, *FLAGS]) as browser:
         yield browser
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the whole of tests/web."""
+    yield from lesson_chromium()
 
 
 @pytest.fixture
