@@ -1,4 +1,10 @@
-"""A classroom's session with the lesson server: join, publish, receive, stay connected."""
+"""A classroom's session with the lesson server: join, publish, receive, stay connected.
+
+The socket.io connection and its reconnection live here; the uplink is in `publishing`, the
+downlink (slots, receive loops, per-remote figures) in `reception`, the waits between attempts in
+`backoff`. One socket.io client per classroom, reused for every reconnection: never a second socket
+while the first is still connecting.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import av
-import numpy as np
 import socketio
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from classroom_client.backoff import RECONNECT_DELAY_MAX_S, RECONNECT_DELAY_S, RECONNECT_JITTER_S, Backoff
 from classroom_client.encoders import PublisherEncoders, install_publisher_encoders
-from classroom_client.jitter import VideoJitterBuffer
 from classroom_client.link import Link, LinkSpec
-from classroom_client.opus import CONCEALED, OpusDecoder
-from classroom_client.pattern import read_pattern, source_tag
-from classroom_client.receiving import Receiving, StallWatch, receive_with_our_buffers
+from classroom_client.opus import OpusDecoder
+from classroom_client.pattern import source_tag
+from classroom_client.publishing import TONES_HZ, publish
+from classroom_client.reception import Reception, SlotInfo
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
 from sfu.media.aiortc_adapter import use_decoder, use_host_addresses
@@ -37,9 +34,9 @@ from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
 
-TONES_HZ = (440.0, 660.0, 880.0, 1100.0, 550.0, 770.0, 990.0, 1210.0, 1320.0)
 CLOSE_TIMEOUT_S = 2.0  # leaving never waits longer than this for one step (socket.io, a peer connection)
-TICK_S = 0.15  # jitter buffer deadlines, re-NACKs and byte counts run on this timer
+
+__all__ = ["TONES_HZ", "ClassroomClient", "ClientConfig", "JoinRefused", "SlotInfo"]
 
 
 class JoinRefused(Exception):
@@ -69,27 +66,18 @@ class ClientConfig:
     reconnect: bool = True
 
 
-@dataclass
-class SlotInfo:
-    key: str
-    kind: str
-    group: str
-    source: str
-    classroom: str | None
-    tier: str | None = None  # "full" | "low" from the server (None: it did not say)
-
-
 class ClassroomClient:
     """The headless classroom terminal."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self.sio = socketio.AsyncClient(reconnection=config.reconnect, reconnection_delay=0.5,
-                                        reconnection_delay_max=3)
+        # socket.io's own reconnection after a lost transport, with the same waits as our connect loop
+        self.sio = socketio.AsyncClient(reconnection=config.reconnect, reconnection_delay=RECONNECT_DELAY_S,
+                                        reconnection_delay_max=RECONNECT_DELAY_MAX_S,
+                                        randomization_factor=RECONNECT_JITTER_S)
         self.classroom = "?"
         self.role = "?"
         self.lesson: dict[str, Any] = {}
-        self.remotes: dict[str, RemoteStats] = {}
         self.events: list[tuple[float, str, dict[str, Any]]] = []
         self.floor: str | None = None
         self.hands: list[dict[str, Any]] = []
@@ -97,25 +85,35 @@ class ClassroomClient:
         self.refused: str | None = None
         self.kicked: str | None = None
         self.sessions = 0  # how many times we (re)joined
-        self.stalls_recovered = 0
         self.redirects = 0
+        self.server_stopping: dict[str, Any] | None = None  # the last `server_stopping` event
         self._pub: RTCPeerConnection | None = None
         self._sub: RTCPeerConnection | None = None
-        self._slots_by_mid: dict[str, SlotInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._players: list[Any] = []
         self._video: MediaStreamTrack | None = None
         self._audio: MediaStreamTrack | None = None
-        self._tags: dict[int, str] = {}
         self._setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self._connecting: asyncio.Task[Any] | None = None  # our connect loop, when one runs
+        self._resume_at = 0.0  # monotonic: a stopping server asked us not to knock before this
         if config.link is None and config.link_file is not None:
             config.link = LinkSpec()  # a clean line for now, so a SPEC written later has a line to act on
         self._link = Link(config.link) if config.link is not None else None  # one line, both pcs, every session
         self._link_file_mtime: float | None = None
         self.server_link: dict[str, Any] | None = None  # the server's last `link` event
         self._encoders: PublisherEncoders | None = None
+        self.reception = Reception(self._spawn)
+        self.reception.rtt_ms = lambda: (self.server_link or {}).get("rtt_ms")
+        self.remotes: dict[str, RemoteStats] = self.reception.remotes
         self._register()
+
+    @property
+    def stalls_recovered(self) -> int:
+        return self.reception.stalls_recovered
+
+    def _apply_slots(self, slots: list[dict[str, Any]]) -> None:
+        self.reception.apply_slots(slots)
 
     # -- socket.io -----------------------------------------------------------------------------
 
@@ -127,9 +125,14 @@ class ClassroomClient:
             self._spawn(self._setup())
 
         @sio.event
-        async def disconnect(*args: Any) -> None:
+        async def disconnect(reason: Any = None) -> None:
             self.joined.clear()
-            await self._close_peers()
+            # closed beside the socket.io loop: it answers the server's close without waiting for aiortc
+            self._spawn(_close_all(self._detach_peers()))
+            if reason == sio.reason.SERVER_DISCONNECT and self.config.reconnect:
+                # socket.io does not come back by itself when the server closed the session
+                # (a restart, a protocol error): we do, unless we were refused or replaced
+                self._reconnect()
 
         for name in ("classroom_joined", "classroom_left", "hand_raised", "hand_lowered", "mute_requested",
                      "courseware"):
@@ -155,6 +158,16 @@ class ClassroomClient:
         async def link(data: dict[str, Any]) -> None:
             if isinstance(data, dict):
                 self.server_link = dict(data)
+
+        @sio.on("server_stopping")
+        async def server_stopping(data: dict[str, Any]) -> None:
+            data = data if isinstance(data, dict) else {}
+            self.server_stopping = data
+            self._log_event("server_stopping", data)
+            retry = data.get("retry_after_s")
+            wait = min(float(retry), 30.0) if isinstance(retry, int | float) and retry > 0 else 0.0
+            self._resume_at = time.monotonic() + wait
+            logger.warning("the server is stopping (%s): reconnecting in %.1f s", data.get("reason"), wait)
 
         @sio.on("error")
         async def error(data: dict[str, Any]) -> None:
@@ -210,7 +223,7 @@ class ClassroomClient:
                 self.floor = state.get("floor")
                 self.hands = state.get("hands", [])
                 classrooms = [self.lesson["master"], *self.lesson["rurals"]]
-                self._tags = {source_tag(c["id"]): c["id"] for c in classrooms}
+                self.reception.tags = {source_tag(c["id"]): c["id"] for c in classrooms}
                 self.sessions += 1
                 if self.config.publish and self.role in ("master", "rural"):
                     await self._publish(classrooms)
@@ -232,14 +245,21 @@ class ClassroomClient:
                 await self._restart()
 
     async def _restart(self) -> None:
-        """Drop the connection; socket.io reconnects and we set everything up again."""
+        """Drop the connection; we connect and set everything up again."""
         if self._stop.is_set():
             return
         await self._close_peers()
         with contextlib.suppress(Exception):
             await self.sio.disconnect()
         await asyncio.sleep(0.5)
-        self._spawn(self._connect_loop())
+        self._reconnect()
+
+    def _reconnect(self) -> None:
+        """Start our connect loop unless one runs already (one socket per classroom at a time)."""
+        if self._stop.is_set():
+            return
+        if self._connecting is None or self._connecting.done():
+            self._connecting = self._spawn(self._connect_loop())
 
     def _rtc_config(self) -> RTCConfiguration:
         return rtc_configuration(self.config.ice_servers)
@@ -255,155 +275,37 @@ class ClassroomClient:
         if self._video is None and self._audio is None:
             index = next((i for i, c in enumerate(classrooms) if c["id"] == self.classroom), 0)
             self._video, self._audio, self._players = open_sources(
-                self.config.sources, self._label(classrooms), source_tag(self.classroom), TONES_HZ[index % 9]
+                self.config.sources, self.classroom, source_tag(self.classroom), TONES_HZ[index % 9]
             )
         if self._video is None and self._audio is None:
             return  # nothing to publish (no camera, no microphone): receive only
-        pc = RTCPeerConnection(self._rtc_config())
-        self._pub = pc
-        self._watch(pc, "publish")
-        sources: dict[str, str] = {}
-        transceivers = []
-        if self._video is not None:
-            t = pc.addTransceiver(self._video, direction="sendonly")
-            self._prefer_codec(t)
-            transceivers.append((t, "camera"))
-        if self._audio is not None:
-            transceivers.append((pc.addTransceiver(self._audio, direction="sendonly"), "mic"))
-        await pc.setLocalDescription(await pc.createOffer())
-        if self._link is not None:
-            self._link.attach(pc)
-        for t, source in transceivers:
-            if t.mid is not None:
-                sources[t.mid] = source
-        reply = await self.call("publish", {"sdp": pc.localDescription.sdp, "sources": sources})
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
-    def _label(self, classrooms: list[dict[str, Any]]) -> str:
-        for c in classrooms:
-            if c["id"] == self.classroom:
-                return f"{c['id']}"
-        return self.classroom
+        def keep(pc: RTCPeerConnection) -> None:
+            self._pub = pc
+            self._watch(pc, "publish")
 
-    def _prefer_codec(self, transceiver: Any) -> None:
-        caps = RTCRtpSender.getCapabilities("video").codecs
-        want = "video/" + self.config.video_codec.upper()
-        preferred: list[RTCRtpCodecCapability] = [c for c in caps if c.mimeType.upper() == want.upper()]
-        if not preferred:
-            raise ValueError(f"video codec {self.config.video_codec!r} not supported")
-        rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
-        transceiver.setCodecPreferences(preferred + rtx)
+        await publish(self.call, self._rtc_config(), self._video, self._audio, video_codec=self.config.video_codec,
+                      link=self._link, keep=keep)
 
     async def _subscribe(self) -> None:
         reply = await self.call("subscribe")
         pc = RTCPeerConnection(self._rtc_config())
         self._sub = pc
         self._watch(pc, "subscribe")
-        self._slots_by_mid = {}
-        self._apply_slots(reply["slots"])
-        receivings: list[Receiving] = []
-        self._spawn(self._tick_receiving(receivings, pc))
-
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
-            slot = self._slots_by_mid.get(transceiver.mid or "") if transceiver else None
-            if slot is None or transceiver is None:
-                logger.warning("track on unknown transceiver")
-                return
-            receiving = receive_with_our_buffers(transceiver.receiver, transceiver.mid or "", track.kind)
-            receivings.append(receiving)
-            self._spawn(self._consume(track, slot, receiving.watch))
-
+        self.reception.receive_on(pc, reply["slots"], alive=lambda: pc is self._sub)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
         if self._link is not None:
             self._link.attach(pc)
         await pc.setLocalDescription(await pc.createAnswer())
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
-    def _apply_slots(self, slots: list[dict[str, Any]]) -> None:
-        for s in slots:
-            if s.get("mid") is None:
-                continue
-            tier = s.get("tier")
-            info = SlotInfo(s["key"], s["kind"], s["group"], s["source"], s.get("classroom"),
-                            tier if isinstance(tier, str) else None)
-            previous = self._slots_by_mid.get(s["mid"])
-            self._slots_by_mid[s["mid"]] = info
-            if info.classroom and (previous is None or previous.classroom != info.classroom):
-                self._remote(info.classroom).mark_visible()
-            if info.classroom and info.tier is not None and (info.kind == "video" or self._remote(
-                    info.classroom).tier is None):
-                self._remote(info.classroom).tier = info.tier
-        shown = {s.classroom for s in self._slots_by_mid.values() if s.classroom}
-        for classroom, remote in self.remotes.items():
-            if remote.visible and classroom.split("/")[0] not in shown:
-                remote.mark_hidden()
-
-    def _remote(self, classroom: str) -> RemoteStats:
-        r = self.remotes.get(classroom)
-        if r is None:
-            r = self.remotes[classroom] = RemoteStats()
-        return r
-
-    async def _tick_receiving(self, receivings: list[Receiving], pc: RTCPeerConnection) -> None:
-        """Deadlines and re-NACKs of our buffers, bytes per remote, stall checks: every TICK_S."""
-        last_stall_check = time.monotonic()
-        while pc is self._sub and pc.connectionState != "closed":
-            await asyncio.sleep(TICK_S)
-            rtt = (self.server_link or {}).get("rtt_ms")
-            check_stalls = time.monotonic() - last_stall_check >= 0.5
-            if check_stalls:
-                last_stall_check = time.monotonic()
-            for r in receivings:
-                if isinstance(r.buffer, VideoJitterBuffer) and isinstance(rtt, int | float) and rtt > 0:
-                    r.buffer.rtt_s = rtt / 1000
-                r.buffer.tick()
-                new_bytes, r.counted = r.buffer.bytes_received - r.counted, r.buffer.bytes_received
-                slot = self._slots_by_mid.get(r.mid)
-                if slot is not None and slot.classroom:
-                    who = f"{slot.classroom}/courseware" if slot.source == "courseware" else slot.classroom
-                    self._remote(who).on_rtp_bytes(new_bytes)
-                if check_stalls and r.watch is not None and r.watch.check():
-                    self.stalls_recovered += 1
-                    logger.info("video stalled with packets arriving: asked for a keyframe")
-
-    async def _consume(self, track: MediaStreamTrack, slot: SlotInfo, watch: StallWatch | None = None) -> None:
-        mid_slot = slot
-        try:
-            while True:
-                frame = await track.recv()
-                if watch is not None:
-                    watch.frame()
-                current = next((s for s in self._slots_by_mid.values() if s.key == mid_slot.key), mid_slot)
-                if isinstance(frame, av.VideoFrame):
-                    luma = _luma(frame)
-                    info = read_pattern(luma)
-                    who = self._tags.get(info.tag) if info else None
-                    who = who or current.classroom
-                    if who is None:
-                        continue
-                    if current.source == "courseware":
-                        who = f"{who}/courseware"
-                    self._remote(who).on_video_frame(frame.width, frame.height, info)
-                elif isinstance(frame, av.AudioFrame):
-                    if current.classroom is None:
-                        continue
-                    samples = frame.to_ndarray()
-                    if samples.ndim == 2 and samples.shape[0] == 1 and frame.layout.nb_channels > 1:
-                        samples = samples.reshape(-1, frame.layout.nb_channels)[:, 0]
-                    self._remote(current.classroom).on_audio_frame(
-                        samples.reshape(-1), frame.sample_rate, concealed=frame.opaque == CONCEALED,
-                        pts=frame.pts, duration=frame.samples)
-        except MediaStreamError:
-            return
-
-    async def _close_peers(self) -> None:
+    def _detach_peers(self) -> list[RTCPeerConnection]:
         pcs = [pc for pc in (self._pub, self._sub) if pc is not None]
         self._pub = self._sub = None
-        for pc in pcs:
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_S)
+        return pcs
+
+    async def _close_peers(self) -> None:
+        await _close_all(self._detach_peers())
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -422,16 +324,22 @@ class ClassroomClient:
     # -- running -------------------------------------------------------------------------------
 
     async def _connect_loop(self) -> None:
-        url = self.config.server
-        delay = 0.5
+        backoff = Backoff()
         while not self._stop.is_set():
+            wait = self._resume_at - time.monotonic()
+            if wait > 0:  # a stopping server told us when to come back
+                await asyncio.sleep(wait)
+                continue
+            if self.sio.connected:  # socket.io's own reconnection got there first
+                return
+            url = self.config.server
             try:
                 await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
                 return
             except Exception as exc:  # server not up yet, or network down
+                delay = backoff.next_delay()
                 logger.info("connect to %s failed (%s); retrying in %.1fs", url, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
 
     async def start(self) -> None:
         self._encoders = install_publisher_encoders()  # process-wide: a terminal is one client
@@ -522,7 +430,7 @@ class ClassroomClient:
             "floor": self.floor,
             "hands": [h.get("classroom") for h in self.hands],
             "refused": self.refused,
-            "slots": {mid: s.__dict__ for mid, s in self._slots_by_mid.items()},
+            "slots": {mid: s.__dict__ for mid, s in self.reception.slots_by_mid.items()},
             "events": [{"t": t, "event": e, "data": d} for t, e, d in self.events[-200:]],
         })
 
@@ -542,9 +450,7 @@ class ClassroomClient:
                 track.stop()
 
 
-def _luma(frame: av.VideoFrame) -> np.ndarray:
-    if frame.format.name in ("yuv420p", "yuvj420p", "nv12"):
-        plane = frame.planes[0]
-        buf = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
-        return buf[:, : frame.width]
-    return frame.to_ndarray(format="gray")
+async def _close_all(pcs: list[RTCPeerConnection]) -> None:
+    for pc in pcs:
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_S)

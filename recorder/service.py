@@ -7,7 +7,8 @@
 - Then the archive is built by a separate, niced process (``python -m recorder build``), one at a
   time, and the catalog row becomes ``ready`` (or ``failed`` with the reason).
 - On start-up, recordings that a crash left behind (``recording``/``building``) are built from
-  what reached the disk. On shutdown, live recordings are closed cleanly and built next start.
+  what reached the disk. On shutdown, live recordings are closed cleanly and built next start; a build in
+  progress is abandoned (killed) and redone then.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from sfu.store import LessonStore, make_engine, sqlite_url
 from sfu.tokens import TokenIssuer
 
 logger = logging.getLogger(__name__)
+
+BUILD_STOP_S = 2.0  # at shutdown, a build gets this long to go after SIGTERM (then SIGKILL)
 
 
 @dataclass
@@ -282,16 +285,28 @@ class RecorderService:
             logger.info("recording %s left unfinished: building it", record.id)
             self.enqueue_build(record.id)
 
-    async def shutdown(self, app: web.Application) -> None:
+    async def close_live(self, reason: str = "server shutdown") -> None:
+        """The server is stopping: end every live recording now (files finished, ``ended.json``
+        written, status ``captured``); they are built on the next start. No new recording starts."""
         self._closing = True
         for lesson_id in list(self.live):
-            await self._end(lesson_id, "server shutdown", build=False)
-        proc = self._build_proc
+            await self._end(lesson_id, reason, build=False)
+
+    async def shutdown(self, app: web.Application) -> None:
+        await self.close_live()
+        proc = self._build_proc  # a build in progress is abandoned, and redone on the next start
         if proc is not None and proc.returncode is None:
+            logger.info("stopping: the build in progress is abandoned (redone on the next start)")
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(proc.wait(), 10)
+            try:
+                await asyncio.wait_for(proc.wait(), BUILD_STOP_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), BUILD_STOP_S)
+            logger.info("stopping: the build exited (%s)", proc.returncode)
         for task in list(self._tasks):
             task.cancel()
         for record in self.catalog.list(RecordingFilter(statuses=("building",), limit=None)):

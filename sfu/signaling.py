@@ -10,7 +10,9 @@ Client -> server (each answered through the socket.io ack as {"ok": true, ...} o
   raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
   request_mute {classroom} / courseware {on} / leave {}
 Server -> client events: classroom_joined, classroom_left, hand_raised, hand_lowered, hands,
-  floor, mute_requested, courseware, slots, error, kicked.
+  floor, mute_requested, courseware, slots, error, kicked, and server_stopping {reason,
+  retry_after_s} when the server drains (SIGTERM): it then closes the socket; come back after
+  retry_after_s (twinclass/server.py `drain`).
 
 A malformed message or SDP gets an `error` event and closes that session only.
 """

@@ -200,9 +200,10 @@ class AttendanceLog:
         return int(key[0])
 
     def closed(self, row_id: int, at: datetime, reason: str) -> None:
+        """Close a row once: a row the server already closed (it is stopping) keeps its reason."""
         with self._engine.begin() as conn:
             conn.execute(attendance_table.update().where(attendance_table.c.id == row_id)
-                         .values(left_at=_utc(at), reason=reason))
+                         .where(attendance_table.c.left_at.is_(None)).values(left_at=_utc(at), reason=reason))
 
     def close_open(self, at: datetime, reason: str) -> int:
         """Close rows left open (server shutdown, or after a crash on the next start)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ from web import timetable as timetable_pages
 logger = logging.getLogger("twinclass")
 
 DEMO_LESSON_ID = "demo"
+STOPPING_RETRY_AFTER_S = 2.0  # what `server_stopping` tells classrooms: knock again after this long
+SHUTDOWN_TIMEOUT_S = 1.0  # requests (and sockets a client is slow to close) still open at shutdown get this long
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Services:
     sio: socketio.AsyncServer
     signaling: Signaling
     app: web.Application
+    recorder: recorder_service.RecorderService | None = None
 
 
 def build(config: ServerConfig) -> Services:
@@ -113,15 +117,16 @@ def build(config: ServerConfig) -> Services:
     study_routes.add_study_routes(app, store=store, tokens=tokens, rooms=rooms, data_dir=config.data_dir,
                                   engine=engine)
 
-    recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+    recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
 
     async def close_rooms(app: web.Application) -> None:
         await rooms.close()
         attendance.close_open(datetime.now(UTC), "server stopped")
         await registry.close()
+        logger.info("stopping: rooms closed")
 
     app.on_shutdown.append(close_rooms)
-    services = Services(config, store, attendance, tokens, rooms, sio, signaling, app)
+    services = Services(config, store, attendance, tokens, rooms, sio, signaling, app, recorder)
     if config.create_demo:
         ensure_demo_lesson(store)
     return services
@@ -168,8 +173,9 @@ def join_links(services: Services, lesson: Lesson, ttl_s: float = 12 * 3600) -> 
 
 
 async def serve(config: ServerConfig) -> None:
+    """Run the server until SIGINT or SIGTERM, then drain (see `drain`) and return."""
     services = build(config)
-    runner = web.AppRunner(services.app, handle_signals=False)
+    runner = web.AppRunner(services.app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
@@ -187,4 +193,29 @@ async def serve(config: ServerConfig) -> None:
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
     await stop.wait()
     print("shutting down", flush=True)
+    stopping = time.monotonic()
+    await site.stop()  # no new connections: a classroom told to come back finds the next server, not us
+    try:
+        await drain(services)
+    except Exception:  # whatever failed, the process still stops (the next start recovers the rest)
+        logger.exception("draining the lesson server failed")
+    logger.info("drained in %.2f s", time.monotonic() - stopping)
     await runner.cleanup()
+    logger.info("stopped in %.2f s", time.monotonic() - stopping)
+
+
+async def drain(services: Services, reason: str = "server stopped",
+                retry_after_s: float = STOPPING_RETRY_AFTER_S) -> None:
+    """Tell every connected classroom the server is stopping (`server_stopping` {reason,
+    retry_after_s}), close the open attendance rows with `reason`, end the live recordings (built on
+    the next start), then close every socket; leaving the rooms closes the peer connections.
+    """
+    sio = services.sio
+    sids = [sid for sid, _eio in sio.manager.get_participants("/", None)]
+    logger.info("stopping: telling %d connected client(s)", len(sids))
+    payload = {"reason": reason, "retry_after_s": retry_after_s}
+    await asyncio.gather(*(sio.emit("server_stopping", payload, to=sid) for sid in sids), return_exceptions=True)
+    await asyncio.to_thread(services.attendance.close_open, datetime.now(UTC), reason)
+    if services.recorder is not None:
+        await services.recorder.close_live(reason)
+    await asyncio.gather(*(sio.disconnect(sid) for sid in sids), return_exceptions=True)

@@ -1,4 +1,6 @@
-"""After a network loss the page says so, reconnects by itself, and the lesson comes back."""
+"""When the server restarts the page says so, reconnects by itself, and the lesson comes back.
+
+(A network loss, the server killed with -9, is tests/e2e/test_restart.py.)"""
 
 from __future__ import annotations
 
@@ -14,16 +16,17 @@ def test_page_reconnects_after_the_server_comes_back(
     rural.wait_connected(timeout=25)
     rural.wait_video_playing('#stage video[data-slot="master:camera"]', timeout=25)
 
-    server.stop()
+    server.stop()  # SIGTERM: the server tells the page it is stopping, then closes the socket
     wait_for(lambda: rural.connection_state() == "reconnecting", 10, "reconnecting shown")
     assert "正在重新连接" in rural.text("#conn-status")
-    assert "网络中断" in rural.text("#banners")
+    assert "服务器正在重启" in rural.text("#banners")
     assert "正在重新连接" in rural.text('.tile[data-tile="master"]')
     rural.screenshot("rural-reconnecting")
 
     restart_server(server, down_s=1.0)
     rural.wait_connected(timeout=30)
-    assert rural.page.locator('#banners [data-kind="reconnecting"]').count() == 0
+    banners = '#banners [data-kind="reconnecting"], #banners [data-kind="server-restarting"]'
+    assert rural.page.locator(banners).count() == 0
     rural.wait_video_playing('#stage video[data-slot="master:camera"]', timeout=30)
     # and the master classroom sees this rural classroom again
     frames = master.remote("rural-1").get("frames_decoded", 0)

@@ -18,6 +18,7 @@ export default {
   "status.closed": "Disconnected",
 
   "banner.reconnecting": "The connection was lost. Reconnecting automatically; picture and sound come back by themselves.",
+  "banner.server_restarting": "The server is restarting. Reconnecting automatically; picture and sound come back by themselves.",
   "banner.floor_you": "You have the floor: every classroom sees and hears you.",
   "banner.floor_other": "{name} has the floor",
   "banner.observer": "Observer mode: watch and listen only; no camera or microphone is used.",

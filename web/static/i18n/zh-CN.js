@@ -18,6 +18,7 @@ export default {
   "status.closed": "已断开",
 
   "banner.reconnecting": "网络中断，正在自动重新连接，请稍候。恢复后画面和声音会自动回来。",
+  "banner.server_restarting": "服务器正在重启，稍后自动重新连接。恢复后画面和声音会自动回来。",
   "banner.floor_you": "你有发言权：所有教室都能看到、听到你。",
   "banner.floor_other": "{name} 正在发言",
   "banner.observer": "观摩模式：只看只听，不使用摄像头和麦克风。",

@@ -2,7 +2,7 @@
 // slots the server feeds, follow hands/floor/courseware events, and come back by itself after a
 // network loss. Owns the state; LessonView draws it.
 
-import { Signaling } from "./signaling.js";
+import { Signaling, reconnectDelay } from "./signaling.js";
 import { Publisher, Subscriber, rtcConfiguration } from "./peer.js";
 import * as media from "./media.js";
 import { StatsMonitor } from "./stats.js";
@@ -45,6 +45,7 @@ export class LessonApp {
       stats: new Map(),
       selfStats: null,
       link: null, // the server's last `link` report on our downlink
+      serverStopping: null, // {reason, retry_after_s} from `server_stopping` until we are back in
       clockSkew: 0,
     };
     this.view = new LessonView(root, this._actions());
@@ -131,6 +132,13 @@ export class LessonApp {
       if (FATAL_CODES[err?.code]) this._fatal(FATAL_CODES[err.code], { message: err.message });
     });
     sig.on("kicked", () => this._fatal("fatal.kicked"));
+    sig.on("server_stopping", (info) => {
+      // the server drains (restart, upgrade): it closes our socket next; come back after retry_after_s
+      const retry = Number(info?.retry_after_s);
+      s.serverStopping = { reason: String(info?.reason || ""), retryAfterMs: retry > 0 ? Math.min(retry, 30) * 1000 : 0 };
+      console.info("server stopping", info);
+      this.render();
+    });
   }
 
   _isOther(classroom) {
@@ -159,6 +167,7 @@ export class LessonApp {
     s.courseware = Boolean(reply.courseware);
     s.connection = "media";
     s.attempt = 0;
+    s.serverStopping = null;
     if (this.joinedOnce) this.view.toast("notice.reconnected", {}, "success");
     this.joinedOnce = true;
     this.render();
@@ -192,7 +201,8 @@ export class LessonApp {
 
   _reconnectSoon() {
     this.state.attempt += 1;
-    const delay = Math.min(5000, 500 * 2 ** Math.min(this.state.attempt, 4));
+    const stopping = this.state.serverStopping;
+    const delay = Math.max(reconnectDelay(this.state.attempt), stopping ? stopping.retryAfterMs : 0);
     setTimeout(() => {
       if (!this.stopped && !this.sig.connected) this.sig.connect();
     }, delay);

@@ -4,6 +4,14 @@
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 
+export const RECONNECT_MAX_MS = 2000;
+
+/** The wait before reconnection attempt `attempt` (1, 2...): doubling from 0.5 s, ± 30 %, at most 2 s. */
+export function reconnectDelay(attempt) {
+  const base = 500 * 2 ** Math.min(Math.max(attempt - 1, 0), 4);
+  return Math.min(RECONNECT_MAX_MS, base * (0.7 + 0.6 * Math.random()));
+}
+
 export class SignalingError extends Error {
   constructor(code, message, extra = {}) {
     super(message);
@@ -14,11 +22,13 @@ export class SignalingError extends Error {
 
 export class Signaling {
   constructor() {
-    // Same origin as the page. Reconnection is socket.io's own, with a short, capped backoff.
+    // Same origin as the page. Reconnection is socket.io's own, with a short, capped, jittered
+    // backoff (0.5, 1, 2, 2... s ± 30 %, never over 2 s): back within ~2 s of the server (same
+    // waits as the terminal, classroom_client/backoff.py).
     this.socket = io({
       autoConnect: false,
       reconnectionDelay: 500,
-      reconnectionDelayMax: 3000,
+      reconnectionDelayMax: RECONNECT_MAX_MS,
       randomizationFactor: 0.3,
       timeout: 8000,
     });

@@ -167,7 +167,11 @@ export class LessonView {
 
   _renderBanners(state) {
     const wanted = [];
-    if (state.connection === "reconnecting") wanted.push(["reconnecting", "warn", t("banner.reconnecting")]);
+    if (state.serverStopping && state.connection !== "connected") {
+      wanted.push(["server-restarting", "warn", t("banner.server_restarting")]);
+    } else if (state.connection === "reconnecting") {
+      wanted.push(["reconnecting", "warn", t("banner.reconnecting")]);
+    }
     for (const p of state.problems) wanted.push([p.key, "error", t(p.key, { error: p.error?.message || p.error?.name || "" })]);
     if (state.you?.role === "rural" && state.floor === state.you.classroom) {
       wanted.push(["floor", "success", t("banner.floor_you")]);
