@@ -146,8 +146,10 @@ async def test_sockets_that_never_join_are_closed_after_the_join_timeout(tmp_pat
 async def test_connections_per_address_are_bounded(tmp_path: Path) -> None:
     with serve(tmp_path, "--max-sockets-per-address", "5") as server:
         clients = [await raw_client(server.url) for _ in range(5)]
+        sixth = socketio.AsyncClient(reconnection=False)
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await raw_client(server.url)
+            await sixth.connect(server.url, transports=["websocket"], wait_timeout=10)
+        await sixth.shutdown()
         request = urllib.request.Request(server.url + "/socket.io/?EIO=4&transport=polling")
         with pytest.raises(urllib.error.HTTPError) as refused:
             await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
