@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
-from harness import ServerProcess, mint_token, raw_client, start_server
+from harness import ClassroomLauncher, ServerProcess, mint_token, raw_client, start_server, wait_until
 
 
 def serve(tmp_path: Path, *args: str) -> ServerProcess:
@@ -182,3 +182,21 @@ async def test_messages_and_fields_over_their_size_are_refused(tmp_path: Path) -
         assert "9 media sections (at most 8)" in reply["error"]["message"]
         assert other.connected and (await other.call("subscribe", {}))["ok"]
         await other.disconnect()
+
+
+def test_the_terminal_retries_a_join_refused_by_the_rate_limit(tmp_path: Path) -> None:
+    """A limit is not a verdict on the token: the headless classroom comes back and joins."""
+    with serve(tmp_path, "--max-joins-per-second", "0.5", "--join-burst", "1") as server, \
+            ClassroomLauncher(server, tmp_path) as classrooms:
+
+        async def take_the_burst() -> None:
+            observer = await raw_client(server.url)
+            assert (await observer.call("join", {"token": mint_token(server, role="observer")}))["ok"]
+            await observer.disconnect()
+
+        asyncio.run(take_the_burst())
+        rural = classrooms.start("rural-1", "rural", "--video", "none", "--audio", "none", "--duration", "30")
+        wait_until(lambda: rural.stats().get("sessions", 0) >= 1, 20, message="rural-1 joined after a refusal")
+        log = rural.log.read_text()
+        assert "limit_join_rate" in log and "join refused:" not in log, log[-2000:]
+        assert rural.proc.poll() is None, "the terminal gave up"
