@@ -237,6 +237,11 @@ class ClassroomClient:
                     self.redirects += 1
                     await self._restart()
                     return
+                if exc.code.startswith("limit_"):  # a server limit (joins per second...): try again later
+                    logger.warning("join refused for now (%s): %s; retrying", exc.code, exc)
+                    await asyncio.sleep(1.0)
+                    await self._restart()
+                    return
                 self.refused = str(exc)
                 logger.error("join refused: %s", exc)
                 self._stop.set()

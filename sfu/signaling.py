@@ -14,13 +14,18 @@ Server -> client events: classroom_joined, classroom_left, hand_raised, hand_low
   retry_after_s} when the server drains (SIGTERM): it then closes the socket; come back after
   retry_after_s (twinclass/server.py `drain`).
 
-A malformed message or SDP gets an `error` event and closes that session only.
+A malformed message or SDP gets an `error` event and closes that session only. Limits
+(`sfu.admission.Limits`: sockets per token and address, joins per second, the join deadline,
+message and field sizes) are refused the same way with a `limit_<name>` code; every code sent
+is counted in `Signaling.error_counts`. An `ice` candidate is checked field by field
+(`candidate` a string, `sdpMid` a short string or null, `sdpMLineIndex` a small integer or null).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +33,7 @@ from typing import Any
 
 import socketio
 
+from sfu.admission import Admission, LimitError, Limits
 from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.lessons import Role
 from sfu.media.endpoint import SdpError
@@ -37,7 +43,9 @@ from sfu.tokens import TokenError, TokenIssuer
 
 logger = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 64 * 1024
+MAX_ICE_MID_CHARS = 64
+MAX_ICE_MLINE_INDEX = 1023
+MAX_ICE_CANDIDATE_CHARS = 1024
 
 
 class ProtocolError(Exception):
@@ -67,16 +75,43 @@ def _field(data: dict[str, Any], key: str, kind: type, *, required: bool = True,
     if not isinstance(value, kind):
         raise ProtocolError(f"{key}: expected {kind.__name__}")
     if max_len is not None and isinstance(value, str | dict) and len(value) > max_len:
-        raise ProtocolError(f"{key}: too long")
+        raise ProtocolError(f"{key}: too long (at most {max_len})")
     return value
+
+
+def ice_candidate(data: object) -> dict[str, Any]:
+    """An `ice` message's candidate, checked field by field (ProtocolError names the field)."""
+    if not isinstance(data, dict):
+        raise ProtocolError("candidate: expected an object {candidate, sdpMid, sdpMLineIndex}")
+    text = data.get("candidate")
+    if not isinstance(text, str):
+        raise ProtocolError("candidate.candidate: expected a string")
+    if len(text) > MAX_ICE_CANDIDATE_CHARS:
+        raise ProtocolError(f"candidate.candidate: too long (at most {MAX_ICE_CANDIDATE_CHARS})")
+    mid = data.get("sdpMid")
+    if mid is not None and (not isinstance(mid, str) or len(mid) > MAX_ICE_MID_CHARS):
+        raise ProtocolError(f"candidate.sdpMid: expected a string of at most {MAX_ICE_MID_CHARS} or null")
+    index = data.get("sdpMLineIndex")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index <= MAX_ICE_MLINE_INDEX):
+        raise ProtocolError(f"candidate.sdpMLineIndex: expected an integer 0..{MAX_ICE_MLINE_INDEX} or null")
+    ufrag = data.get("usernameFragment")
+    if ufrag is not None and (not isinstance(ufrag, str) or len(ufrag) > 256):
+        raise ProtocolError("candidate.usernameFragment: expected a string of at most 256 or null")
+    return {"candidate": text, "sdpMid": mid, "sdpMLineIndex": index}
 
 
 class Signaling:
     """Binds socket.io events to lesson rooms."""
 
     def __init__(self, sio: socketio.AsyncServer, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
-                 registry: NodeRegistry | None = None, attendance: AttendanceLog | None = None):
+                 registry: NodeRegistry | None = None, attendance: AttendanceLog | None = None,
+                 admission: Admission | None = None, error_counts: Counter[str] | None = None):
         self.sio = sio
+        self.admission = admission or Admission(Limits())
+        self.limits = self.admission.limits
+        # error code -> how often a client was told it (shared with the socket.io server's own refusals)
+        self.error_counts: Counter[str] = error_counts if error_counts is not None else Counter()
         self.registry: NodeRegistry = registry or LocalRegistry("")
         self.attendance = attendance
         self._attendance_rows: dict[str, int] = {}  # sid -> open attendance row
@@ -119,12 +154,17 @@ class Signaling:
         task.add_done_callback(self._tasks.discard)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        logger.debug("connect %s", sid)
+        self.admission.connected(sid, environ)
+        logger.debug("connect %s from %s", sid, self.admission.address_of(sid))
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
-        await self._drop(sid, "disconnected")
+        try:
+            await self._drop(sid, "disconnected")
+        finally:
+            self.admission.disconnected(sid)
 
     async def _drop(self, sid: str, reason: str) -> None:
+        self.admission.left(sid)
         session = self.sessions.pop(sid, None)
         if session is None:
             return
@@ -157,6 +197,7 @@ class Signaling:
             logger.exception("could not close attendance row %d", row)
 
     async def _refuse(self, sid: str, code: str, message: str, *, close: bool, **extra: Any) -> dict[str, Any]:
+        self.error_counts[code] += 1
         await self.sio.emit("error", {"code": code, "message": message, **extra}, to=sid)
         if close:
             await self._drop(sid, f"closed: {message}")
@@ -165,15 +206,15 @@ class Signaling:
         return {"ok": False, "error": {"code": code, "message": message, **extra}}
 
     def _wrap(self, event: str, handler: Handler) -> Callable[[str, Any], Awaitable[dict[str, Any]]]:
-        async def on_event(sid: str, data: Any = None) -> dict[str, Any]:
+        async def on_event(sid: str, data: Any = None, *more: Any) -> dict[str, Any]:
             session = self.sessions.get(sid)
             if session is None:
                 return await self._refuse(sid, "not_joined", f"{event}: join the lesson first", close=False)
             if data is None:
                 data = {}
             try:
-                if not isinstance(data, dict):
-                    raise ProtocolError(f"{event}: message must be an object")
+                if not isinstance(data, dict) or more:
+                    raise ProtocolError("message must be one object")
                 result = await handler(session, data)
                 return {"ok": True, **(result or {})}
             except RoomError as exc:
@@ -221,12 +262,12 @@ class Signaling:
 
     # -- join ----------------------------------------------------------------------------------
 
-    async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def _on_join(self, sid: str, data: Any = None, *more: Any) -> dict[str, Any]:
         if sid in self._joining:
             return await self._refuse(sid, "bad_request", "join: already joining", close=False)
         self._joining.add(sid)
         try:
-            return await self._join(sid, data)
+            return await self._join(sid, data if not more else None)
         except Exception as exc:
             logger.exception("join from %s failed; closing that session", sid)
             if sid not in self.sessions:  # failed between entering the room and becoming a session
@@ -236,16 +277,28 @@ class Signaling:
             return await self._refuse(sid, "server_error", _failure("join", exc), close=True)
         finally:
             self._joining.discard(sid)
+            if sid not in self.sessions:  # refused or failed: it holds no place for its token
+                self.admission.left(sid)
 
     async def _join(self, sid: str, data: Any) -> dict[str, Any]:
         if sid in self.sessions:
             return await self._refuse(sid, "bad_request", "join: already joined", close=False)
         if not isinstance(data, dict):
-            return await self._refuse(sid, "protocol_error", "join: message must be an object", close=True)
+            return await self._refuse(sid, "protocol_error", "join: message must be one object", close=True)
+        for key in ("token", "lesson"):
+            value = data.get(key)
+            if isinstance(value, str) and len(value) > self.limits.max_field_chars:
+                return await self._refuse(sid, "protocol_error",
+                                          f"join: {key}: too long (at most {self.limits.max_field_chars})", close=True)
         try:
             claims = self.tokens.verify(data.get("token"))
         except TokenError as exc:
             return await self._refuse(sid, "bad_token", str(exc), close=True)
+        try:  # before any database work: a flood of joins costs no lookups and no attendance rows
+            self.admission.admit_join(sid, claims)
+        except LimitError as exc:
+            logger.info("refusing join from %s: %s", self.admission.address_of(sid), exc)
+            return await self._refuse(sid, exc.code, str(exc), close=True)
         if claims.role == Role.ADMIN:
             lesson_id = data.get("lesson")
             role = Role.OBSERVER  # admins watch lessons as observers (patrol)
@@ -279,6 +332,7 @@ class Signaling:
         replaced = await room.join(participant)
         if replaced is not None:
             self.sessions.pop(replaced.sid, None)
+            self.admission.left(replaced.sid)
             await self._close_attendance(replaced.sid, "replaced by a new connection")
             await self.sio.emit("kicked", {"reason": "replaced by a new connection"}, to=replaced.sid)
             self._spawn(self.sio.disconnect(replaced.sid))
@@ -301,9 +355,13 @@ class Signaling:
         return room
 
     async def _publish(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
-        sdp = _field(data, "sdp", str, max_len=MAX_SDP_BYTES)
-        sources = _field(data, "sources", dict, required=False) or {}
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
+        sdp = _field(data, "sdp", str, max_len=self.limits.max_sdp_bytes)
+        sections = sdp.count("\nm=") + sdp.startswith("m=")
+        if sections > self.limits.max_media_sections:
+            raise ProtocolError(f"sdp: {sections} media sections (at most {self.limits.max_media_sections})")
+        sources = _field(data, "sources", dict, required=False, max_len=self.limits.max_media_sections) or {}
+        if not all(isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_ICE_MID_CHARS and len(v) <= 32
+                   for k, v in sources.items()):
             raise ProtocolError("sources: must map mid strings to source names")
         answer = await self._room(session).publish(session.sid, sdp, sources)
         return {"sdp": answer, "type": "answer"}
@@ -313,19 +371,19 @@ class Signaling:
         return {"sdp": offer, "type": "offer", "slots": slots}
 
     async def _subscribe_answer(self, session: Session, data: dict[str, Any]) -> None:
-        sdp = _field(data, "sdp", str, max_len=MAX_SDP_BYTES)
+        sdp = _field(data, "sdp", str, max_len=self.limits.max_sdp_bytes)
         await self._room(session).subscribe_answer(session.sid, sdp)
 
     async def _ice(self, session: Session, data: dict[str, Any]) -> None:
-        target = _field(data, "target", str)
-        candidate = _field(data, "candidate", dict)
+        target = _field(data, "target", str, max_len=16)
+        candidate = ice_candidate(data.get("candidate"))
         await self._room(session).add_ice_candidate(session.sid, target, candidate)
 
     async def _raise_hand(self, session: Session, data: dict[str, Any]) -> None:
         self._room(session).raise_hand(session.sid)
 
     async def _lower_hand(self, session: Session, data: dict[str, Any]) -> None:
-        self._room(session).lower_hand(session.sid, _field(data, "classroom", str, required=False))
+        self._room(session).lower_hand(session.sid, _field(data, "classroom", str, required=False, max_len=64))
 
     async def _give_floor(self, session: Session, data: dict[str, Any]) -> None:
         self._room(session).give_floor(session.sid, data.get("classroom"))

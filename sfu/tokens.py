@@ -2,7 +2,8 @@
 
 Other systems mint these too, so the claims are the contract (see README "Join tokens").
 Admin tokens carry `role: "admin"` and need no lesson or classroom. The optional `sub` names
-who holds the token (a unique subject, so tokens minted alike are still different authors).
+who holds the token (a unique subject, so tokens minted alike are still different authors):
+every token this server mints carries one, a new one unless the minter names it.
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ class TokenIssuer:
 
     def mint(
         self, *, lesson: str, classroom: str, name: str, role: Role | str, ttl_s: float = 6 * 3600,
-        sub: str = "",
+        sub: str | None = None,
     ) -> str:
+        """A signed token. `sub`: who holds it; None gives a new subject, "" none (as other systems may)."""
+        if sub is None:
+            sub = new_subject()
         payload = {
             "lesson": lesson,
             "classroom": classroom,
@@ -75,8 +79,9 @@ class TokenIssuer:
             payload["sub"] = sub
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
-    def mint_admin(self, name: str = "admin", ttl_s: float = 12 * 3600) -> str:
-        return self.mint(lesson="", classroom="", name=name, role=Role.ADMIN, ttl_s=ttl_s)
+    def mint_admin(self, name: str = "admin", ttl_s: float = 12 * 3600, sub: str | None = None) -> str:
+        """An admin token; each its own author (a new `sub`) unless `sub` is given."""
+        return self.mint(lesson="", classroom="", name=name, role=Role.ADMIN, ttl_s=ttl_s, sub=sub)
 
     def verify(self, token: object) -> Claims:
         """Check signature, expiry and claims; raise TokenError with the reason."""

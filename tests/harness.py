@@ -137,7 +137,7 @@ class ServerProcess(StopsOnExit):
 def start_server(data_dir: Path, *extra: str, port: int | None = None,
                  env: dict[str, str] | None = None) -> ServerProcess:
     port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the server makes it (a looser one: a WARNING)
     log = data_dir / f"server-{port}.log"
     proc = subprocess.Popen(
         [TWINCLASS, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sfu.admission import Limits
 from sfu.lessons import LessonError, Role
 from sfu.store import LessonStore, make_engine
 from sfu.tokens import TokenIssuer, new_subject
@@ -34,6 +36,7 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--frame-ancestors", default=os.environ.get("TWINCLASS_FRAME_ANCESTORS", ""),
                        help="origins that may embed the pages in a frame, e.g. a bureau portal showing the patrol "
                             "wall (CSP frame-ancestors sources; default: none)")
+    add_limit_options(serve)
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.set_defaults(func=run_serve)
 
@@ -46,9 +49,41 @@ def add_commands(sub: Any) -> None:
     token.add_argument("--role", required=True, choices=[r.value for r in Role if r != Role.SYSTEM])
     token.add_argument("--ttl", type=float, default=6 * 3600, help="seconds the token stays valid")
     token.add_argument("--sub", default=None,
-                       help="who holds it: the author of its comments and evaluations (observers: a new one "
-                            "unless given; give the same one again to keep one author across tokens)")
+                       help="who holds it: the author of its comments and evaluations (a new one unless given; "
+                            "give the same one again to keep one author across tokens)")
     token.set_defaults(func=run_token)
+
+
+def add_limit_options(serve: argparse.ArgumentParser) -> None:
+    """Signaling limits (`sfu.admission.Limits`) and who may connect (README "Limits")."""
+    d = Limits()
+    serve.add_argument("--max-sockets-per-token", type=int, default=d.sockets_per_token,
+                       help=f"sockets joined with one token at a time (default {d.sockets_per_token})")
+    serve.add_argument("--max-sockets-per-address", type=int, default=d.sockets_per_address,
+                       help=f"socket.io connections from one client address (default {d.sockets_per_address})")
+    serve.add_argument("--max-joins-per-second", type=float, default=d.joins_per_second,
+                       help=f"joins per second per client address (default {d.joins_per_second:g})")
+    serve.add_argument("--join-burst", type=int, default=d.join_burst,
+                       help=f"joins one address may make at once before the rate applies (default {d.join_burst})")
+    serve.add_argument("--join-timeout", type=float, default=d.join_timeout_s,
+                       help=f"seconds a socket may stay connected without joining (default {d.join_timeout_s:g})")
+    serve.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
+                       help=f"largest signaling message (default {d.max_message_bytes})")
+    serve.add_argument("--allowed-origin", action="append", dest="allowed_origins", default=[],
+                       help="a page origin (scheme://host[:port]) besides the server's own that may open "
+                            "socket.io connections (repeatable)")
+    serve.add_argument("--trusted-proxy", action="append", dest="trusted_proxies", default=[],
+                       help="CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    try:
+        return replace(Limits(), sockets_per_token=args.max_sockets_per_token,
+                       sockets_per_address=args.max_sockets_per_address, joins_per_second=args.max_joins_per_second,
+                       join_burst=args.join_burst, join_timeout_s=args.join_timeout,
+                       max_message_bytes=args.max_message_bytes)
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: {exc}") from exc
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -67,6 +102,9 @@ def run_serve(args: argparse.Namespace) -> int:
         node_url=args.node_url,
         create_demo=not args.no_demo,
         frame_ancestors=_frame_ancestors(args.frame_ancestors),
+        limits=limits_from_args(args),
+        allowed_origins=args.allowed_origins,
+        trusted_proxies=args.trusted_proxies,
     )
     asyncio.run(serve(config))
     return 0
@@ -85,7 +123,7 @@ def run_token(args: argparse.Namespace) -> int:
     issuer = TokenIssuer(token_secret(args.data_dir, args.secret))
     role = Role(args.role)
     if role == Role.ADMIN:
-        print(issuer.mint_admin(args.name or "admin", ttl_s=args.ttl))
+        print(issuer.mint_admin(args.name or "admin", ttl_s=args.ttl, sub=args.sub))
         return 0
     if not args.lesson:
         raise SystemExit("twinclass token: --lesson is required for this role")
@@ -110,7 +148,7 @@ def run_token(args: argparse.Namespace) -> int:
                 )
             room = lesson.classroom(args.classroom)
             name = name or (room.name if room else None)
-    sub = args.sub if args.sub is not None else (new_subject() if role == Role.OBSERVER else "")
+    sub = args.sub if args.sub is not None else new_subject()
     try:
         print(issuer.mint(lesson=args.lesson, classroom=args.classroom or "observer",
                           name=name or args.classroom or "observer", role=role, ttl_s=args.ttl, sub=sub))

@@ -16,17 +16,19 @@ from sqlalchemy import exc as sa_exc
 
 from recorder import service as recorder_service
 from scheduler import http as scheduler_http
+from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies
 from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
 from sfu.http_api import lesson_routes, require_admin
 from sfu.lessons import Classroom, Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import use_host_addresses
 from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
+from sfu.signaling_server import SignalingServer
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
 from twinclass import http_policy, log_redaction
 from twinclass.http_errors import error_middleware
-from twinclass.storage import database_url, token_secret
+from twinclass.storage import database_url, prepare_data_dir, secure_database_files, token_secret
 from web import routes as web_routes
 from web import study_routes
 from web import timetable as timetable_pages
@@ -52,6 +54,9 @@ class ServerConfig:
     node_url: str | None = None  # how classrooms reach this node (default: http://host:port)
     create_demo: bool = True
     frame_ancestors: tuple[str, ...] = ()  # CSP sources that may frame the pages (a bureau portal); () = none
+    limits: Limits = field(default_factory=Limits)  # signaling limits (sfu.admission)
+    allowed_origins: list[str] = field(default_factory=list)  # pages elsewhere that may open socket.io
+    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For names the client
 
     @property
     def public_url(self) -> str:
@@ -77,16 +82,18 @@ class Services:
     attendance: AttendanceLog
     tokens: TokenIssuer
     rooms: RoomDirectory
-    sio: socketio.AsyncServer
+    sio: SignalingServer
     signaling: Signaling
     app: web.Application
     recorder: recorder_service.RecorderService | None = None
 
 
 def build(config: ServerConfig) -> Services:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)  # 0700: comments, attendance and the token secret live there
     use_host_addresses(config.effective_ice_addresses())
+    secure_database_files(config.data_dir, config.database_url)  # an existing database: 0600, or a WARNING
     engine = make_engine(database_url(config.data_dir, config.database_url))
+    secure_database_files(config.data_dir, config.database_url, warn=False)  # a new one
     store = LessonStore(engine)
     attendance = AttendanceLog(engine)
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
@@ -95,8 +102,10 @@ def build(config: ServerConfig) -> Services:
     tokens = TokenIssuer(secret)
     rooms = RoomDirectory(config.ice_servers, config.video_codecs)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
-    sio = socketio.AsyncServer(
-        async_mode="aiohttp", cors_allowed_origins="*", client_manager=manager, max_http_buffer_size=256 * 1024,
+    proxies = TrustedProxies(config.trusted_proxies)
+    admission = Admission(config.limits, proxies)
+    sio = SignalingServer(
+        admission, OriginPolicy(config.public_url, config.allowed_origins, proxies), client_manager=manager,
         ping_interval=10, ping_timeout=10,  # a classroom that drops off is noticed within ~20 s
     )
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware()])
@@ -106,7 +115,7 @@ def build(config: ServerConfig) -> Services:
     registry: NodeRegistry = (
         RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
     )
-    signaling = Signaling(sio, store, tokens, rooms, registry, attendance)
+    signaling = Signaling(sio, store, tokens, rooms, registry, attendance, admission, sio.error_counts)
     app.add_routes(lesson_routes(store, tokens, rooms, registry))
 
     app.add_routes(scheduler_http.make_routes(lambda request: _check_admin(request, tokens), config.data_dir,
@@ -167,7 +176,7 @@ def join_links(services: Services, lesson: Lesson, ttl_s: float = 12 * 3600) -> 
         token = services.tokens.mint(lesson=lesson.id, classroom=c.id, name=c.name, role=role, ttl_s=ttl_s)
         out.append((f"{role} {c.id}", token, f"{base}/lesson/{lesson.id}?token={token}"))
     token = services.tokens.mint(lesson=lesson.id, classroom="observer", name="观察员 Observer", role=Role.OBSERVER,
-                                 ttl_s=ttl_s)
+                                 ttl_s=ttl_s)  # a new `sub`: its own author, not the same as last start's link
     out.append(("observer", token, f"{base}/lesson/{lesson.id}?token={token}"))
     return out
 

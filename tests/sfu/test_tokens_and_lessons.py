@@ -20,10 +20,16 @@ def test_minted_token_round_trips_with_documented_claims() -> None:
     issuer = TokenIssuer(SECRET)
     token = issuer.mint(lesson="L1", classroom="r1", name="山口教学点", role="rural", ttl_s=60)
     raw = jwt.decode(token, SECRET, algorithms=["HS256"])
-    assert set(raw) == {"lesson", "classroom", "name", "role", "exp"}
+    assert set(raw) == {"lesson", "classroom", "name", "role", "exp", "sub"}  # every minted token: its own sub
     claims = issuer.verify(token)
     assert (claims.lesson, claims.classroom, claims.name, claims.role) == ("L1", "r1", "山口教学点", Role.RURAL)
     assert claims.exp > time.time()
+    again = issuer.verify(issuer.mint(lesson="L1", classroom="r1", name="山口教学点", role="rural", ttl_s=60))
+    assert claims.sub and again.sub and claims.sub != again.sub
+    assert issuer.verify(issuer.mint_admin()).sub != issuer.verify(issuer.mint_admin()).sub
+    # sub="" mints a token without one, as other systems may
+    bare = issuer.mint(lesson="L1", classroom="r1", name="x", role="rural", ttl_s=60, sub="")
+    assert "sub" not in jwt.decode(bare, SECRET, algorithms=["HS256"]) and issuer.verify(bare).sub == ""
 
 
 @pytest.mark.parametrize(
