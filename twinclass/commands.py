@@ -31,7 +31,11 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--node-url", default=os.environ.get("TWINCLASS_NODE_URL"),
                        help="URL classrooms use to reach this node (with --redis-url; default http://HOST:PORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not create the demo lesson")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="also serve /metrics without a token on 127.0.0.1:PORT (else: admin token only)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (default text)")
     serve.set_defaults(func=run_serve)
 
     token = sub.add_parser("token", help="print a signed join token (or an admin token)")
@@ -63,6 +67,7 @@ def run_serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         node_url=args.node_url,
         create_demo=not args.no_demo,
+        metrics_port=args.metrics_port,
     )
     asyncio.run(serve(config))
     return 0

@@ -23,6 +23,7 @@ from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
+from twinclass import metrics
 from twinclass.storage import database_url, token_secret
 from web import routes as web_routes
 from web import study_routes
@@ -46,6 +47,7 @@ class ServerConfig:
     redis_url: str | None = None  # lessons spread over several nodes: ownership, presence, socket.io fan-out
     node_url: str | None = None  # how classrooms reach this node (default: http://host:port)
     create_demo: bool = True
+    metrics_port: int | None = None  # /metrics without a token on 127.0.0.1:PORT (else admin token only)
 
     @property
     def public_url(self) -> str:
@@ -106,7 +108,8 @@ def build(config: ServerConfig) -> Services:
     study_routes.add_study_routes(app, store=store, tokens=tokens, rooms=rooms, data_dir=config.data_dir,
                                   engine=engine)
 
-    recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+    recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+    metrics.attach(app, rooms=rooms, tokens=tokens, recorder=recorder, signaling=signaling, port=config.metrics_port)
 
     async def close_rooms(app: web.Application) -> None:
         await rooms.close()
