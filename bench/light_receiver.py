@@ -129,6 +129,10 @@ class LightClient:
         await pc.setLocalDescription(await pc.createAnswer())
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
+    @property
+    def receiving_connected(self) -> bool:
+        return bool(self._pcs) and self._pcs[-1].connectionState == "connected"
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sio.disconnect(), 5)
@@ -141,6 +145,7 @@ class LightClient:
 @dataclass
 class CrowdStats:
     live: int = 0
+    connected: int = 0  # clients whose receiving connection is up (ICE + DTLS done)
     joins: int = 0
     leaves: int = 0
     failures: int = 0
@@ -196,7 +201,8 @@ class Crowd:
         rng = random.Random(7)
         for i, classroom in enumerate(self.args.rurals):
             client = LightClient(self.args.server, self._token("rural", classroom),
-                                 PublishSpec(tone_hz=300.0 + 37 * i, audio=not self.args.no_rural_audio))
+                                 PublishSpec(*self.args.size, fps=self.args.fps, tone_hz=300.0 + 37 * i,
+                                             audio=not self.args.no_rural_audio))
             client.classroom = classroom
             if await self._start(client):
                 self.rurals[classroom] = client
@@ -229,6 +235,7 @@ class Crowd:
     def write_stats(self) -> None:
         clients = [*self.rurals.values(), *self.observers]
         self.stats.live = len(clients)
+        self.stats.connected = sum(c.receiving_connected for c in clients)
         self.stats.packets = self._gone.packets + sum(c.counts.packets for c in clients)
         self.stats.bytes = self._gone.bytes + sum(c.counts.bytes for c in clients)
         if self.args.stats_json:
@@ -266,6 +273,9 @@ def main() -> None:
     parser.add_argument("--lesson", required=True)
     parser.add_argument("--rurals", type=lambda s: [c for c in s.split(",") if c], default=[])
     parser.add_argument("--no-rural-audio", action="store_true", help="light rurals publish video only")
+    parser.add_argument("--size", type=lambda s: tuple(int(x) for x in s.split("x")), default=(160, 120),
+                        help="light rurals' test pattern WxH")
+    parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--observers", type=int, default=0)
     parser.add_argument("--churn", type=int, default=0, help="observers that leave and new ones that join each time")
     parser.add_argument("--churn-every", type=float, default=60.0)
