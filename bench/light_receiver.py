@@ -199,10 +199,11 @@ class Crowd:
 
     async def run(self) -> None:
         rng = random.Random(7)
+        width, height = self.args.size
         for i, classroom in enumerate(self.args.rurals):
-            client = LightClient(self.args.server, self._token("rural", classroom),
-                                 PublishSpec(*self.args.size, fps=self.args.fps, tone_hz=300.0 + 37 * i,
-                                             audio=not self.args.no_rural_audio))
+            spec = PublishSpec(width=width, height=height, fps=self.args.fps, tone_hz=300.0 + 37 * i,
+                               audio=not self.args.no_rural_audio)
+            client = LightClient(self.args.server, self._token("rural", classroom), spec)
             client.classroom = classroom
             if await self._start(client):
                 self.rurals[classroom] = client
