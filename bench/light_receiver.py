@@ -148,7 +148,8 @@ class CrowdStats:
     connected: int = 0  # clients whose receiving connection is up (ICE + DTLS done)
     joins: int = 0
     leaves: int = 0
-    failures: int = 0
+    failures: int = 0  # joins that failed
+    lost: int = 0  # clients whose socket the server (or a timeout) closed; each is replaced
     hands_raised: int = 0
     packets: int = 0
     bytes: int = 0
@@ -209,6 +210,7 @@ class Crowd:
                 self.rurals[classroom] = client
         for _ in range(self.args.observers):
             await self.add_observer()
+            self.write_stats()
         started = time.monotonic()
         next_churn = started + self.args.churn_every
         next_hand = started + self.args.hands_every
@@ -221,6 +223,13 @@ class Crowd:
                     await self.drop_observer()
                 for _ in range(self.args.churn):
                     await self.add_observer()
+            for client in [c for c in self.observers if not c.sio.connected]:
+                self.observers.remove(client)
+                self.stats.lost += 1
+                self._gone.packets += client.counts.packets
+                self._gone.bytes += client.counts.bytes
+                await client.close()
+                await self.add_observer()
             if now >= next_hand and self.rurals:
                 next_hand = now + self.args.hands_every
                 client = self.rurals[rng.choice(sorted(self.rurals))]
