@@ -24,7 +24,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,8 @@ class LightClient:
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
     @property
-    def receiving_connected(self) -> bool:
-        return bool(self._pcs) and self._pcs[-1].connectionState == "connected"
+    def receiving_state(self) -> str:
+        return str(self._pcs[-1].connectionState) if self._pcs else "none"
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -146,6 +146,7 @@ class LightClient:
 class CrowdStats:
     live: int = 0
     connected: int = 0  # clients whose receiving connection is up (ICE + DTLS done)
+    states: dict[str, int] = field(default_factory=dict)  # receiving connections by RTCPeerConnection state
     joins: int = 0
     leaves: int = 0
     failures: int = 0  # joins that failed
@@ -245,7 +246,10 @@ class Crowd:
     def write_stats(self) -> None:
         clients = [*self.rurals.values(), *self.observers]
         self.stats.live = len(clients)
-        self.stats.connected = sum(c.receiving_connected for c in clients)
+        self.stats.connected = sum(c.receiving_state == "connected" for c in clients)
+        self.stats.states = {}
+        for c in clients:
+            self.stats.states[c.receiving_state] = self.stats.states.get(c.receiving_state, 0) + 1
         self.stats.packets = self._gone.packets + sum(c.counts.packets for c in clients)
         self.stats.bytes = self._gone.bytes + sum(c.counts.bytes for c in clients)
         if self.args.stats_json:
