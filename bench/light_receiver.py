@@ -123,6 +123,13 @@ class LightClient:
         reply = await self.call("subscribe")
         pc = RTCPeerConnection(rtc_configuration([]))
         self._pcs.append(pc)
+
+        @pc.on("connectionstatechange")
+        def changed() -> None:
+            if pc.connectionState in ("failed", "closed") and pc in self._pcs:
+                logger.warning("%s: receiving connection %s (ICE %s)", self.classroom, pc.connectionState,
+                               pc.iceConnectionState)
+
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
         for transceiver in pc.getTransceivers():
             count_only(transceiver.receiver, self.counts)
