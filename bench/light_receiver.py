@@ -137,6 +137,10 @@ class LightClient:
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
     @property
+    def lost(self) -> bool:
+        return not self.sio.connected or self.receiving_state in ("closed", "failed")
+
+    @property
     def receiving_state(self) -> str:
         return str(self._pcs[-1].connectionState) if self._pcs else "none"
 
@@ -206,16 +210,38 @@ class Crowd:
         await client.close()
         self.stats.leaves += 1
 
+    async def add_rural(self, classroom: str) -> None:
+        width, height = self.args.size
+        i = self.args.rurals.index(classroom)
+        spec = PublishSpec(width=width, height=height, fps=self.args.fps, tone_hz=300.0 + 37 * i,
+                           audio=not self.args.no_rural_audio)
+        client = LightClient(self.args.server, self._token("rural", classroom), spec)
+        client.classroom = classroom
+        if await self._start(client):
+            self.rurals[classroom] = client
+
+    async def replace_lost(self) -> None:
+        """Clients whose socket or receiving connection was closed (by the server, or ICE consent on a
+        starved machine) are counted and replaced by a new one, so the lesson keeps its size."""
+        lost = [c for c in [*self.rurals.values(), *self.observers] if c.lost]
+        for client in lost:
+            logger.warning("%s lost (socket %s, receiving %s): replacing it", client.classroom,
+                           "up" if client.sio.connected else "closed", client.receiving_state)
+            self.stats.lost += 1
+            self._gone.packets += client.counts.packets
+            self._gone.bytes += client.counts.bytes
+            await client.close()
+            if client in self.observers:
+                self.observers.remove(client)
+                await self.add_observer()
+            else:
+                del self.rurals[client.classroom]
+                await self.add_rural(client.classroom)
+
     async def run(self) -> None:
         rng = random.Random(7)
-        width, height = self.args.size
-        for i, classroom in enumerate(self.args.rurals):
-            spec = PublishSpec(width=width, height=height, fps=self.args.fps, tone_hz=300.0 + 37 * i,
-                               audio=not self.args.no_rural_audio)
-            client = LightClient(self.args.server, self._token("rural", classroom), spec)
-            client.classroom = classroom
-            if await self._start(client):
-                self.rurals[classroom] = client
+        for classroom in self.args.rurals:
+            await self.add_rural(classroom)
         for _ in range(self.args.observers):
             await self.add_observer()
             self.write_stats()
@@ -231,13 +257,7 @@ class Crowd:
                     await self.drop_observer()
                 for _ in range(self.args.churn):
                     await self.add_observer()
-            for client in [c for c in self.observers if not c.sio.connected]:
-                self.observers.remove(client)
-                self.stats.lost += 1
-                self._gone.packets += client.counts.packets
-                self._gone.bytes += client.counts.bytes
-                await client.close()
-                await self.add_observer()
+            await self.replace_lost()
             if now >= next_hand and self.rurals:
                 next_hand = now + self.args.hands_every
                 client = self.rurals[rng.choice(sorted(self.rurals))]

@@ -355,7 +355,8 @@ def main() -> int:
         print(line)
     light = result.get("light") or {}
     print(f"master actions: {result['actions']} ({result['actions_failed']} failed); light clients: "
-          f"{light.get('joins')} joins, {light.get('leaves')} leaves, {light.get('failures')} failures")
+          f"{light.get('joins')} joins, {light.get('leaves')} left by churn, {light.get('failures')} failed joins,"
+          f" {light.get('lost')} lost and replaced; receiving connections at the end {light.get('states')}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **result,
                                     "pass": ok}, indent=1))
