@@ -9,7 +9,8 @@ pattern and a tone. Many fit in one process where full `twinclass classroom` ter
 Each receiver still keeps aiortc's per-stream statistics, so the server gets receiver reports (loss,
 round trip) from it as from any subscriber; it sends no NACK, PLI or REMB. The crowd writes
 `--stats-json` every 2 s: clients live, joins and leaves so far, failures, RTP packets and bytes
-received. A test tool: the server's own adapter (`sfu.media.aiortc_adapter`) is not used for receiving.
+received. A test tool: of the server's adapter (`sfu.media.aiortc_adapter`) it borrows only the
+receive() without a decoder thread.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from classroom_client.encoders import install_publisher_encoders
 from classroom_client.pattern import source_tag
 from classroom_client.sources import TestPatternTrack, ToneTrack
-from sfu.media.aiortc_adapter import use_host_addresses
+from sfu.media.aiortc_adapter import ReceiverTap, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 from sfu.tokens import TokenIssuer
 
@@ -51,8 +52,16 @@ class Counts:
     bytes: int = 0
 
 
+async def _ignore(packet: RtpPacket, codec: Any) -> None:
+    return None
+
+
 def count_only(receiver: RTCRtpReceiver, counts: Counts) -> None:
     """Replace a receiver's packet handling by counting plus the statistics its receiver reports need."""
+    # the server adapter's tap brings a receive() without aiortc's decoder thread (one per slot would
+    # be hundreds of threads here, each joined on the event loop when its connection closes); its
+    # packet handler is replaced by the counting one below
+    ReceiverTap(receiver, _ignore)
     r: Any = receiver
     codecs: dict[int, Any] = r._RTCRtpReceiver__codecs
     streams: dict[int, StreamStatistics] = r._RTCRtpReceiver__remote_streams
