@@ -68,6 +68,7 @@ class Row:
     tasks: int
     threads: int
     fwd_mbps: float
+    rx_pps: float  # RTP packets/s the server received from the classrooms over the minute
     classrooms: int
     observers: int
     lag_ms: float
@@ -167,32 +168,36 @@ class Conductor:
         self.actions[name] = self.actions.get(name, 0) + 1
 
 
-def _row(t0: float, metrics: dict[str, float], prev: tuple[float, float, float] | None, stats_files: list[Path],
+def _row(t0: float, metrics: dict[str, float], prev: tuple[float, float, float, float] | None, stats_files: list[Path],
          base: Baseline, cpu: float) -> Row:
     now = time.monotonic()
     fwd = metrics.get("twinclass_rtp_forwarded_bytes_total", 0.0)
-    mbps = cpu_share = 0.0
+    rx = metrics.get("twinclass_rtp_received_packets_total", 0.0)
+    mbps = cpu_share = pps = 0.0
     if prev is not None and now > prev[0]:
         mbps = (fwd - prev[1]) * 8 / (now - prev[0]) / 1e6
         cpu_share = (cpu - prev[2]) / (now - prev[0])
+        pps = (rx - prev[3]) / (now - prev[0])
     count, longest, bound = freezes(stats_files, base)
     classrooms = metrics.get("twinclass_classrooms_live{role=master}", 0) + metrics.get(
         "twinclass_classrooms_live{role=rural}", 0)
     return Row(minute=round((now - t0) / 60, 2), rss_mb=round(metrics["process_resident_memory_bytes"] / 2**20, 1),
                fds=int(metrics["process_open_fds"]), tasks=int(metrics.get("twinclass_asyncio_tasks", 0)),
-               threads=int(metrics.get("twinclass_process_threads", 0)), fwd_mbps=round(mbps, 2),
+               threads=int(metrics.get("twinclass_process_threads", 0)), fwd_mbps=round(mbps, 2), rx_pps=round(pps),
                classrooms=int(classrooms), observers=int(metrics.get("twinclass_observers_live", 0)),
                lag_ms=round(metrics.get("twinclass_event_loop_lag_last_seconds", 0.0) * 1000, 1),
                freezes=count, max_freeze_ms=longest, max_is_bound=bound, server_cpu=round(cpu_share, 2),
                load1=round(os.getloadavg()[0], 1))
 
 
-HEAD = (f"{'min':>5} {'RSS MB':>7} {'fds':>5} {'tasks':>6} {'thr':>4} {'fwd Mbps':>8} {'rooms':>5} {'obs':>4}"
+HEAD = (f"{'min':>5} {'RSS MB':>7} {'fds':>5} {'tasks':>6} {'thr':>4} {'fwd Mbps':>8} {'rx pkt/s':>8}"
+        f" {'rooms':>5} {'obs':>4}"
         f" {'lag ms':>6} {'freezes':>7} {'max ms':>7} {'srv CPU':>7} {'load1':>5}")
 
 
 def fmt(r: Row) -> str:
     return (f"{r.minute:>5.1f} {r.rss_mb:>7.1f} {r.fds:>5} {r.tasks:>6} {r.threads:>4} {r.fwd_mbps:>8.2f}"
+            f" {r.rx_pps:>8.0f}"
             f" {r.classrooms:>5} {r.observers:>4} {r.lag_ms:>6.1f} {r.freezes:>7}"
             f" {('<=' if r.max_is_bound else '') + format(r.max_freeze_ms, '.0f'):>7} {r.server_cpu:>7.2f}"
             f" {r.load1:>5.1f}")
@@ -242,7 +247,7 @@ async def run_lesson(args: argparse.Namespace, url: str, metrics_url: str, issue
     print(HEAD, flush=True)
     t0 = time.monotonic()
     rows: list[Row] = []
-    prev: tuple[float, float, float] | None = None
+    prev: tuple[float, float, float, float] | None = None
     base = freeze_counts(stats_files)  # freezes while everybody joined are not the soak's
     next_row = t0
     next_action = t0 + args.action_every
@@ -253,7 +258,8 @@ async def run_lesson(args: argparse.Namespace, url: str, metrics_url: str, issue
             m = await asyncio.to_thread(scrape, metrics_url)
             cpu = cpu_seconds(procs[0].pid)
             rows.append(_row(t0, m, prev, stats_files, base, cpu))
-            prev = (time.monotonic(), m.get("twinclass_rtp_forwarded_bytes_total", 0.0), cpu)
+            prev = (time.monotonic(), m.get("twinclass_rtp_forwarded_bytes_total", 0.0), cpu,
+                    m.get("twinclass_rtp_received_packets_total", 0.0))
             print(fmt(rows[-1]), flush=True)
             next_row += 60
             if now >= end:
