@@ -47,6 +47,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--impair-loss", type=_percent, default=None, metavar="PCT",
                    help="short for --link loss=PCT%% (both ways, every datagram; overrides loss= of --link)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"], help="text, or one JSON object a line")
     p.set_defaults(func=run_classroom)
 
 

@@ -67,6 +67,9 @@ class RecorderService:
         self._build_proc: asyncio.subprocess.Process | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.builds_done = 0  # archive builds finished (for /metrics)
+        self.builds_failed = 0
+        self.build_seconds = 0.0  # their wall time, summed
 
     # -- lessons -----------------------------------------------------------------------------
 
@@ -253,6 +256,16 @@ class RecorderService:
             record.error = (err.decode(errors="replace").strip().splitlines() or ["build failed"])[-1][:500]
             logger.error("archive %s failed: %s", rec_id, record.error)
         self.catalog.save(record)
+        self.build_seconds += time.monotonic() - started
+        if record.status == "ready":
+            self.builds_done += 1
+        else:
+            self.builds_failed += 1
+
+    @property
+    def queue_length(self) -> int:
+        """Recordings waiting for their archive build (not counting the one building)."""
+        return self._queue.qsize() if self._queue is not None else 0
 
     # -- start-up and shutdown ---------------------------------------------------------------
 

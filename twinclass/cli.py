@@ -27,12 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    """Log lines to stderr at `level` (a subcommand's --log-level); aioice's chatter only from WARNING.
-    Credentials are rewritten to [redacted] on every handler and in aiohttp's access log."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log lines to stderr at `level` (a subcommand's --log-level), as text or JSON (--log-format);
+    aioice's chatter only from WARNING. Credentials are rewritten to [redacted] on every handler and
+    in aiohttp's access log."""
     from twinclass import log_redaction
+    from twinclass.log_format import formatter
 
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level.upper())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter(log_format))
     logging.getLogger("aioice").setLevel(logging.WARNING)
     log_redaction.install()
 
@@ -41,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "log_level", None):
-        configure_logging(args.log_level)
+        configure_logging(args.log_level, getattr(args, "log_format", None) or "text")
     result = args.func(args)
     return int(result or 0)
 

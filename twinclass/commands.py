@@ -37,7 +37,11 @@ def add_commands(sub: Any) -> None:
                        help="origins that may embed the pages in a frame, e.g. a bureau portal showing the patrol "
                             "wall (CSP frame-ancestors sources; default: none)")
     add_limit_options(serve)
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="also serve /metrics without a token on 127.0.0.1:PORT (else: admin token only)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (default text)")
     serve.set_defaults(func=run_serve)
 
     token = sub.add_parser("token", help="print a signed join token (or an admin token)")
@@ -105,6 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=limits_from_args(args),
         allowed_origins=args.allowed_origins,
         trusted_proxies=args.trusted_proxies,
+        metrics_port=args.metrics_port,
     )
     asyncio.run(serve(config))
     return 0

@@ -26,7 +26,7 @@ from sfu.signaling import Signaling
 from sfu.signaling_server import SignalingServer
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
-from twinclass import http_policy, log_redaction
+from twinclass import http_policy, log_redaction, metrics
 from twinclass.http_errors import error_middleware
 from twinclass.storage import database_url, prepare_data_dir, secure_database_files, token_secret
 from web import routes as web_routes
@@ -57,6 +57,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)  # signaling limits (sfu.admission)
     allowed_origins: list[str] = field(default_factory=list)  # pages elsewhere that may open socket.io
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For names the client
+    metrics_port: int | None = None  # /metrics without a token on 127.0.0.1:PORT (else admin token only)
 
     @property
     def public_url(self) -> str:
@@ -127,6 +128,7 @@ def build(config: ServerConfig) -> Services:
                                   engine=engine)
 
     recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+    metrics.attach(app, rooms=rooms, tokens=tokens, recorder=recorder, signaling=signaling, port=config.metrics_port)
 
     async def close_rooms(app: web.Application) -> None:
         await rooms.close()

@@ -1,0 +1,343 @@
+"""LIGHT lesson clients for benches: real signaling and real ICE/DTLS-SRTP through aiortc, but RTP is
+only counted, never depayloaded, jitter-buffered or decoded; a rural one also publishes a small test
+pattern and a tone. Many fit in one process where full `twinclass classroom` terminals would not.
+
+    .venv/bin/python bench/light_receiver.py --server URL --secret-file DATA/token-secret --lesson ID \\
+        [--rurals rural-3,rural-4] [--observers 30] [--churn 3 --churn-every 60] [--hands-every 20] \\
+        [--stats-json FILE] [--seconds S]
+
+Each receiver still keeps aiortc's per-stream statistics, so the server gets receiver reports (loss,
+round trip) from it as from any subscriber; it sends no NACK, PLI or REMB. The crowd writes
+`--stats-json` every 2 s: clients live, joins and leaves so far, failures, RTP packets and bytes
+received. A test tool: of the server's adapter (`sfu.media.aiortc_adapter`) it borrows only the
+receive() without a decoder thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from classroom_client.encoders import install_publisher_encoders
+from classroom_client.pattern import source_tag
+from classroom_client.sources import TestPatternTrack, ToneTrack
+from sfu.media.aiortc_adapter import ReceiverTap, use_host_addresses
+from sfu.media.endpoint import rtc_configuration
+from sfu.tokens import TokenIssuer
+
+logger = logging.getLogger("light")
+
+
+@dataclass
+class Counts:
+    packets: int = 0
+    bytes: int = 0
+
+
+async def _ignore(packet: RtpPacket, codec: Any) -> None:
+    return None
+
+
+def count_only(receiver: RTCRtpReceiver, counts: Counts) -> None:
+    """Replace a receiver's packet handling by counting plus the statistics its receiver reports need."""
+    # the server adapter's tap brings a receive() without aiortc's decoder thread (one per slot would
+    # be hundreds of threads here, each joined on the event loop when its connection closes); its
+    # packet handler is replaced by the counting one below
+    ReceiverTap(receiver, _ignore)
+    r: Any = receiver
+    codecs: dict[int, Any] = r._RTCRtpReceiver__codecs
+    streams: dict[int, StreamStatistics] = r._RTCRtpReceiver__remote_streams
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        counts.packets += 1
+        counts.bytes += len(packet.payload)
+
+    r._handle_rtp_packet = handle
+
+
+@dataclass
+class PublishSpec:
+    width: int = 160
+    height: int = 120
+    fps: int = 10
+    tone_hz: float = 550.0
+    audio: bool = True
+
+
+class LightClient:
+    """One participant: joins with a token, maybe publishes, subscribes and counts what arrives."""
+
+    def __init__(self, server: str, token: str, publish: PublishSpec | None = None) -> None:
+        self.server = server
+        self.token = token
+        self.publish_spec = publish
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.counts = Counts()
+        self.classroom = "?"
+        self._pcs: list[RTCPeerConnection] = []
+
+    async def call(self, event: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        reply = await self.sio.call(event, data or {}, timeout=20)
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise RuntimeError(f"{event}: {reply!r}")
+        return reply
+
+    async def start(self) -> None:
+        await self.sio.connect(self.server, transports=["websocket"], wait_timeout=10)
+        state = await self.call("join", {"token": self.token})
+        self.classroom = state["you"]["classroom"]
+        if self.publish_spec is not None:
+            await self._publish(self.publish_spec)
+        await self._subscribe()
+
+    async def _publish(self, spec: PublishSpec) -> None:
+        pc = RTCPeerConnection(rtc_configuration([]))
+        self._pcs.append(pc)
+        video = pc.addTransceiver(TestPatternTrack(spec.width, spec.height, spec.fps, self.classroom,
+                                                   source_tag(self.classroom)), direction="sendonly")
+        transceivers = [(video, "camera")]
+        if spec.audio:
+            transceivers.append((pc.addTransceiver(ToneTrack(spec.tone_hz), direction="sendonly"), "mic"))
+        await pc.setLocalDescription(await pc.createOffer())
+        sources = {t.mid: source for t, source in transceivers if t.mid is not None}
+        reply = await self.call("publish", {"sdp": pc.localDescription.sdp, "sources": sources})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+
+    async def _subscribe(self) -> None:
+        reply = await self.call("subscribe")
+        pc = RTCPeerConnection(rtc_configuration([]))
+        self._pcs.append(pc)
+
+        @pc.on("connectionstatechange")
+        def changed() -> None:
+            if pc.connectionState in ("failed", "closed") and pc in self._pcs:
+                logger.warning("%s: receiving connection %s (ICE %s)", self.classroom, pc.connectionState,
+                               pc.iceConnectionState)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
+        for transceiver in pc.getTransceivers():
+            count_only(transceiver.receiver, self.counts)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
+
+    @property
+    def lost(self) -> bool:
+        return not self.sio.connected or self.receiving_state in ("closed", "failed")
+
+    @property
+    def receiving_state(self) -> str:
+        return str(self._pcs[-1].connectionState) if self._pcs else "none"
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sio.disconnect(), 5)
+        for pc in self._pcs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), 5)
+        self._pcs = []
+
+
+@dataclass
+class CrowdStats:
+    live: int = 0
+    connected: int = 0  # clients whose receiving connection is up (ICE + DTLS done)
+    states: dict[str, int] = field(default_factory=dict)  # receiving connections by RTCPeerConnection state
+    joins: int = 0
+    leaves: int = 0
+    failures: int = 0  # joins that failed
+    lost: int = 0  # clients whose socket the server (or a timeout) closed; each is replaced
+    hands_raised: int = 0
+    packets: int = 0
+    bytes: int = 0
+
+
+class Crowd:
+    """Light rural classrooms and observers of one lesson; observers come and go, hands go up."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.issuer = TokenIssuer(Path(args.secret_file).read_text().strip())
+        self.rurals: dict[str, LightClient] = {}
+        self.observers: list[LightClient] = []
+        self.stats = CrowdStats()
+        self._gone = Counts()  # what clients that left had received
+        self._serial = 0
+
+    def _token(self, role: str, classroom: str) -> str:
+        self._serial += 1
+        name = classroom if role == "rural" else f"soak observer {self._serial}"
+        return self.issuer.mint(lesson=self.args.lesson, classroom=classroom, name=name, role=role, ttl_s=6 * 3600,
+                                sub=f"soak-{self._serial}" if role == "observer" else "")
+
+    async def _start(self, client: LightClient) -> bool:
+        try:
+            await client.start()
+        except Exception as exc:
+            logger.warning("%s could not join: %s", client.classroom, exc)
+            self.stats.failures += 1
+            await client.close()
+            return False
+        self.stats.joins += 1
+        return True
+
+    async def add_observer(self) -> None:
+        client = LightClient(self.args.server, self._token("observer", "observer"))
+        if await self._start(client):
+            self.observers.append(client)
+
+    async def drop_observer(self) -> None:
+        if not self.observers:
+            return
+        client = self.observers.pop(random.randrange(len(self.observers)))
+        self._gone.packets += client.counts.packets
+        self._gone.bytes += client.counts.bytes
+        await client.close()
+        self.stats.leaves += 1
+
+    async def add_rural(self, classroom: str) -> None:
+        width, height = self.args.size
+        i = self.args.rurals.index(classroom)
+        spec = PublishSpec(width=width, height=height, fps=self.args.fps, tone_hz=300.0 + 37 * i,
+                           audio=not self.args.no_rural_audio)
+        client = LightClient(self.args.server, self._token("rural", classroom), spec)
+        client.classroom = classroom
+        if await self._start(client):
+            self.rurals[classroom] = client
+
+    async def replace_lost(self) -> None:
+        """Clients whose socket or receiving connection was closed (by the server, or ICE consent on a
+        starved machine) are counted and replaced by a new one, so the lesson keeps its size."""
+        lost = [c for c in [*self.rurals.values(), *self.observers] if c.lost]
+        for client in lost:
+            logger.warning("%s lost (socket %s, receiving %s): replacing it", client.classroom,
+                           "up" if client.sio.connected else "closed", client.receiving_state)
+            self.stats.lost += 1
+            self._gone.packets += client.counts.packets
+            self._gone.bytes += client.counts.bytes
+            await client.close()
+            if client in self.observers:
+                self.observers.remove(client)
+                await self.add_observer()
+            else:
+                del self.rurals[client.classroom]
+                await self.add_rural(client.classroom)
+
+    async def run(self) -> None:
+        rng = random.Random(7)
+        for classroom in self.args.rurals:
+            await self.add_rural(classroom)
+        for _ in range(self.args.observers):
+            await self.add_observer()
+            self.write_stats()
+        started = time.monotonic()
+        next_churn = started + self.args.churn_every
+        next_hand = started + self.args.hands_every
+        next_stats = 0.0
+        while self.args.seconds is None or time.monotonic() - started < self.args.seconds:
+            now = time.monotonic()
+            if now >= next_churn:
+                next_churn = now + self.args.churn_every
+                for _ in range(self.args.churn):
+                    await self.drop_observer()
+                for _ in range(self.args.churn):
+                    await self.add_observer()
+            await self.replace_lost()
+            if now >= next_hand and self.rurals:
+                next_hand = now + self.args.hands_every
+                client = self.rurals[rng.choice(sorted(self.rurals))]
+                event = "raise_hand" if rng.random() < 0.7 else "lower_hand"
+                with contextlib.suppress(Exception):
+                    await client.call(event)
+                    self.stats.hands_raised += event == "raise_hand"
+            if now >= next_stats:
+                next_stats = now + 2.0
+                self.write_stats()
+            await asyncio.sleep(0.2)
+
+    def write_stats(self) -> None:
+        clients = [*self.rurals.values(), *self.observers]
+        self.stats.live = len(clients)
+        self.stats.connected = sum(c.receiving_state == "connected" for c in clients)
+        self.stats.states = {}
+        for c in clients:
+            self.stats.states[c.receiving_state] = self.stats.states.get(c.receiving_state, 0) + 1
+        self.stats.packets = self._gone.packets + sum(c.counts.packets for c in clients)
+        self.stats.bytes = self._gone.bytes + sum(c.counts.bytes for c in clients)
+        if self.args.stats_json:
+            path = Path(self.args.stats_json)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"updated_at": time.time(), **asdict(self.stats)}))
+            os.replace(tmp, path)
+
+    async def close(self) -> None:
+        for client in [*self.rurals.values(), *self.observers]:
+            await client.close()
+
+
+async def amain(args: argparse.Namespace) -> None:
+    install_publisher_encoders()
+    use_host_addresses(["127.0.0.1"])
+    crowd = Crowd(args)
+    task = asyncio.ensure_future(crowd.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        crowd.write_stats()
+        await crowd.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--secret-file", required=True, help="the server's token-secret (tokens are minted here)")
+    parser.add_argument("--lesson", required=True)
+    parser.add_argument("--rurals", type=lambda s: [c for c in s.split(",") if c], default=[])
+    parser.add_argument("--no-rural-audio", action="store_true", help="light rurals publish video only")
+    parser.add_argument("--size", type=lambda s: tuple(int(x) for x in s.split("x")), default=(160, 120),
+                        help="light rurals' test pattern WxH")
+    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--observers", type=int, default=0)
+    parser.add_argument("--churn", type=int, default=0, help="observers that leave and new ones that join each time")
+    parser.add_argument("--churn-every", type=float, default=60.0)
+    parser.add_argument("--hands-every", type=float, default=20.0, help="a light rural raises or lowers its hand")
+    parser.add_argument("--stats-json", default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    main()
