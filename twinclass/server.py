@@ -23,6 +23,7 @@ from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
+from twinclass.debug_counts import debug_routes
 from twinclass.storage import database_url, token_secret
 from web import routes as web_routes
 from web import study_routes
@@ -97,6 +98,7 @@ def build(config: ServerConfig) -> Services:
     )
     signaling = Signaling(sio, store, tokens, rooms, registry, attendance)
     app.add_routes(lesson_routes(store, tokens, rooms, registry))
+    app.add_routes(debug_routes(tokens, rooms, signaling, sio))
 
     app.add_routes(scheduler_http.make_routes(lambda request: _check_admin(request, tokens), config.data_dir,
                                               timetable_pages.render))

@@ -67,6 +67,9 @@ async def add_remote_candidate(pc: RTCPeerConnection, candidate: dict[str, Any])
     await pc.addIceCandidate(cand)
 
 
+MAX_MEDIA_SECTIONS = 16  # a classroom publishes 3 (camera, mic, courseware); a lesson's receiving side has fewer
+
+
 def check_description(sdp: str, what: str) -> None:
     """Refuse what aiortc would accept silently: no media, or media without ICE/DTLS parameters."""
     if not sdp.startswith("v=0"):
@@ -77,6 +80,11 @@ def check_description(sdp: str, what: str) -> None:
         raise SdpError(f"{what}: cannot parse SDP ({exc or type(exc).__name__})") from exc
     if not parsed.media:
         raise SdpError(f"{what}: describes no media")
+    if len(parsed.media) > MAX_MEDIA_SECTIONS:
+        raise SdpError(f"{what}: {len(parsed.media)} m-sections (at most {MAX_MEDIA_SECTIONS})")
+    mids = [m.rtp.muxId for m in parsed.media if m.rtp.muxId]
+    if len(mids) != len(set(mids)):  # aiortc takes it, then fails to answer (RFC 8843: mids are unique)
+        raise SdpError(f"{what}: the same a=mid on two m-sections")
     for media in parsed.media:
         if media.kind in ("audio", "video") and (media.ice is None or not media.ice.usernameFragment
                                                  or media.dtls is None or not media.dtls.fingerprints):
@@ -149,8 +157,11 @@ class PublisherEndpoint(_Endpoint):
                 raise SdpError(f"offer rejected: {exc or type(exc).__name__}") from exc
             for transceiver in self.pc.getTransceivers():
                 self._adopt(transceiver, sources)
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
+            try:
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:  # an offer aiortc took but cannot answer: refuse it like one it did not take
+                logger.warning("could not answer an offer aiortc accepted (%s: %s)", type(exc).__name__, exc)
+                raise SdpError(f"offer cannot be answered: {exc or type(exc).__name__}") from exc
             return str(self.pc.localDescription.sdp)
 
     def _adopt(self, transceiver: RTCRtpTransceiver, sources: dict[str, str]) -> None:
