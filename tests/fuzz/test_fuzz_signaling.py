@@ -27,3 +27,15 @@ def test_signaling_messages_are_answered_or_refused(rig: Rig) -> None:
         target.close()
     print(f"signaling outcomes: {target.outcomes}")
     rig.finish(started, baseline)
+
+
+def test_an_event_with_two_arguments_is_answered(rig: Rig) -> None:
+    """Found by the fuzzer: `subscribe` sent with two socket.io arguments made python-socketio call
+    the handler with one argument too many (a TypeError logged as "Task exception was never
+    retrieved"), and the client never got an answer."""
+    target = SignalingTarget(rig.server, rig.loop)
+    try:
+        outcome = target.check(Message("observer", "subscribe", {}, several_args=True))
+    finally:
+        target.close()
+    assert outcome.closed or outcome.code is not None or outcome.ok, outcome
