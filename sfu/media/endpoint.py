@@ -37,6 +37,11 @@ class SdpError(ValueError):
     """An SDP or ICE candidate the peer connection refused; the message says why."""
 
 
+# m-sections in one description: a classroom publishes 3 (camera, mic, courseware); an observer of
+# a lesson with 8 rural classrooms receives 19, the recorder as many. Far above that is an attack.
+MAX_MEDIA_SECTIONS = 64
+
+
 def rtc_configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
     """Peer connection settings for every connection we make (server and classroom terminal).
 
@@ -60,14 +65,15 @@ async def add_remote_candidate(pc: RTCPeerConnection, candidate: dict[str, Any])
         cand = candidate_from_sdp(text.removeprefix("candidate:"))
     except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts there are 8 fields
         raise SdpError(f"candidate: cannot parse {text[:200]!r}") from exc
-    cand.sdpMid = candidate.get("sdpMid")
-    cand.sdpMLineIndex = candidate.get("sdpMLineIndex")
-    if cand.sdpMid is None and cand.sdpMLineIndex is None:
-        cand.sdpMLineIndex = 0
+    mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+    if mid is not None and (not isinstance(mid, str) or len(mid) > 32):
+        raise SdpError("candidate: sdpMid must be a short string")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index < MAX_MEDIA_SECTIONS):
+        raise SdpError(f"candidate: sdpMLineIndex must be an m-line number (0-{MAX_MEDIA_SECTIONS - 1})")
+    cand.sdpMid = mid
+    cand.sdpMLineIndex = 0 if mid is None and index is None else index
     await pc.addIceCandidate(cand)
-
-
-MAX_MEDIA_SECTIONS = 16  # a classroom publishes 3 (camera, mic, courseware); a lesson's receiving side has fewer
 
 
 def check_description(sdp: str, what: str) -> None:

@@ -132,6 +132,18 @@ class FuzzClient:
             await self.close()
         return outcome
 
+    async def send_raw(self, frame: str, *, join: bool = True) -> Outcome:
+        """Write one socket.io frame as it is (a truncated or malformed packet), then check that the
+        socket is either closed or still answers a well-formed message."""
+        client = await self.ready(join=join)
+        self.errors.clear()
+        try:
+            await client.eio.send(frame)
+        except Exception:  # the transport is already gone
+            return self._closed("raw frame")
+        outcome = await self.send("take_floor", {}, join=join)
+        return Outcome("raw frame", outcome.ok, outcome.code, outcome.closed, outcome.reply)
+
     def _closed(self, event: str) -> Outcome:
         for error in list(self.errors):
             _check_error(f"{event} (error event)", error)

@@ -35,6 +35,10 @@ VALUES = ("0", "-1", "9223372036854775808", "1e309", "NaN", "9999-12-31T23:59:59
           "9999-12-31", "2026-13-45", "", "true", "%00", "a" * 5000, "课", "[]", "{}")
 
 
+class ServerErrorAnswer(FuzzFailure):
+    """A route answered 5xx."""
+
+
 def routes() -> list[tuple[str, str]]:
     """(method, path template) of every route the server serves, as the server builds them."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +150,7 @@ class HttpTarget:
         self.statuses[status] = self.statuses.get(status, 0) + 1
         where = f"{case.method} {case.template} as {case.path()[:200]!r} ({case.auth})"
         if status >= 500:
-            raise FuzzFailure(f"{where}: {status} {body[:300]!r}")
+            raise ServerErrorAnswer(f"{where}: {status} {body[:300]!r}")
         if status >= 400:
             if not any(k in kind for k in ("application/json", "text/html", "text/plain")):
                 raise FuzzFailure(f"{where}: {status} with a body of type {kind!r}")

@@ -109,9 +109,29 @@ class Message:
     data: Any
     several_args: bool = False  # sent as two socket.io arguments instead of one
 
+    def __repr__(self) -> str:
+        data = repr(self.data)
+        data = data if len(data) <= 300 else f"{data[:300]}... ({len(data)} chars)"
+        return f"Message({self.sender!r}, {self.event!r}, {data}, several_args={self.several_args})"
+
+
+RAW_EVENT = "<raw frame>"  # Message.data is then one socket.io frame, written as it is
+
+
+def raw_frames() -> st.SearchStrategy[str]:
+    """Socket.io frames no client library would write: truncated JSON, wrong packet types, odd ids,
+    arrays of the wrong shape, nesting deeper than any JSON parser's recursion limit."""
+    pieces = st.sampled_from(["2", "21", "42", "421", "43", "4", "45", "46", "40", "41", "49", "2/x,", "42/nope,"])
+    bodies = st.sampled_from(["[]", "[", '["join"', '["join",', '[1]', '[null]', '["subscribe",{}', "{}", '"x"',
+                              '["raise_hand",{}]', '["ice",{"candidate":{"sdpMLineIndex":1e999}}]', "", "[[[["])
+    deep = st.builds(lambda n: '["join",' + "[" * n + "]" * n + "]", st.integers(1000, 100_000))
+    return st.builds(lambda a, b: a + b, pieces, bodies | st.text(max_size=40)) | deep
+
 
 @st.composite
 def messages(draw: st.DrawFn) -> Message:
+    if draw(st.integers(0, 9)) == 0:
+        return Message(draw(st.sampled_from(["rural", "observer", "unjoined"])), RAW_EVENT, draw(raw_frames()))
     event = draw(st.sampled_from(sorted(EVENTS)))
     sender = draw(st.sampled_from(SENDERS))
     return Message(sender, event, draw(payloads(event)), several_args=draw(st.integers(0, 19)) == 0)
@@ -149,6 +169,10 @@ class SignalingTarget:
     def check(self, message: Message) -> Outcome:
         client = self.clients[message.sender]
         join = message.sender != "unjoined" and message.event != "join"
+        if message.event == RAW_EVENT:
+            outcome = self.loop.run(client.send_raw(str(message.data), join=join), timeout=60)
+            self.outcomes[outcome.kind] = self.outcomes.get(outcome.kind, 0) + 1
+            return outcome
         data = materialize(message.data)
         args = (data, data) if message.several_args else None
         outcome = self.loop.run(client.send(message.event, data, join=join, args=args), timeout=60)

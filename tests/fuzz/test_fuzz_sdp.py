@@ -16,7 +16,7 @@ def test_mutated_offers_and_answers_are_answered_or_refused_cleanly(rig: Rig) ->
     started, baseline = rig.begin()
 
     @seed(SEED)
-    @fuzz_settings(40)
+    @fuzz_settings(15)
     @given(sdp_cases())
     @example(SdpCase((Mutation("dup_media", 1),)))
     @example(SdpCase((Mutation("value", 0, 1, "18446744073709551616"),)))  # a=rtpmap payload type
@@ -24,7 +24,7 @@ def test_mutated_offers_and_answers_are_answered_or_refused_cleanly(rig: Rig) ->
         target.check_offer(case)
 
     @seed(SEED)
-    @fuzz_settings(25)
+    @fuzz_settings(10)
     @given(sdp_cases())
     @example(SdpCase((Mutation("drop", 3),)))
     def answers(case: SdpCase) -> None:
@@ -46,7 +46,7 @@ def test_trickled_ice_candidates_are_checked(rig: Rig) -> None:
     started, baseline = rig.begin()
 
     @seed(SEED)
-    @fuzz_settings(60)
+    @fuzz_settings(40)
     @given(st.sampled_from(["publish", "publish", "subscribe"]) | st.text(max_size=5) | st.integers(),
            candidates(target.real_candidate))
     @example("publish", {"candidate": target.real_candidate, "sdpMid": ["x"]})

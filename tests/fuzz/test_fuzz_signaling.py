@@ -14,7 +14,7 @@ def test_signaling_messages_are_answered_or_refused(rig: Rig) -> None:
     started, baseline = rig.begin()
 
     @seed(SEED)
-    @fuzz_settings(150)
+    @fuzz_settings(40)
     @given(messages())
     @example(Message("rural", "ice", {"target": "publish", "candidate": {"candidate": "", "sdpMid": ["x"]}}))
     @example(Message("observer", "subscribe", None, several_args=True))

@@ -16,7 +16,7 @@ def test_join_tokens_are_refused_unless_valid(rig: Rig) -> None:
     started, baseline = rig.begin()
 
     @seed(SEED)
-    @fuzz_settings(80)
+    @fuzz_settings(60)
     @given(token_cases())
     @example(TokenCase({"alg": "none", "typ": "JWT"}, {"lesson": "demo", "role": "observer", "exp": NOW + 3600},
                        "empty"))
