@@ -19,6 +19,10 @@ from fuzz_rig import REPLY_TIMEOUT_S, FuzzFailure
 
 INTERNAL_CODES = frozenset({"server_error"})
 CLOSING_CODES = frozenset({"protocol_error", "bad_token", "not_found", "redirect", "media_failed"})
+# The server's admission limits (joins per second per address, sockets per token): a fuzzer joins far
+# more often than a classroom, so it waits for the limit to let it through, as a patient client would.
+RATE_CODES = frozenset({"limit_join_rate", "limit_token", "limit_address"})
+RATE_RETRIES = 40
 
 
 @dataclass
@@ -46,6 +50,10 @@ def _check_error(where: str, error: Any) -> str:
     return code
 
 
+def _rate_limited(reply: Any) -> bool:
+    return isinstance(reply, dict) and isinstance(reply.get("error"), dict) and reply["error"].get("code") in RATE_CODES
+
+
 class FuzzClient:
     """One socket.io connection of the fuzzer, joined with `token` (re-made when the server closes it)."""
 
@@ -57,6 +65,7 @@ class FuzzClient:
         self.errors: list[Any] = []
         self.joined: dict[str, Any] = {}
         self.connects = 0
+        self._gone = asyncio.Event()
 
     async def _connect(self) -> socketio.AsyncClient:
         client = socketio.AsyncClient(reconnection=False)
@@ -68,6 +77,13 @@ class FuzzClient:
         @client.on("*")
         async def any_event(event: str, data: Any = None) -> None:
             return None
+
+        gone = asyncio.Event()
+        self._gone = gone
+
+        @client.event
+        async def disconnect(*args: Any) -> None:
+            gone.set()
 
         await client.connect(self.url, transports=["websocket"], wait_timeout=REPLY_TIMEOUT_S)
         self.connects += 1
@@ -84,7 +100,11 @@ class FuzzClient:
             payload: dict[str, Any] = {"token": self.token}
             if self.lesson:
                 payload["lesson"] = self.lesson
-            reply = await self.sio.call("join", payload, timeout=REPLY_TIMEOUT_S)
+            for _ in range(RATE_RETRIES):
+                reply = await self.sio.call("join", payload, timeout=REPLY_TIMEOUT_S)
+                if not _rate_limited(reply):
+                    break
+                await self._wait_for_rate()
             if not isinstance(reply, dict) or not reply.get("ok"):
                 raise FuzzFailure(f"the fuzzer's own join was refused: {reply!r}")
             self.joined = reply
@@ -97,6 +117,11 @@ class FuzzClient:
         server closed it after an error event): then the message goes again on a new session."""
         try:
             outcome = await self._send(event, data, join=join, args=args)
+            for _ in range(RATE_RETRIES):  # the server's join rate limit: the input was not tried yet
+                if outcome.code not in RATE_CODES:
+                    break
+                await self._wait_for_rate()
+                outcome = await self._send(event, data, join=join, args=args)
             if join and outcome.code == "not_joined":
                 await self.close()
                 outcome = await self._send(event, data, join=join, args=args)
@@ -109,15 +134,22 @@ class FuzzClient:
         client = await self.ready(join=join)
         self.errors.clear()
         payload: Any = args if args is not None else data
-        try:
-            reply = await client.call(event, payload, timeout=REPLY_TIMEOUT_S)
-        except socketio.exceptions.TimeoutError as exc:
-            await asyncio.sleep(0.3)  # a close may be on its way
-            if not client.connected:
+        # python-socketio's call() waits out its timeout even when the server closes the socket (as it
+        # does for a message over its size limit): race it against the disconnect
+        call = asyncio.ensure_future(client.call(event, payload, timeout=REPLY_TIMEOUT_S + 1))
+        closed = asyncio.ensure_future(self._gone.wait())
+        done, _ = await asyncio.wait({call, closed}, timeout=REPLY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if call not in done:
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            if closed in done or not client.connected:
                 return self._closed(event)
-            raise FuzzFailure(f"{event}: no answer within {REPLY_TIMEOUT_S:.0f} s, socket still open") from exc
-        except socketio.exceptions.BadNamespaceError:  # disconnected under us (message too big...)
-            return self._closed(event)
+            raise FuzzFailure(f"{event}: no answer within {REPLY_TIMEOUT_S:.0f} s, socket still open")
+        try:
+            reply = call.result()
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+            return self._closed(event)  # disconnected under us
         for error in list(self.errors):
             _check_error(f"{event} (error event)", error)
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
@@ -149,6 +181,10 @@ class FuzzClient:
             _check_error(f"{event} (error event)", error)
         self.joined = {}
         return Outcome(event, False, closed=True)
+
+    async def _wait_for_rate(self) -> None:
+        await self.close()
+        await asyncio.sleep(0.25)
 
     async def close(self) -> None:
         if self.sio is not None:
