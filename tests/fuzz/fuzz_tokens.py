@@ -86,8 +86,11 @@ def claim_values() -> st.SearchStrategy[Any]:
             | st.lists(st.text(max_size=4), max_size=2) | st.floats(allow_nan=False) | st.booleans())
 
 
+NOW = int(time.time())  # once per process: a strategy's bounds must not move between its draws
+
+
 def exp_values() -> st.SearchStrategy[Any]:
-    now = int(time.time())
+    now = NOW
     return st.sampled_from([now + 3600, now - 10, 10**30, 2**63, -(2**63), 0, "9999999999", 1e308, None, True]) \
         | st.integers(now - 10**6, now + 10**9)
 

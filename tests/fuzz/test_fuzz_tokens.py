@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from fuzz_suite import SEED, Rig, fuzz_settings
-from fuzz_tokens import TokenCase, TokenTarget, token_cases
+from fuzz_tokens import NOW, TokenCase, TokenTarget, token_cases
 from hypothesis import example, given, seed
-
-NOW = int(time.time())
 
 
 def test_join_tokens_are_refused_unless_valid(rig: Rig) -> None:
