@@ -143,6 +143,9 @@ class HttpTarget:
     def check(self, case: HttpCase) -> int:
         try:
             status, kind, body = self.loop.run(self._request(case), timeout=REPLY_TIMEOUT_S + 5)
+        except (ValueError, UnicodeError):  # aiohttp will not put this path on the wire: nothing reached the server
+            self.statuses[0] = self.statuses.get(0, 0) + 1
+            return 0
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise FuzzFailure(f"{case.method} {case.path()[:200]}: no answer in {REPLY_TIMEOUT_S:.0f} s") from exc
         except aiohttp.ClientError as exc:
