@@ -27,6 +27,7 @@ from sfu.signaling_server import SignalingServer
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
 from twinclass import http_policy, log_redaction, metrics
+from twinclass.debug_counts import debug_routes
 from twinclass.http_errors import error_middleware
 from twinclass.storage import database_url, prepare_data_dir, secure_database_files, token_secret
 from web import routes as web_routes
@@ -118,6 +119,7 @@ def build(config: ServerConfig) -> Services:
     )
     signaling = Signaling(sio, store, tokens, rooms, registry, attendance, admission, sio.error_counts)
     app.add_routes(lesson_routes(store, tokens, rooms, registry))
+    app.add_routes(debug_routes(tokens, rooms, signaling, sio))
 
     app.add_routes(scheduler_http.make_routes(lambda request: _check_admin(request, tokens), config.data_dir,
                                               timetable_pages.render))

@@ -37,6 +37,11 @@ class SdpError(ValueError):
     """An SDP or ICE candidate the peer connection refused; the message says why."""
 
 
+# m-sections in one description: a classroom publishes 3 (camera, mic, courseware); an observer of
+# a lesson with 8 rural classrooms receives 19, the recorder as many. Far above that is an attack.
+MAX_MEDIA_SECTIONS = 64
+
+
 def rtc_configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
     """Peer connection settings for every connection we make (server and classroom terminal).
 
@@ -60,10 +65,14 @@ async def add_remote_candidate(pc: RTCPeerConnection, candidate: dict[str, Any])
         cand = candidate_from_sdp(text.removeprefix("candidate:"))
     except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts there are 8 fields
         raise SdpError(f"candidate: cannot parse {text[:200]!r}") from exc
-    cand.sdpMid = candidate.get("sdpMid")
-    cand.sdpMLineIndex = candidate.get("sdpMLineIndex")
-    if cand.sdpMid is None and cand.sdpMLineIndex is None:
-        cand.sdpMLineIndex = 0
+    mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+    if mid is not None and (not isinstance(mid, str) or len(mid) > 32):
+        raise SdpError("candidate: sdpMid must be a short string")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index < MAX_MEDIA_SECTIONS):
+        raise SdpError(f"candidate: sdpMLineIndex must be an m-line number (0-{MAX_MEDIA_SECTIONS - 1})")
+    cand.sdpMid = mid
+    cand.sdpMLineIndex = 0 if mid is None and index is None else index
     await pc.addIceCandidate(cand)
 
 
@@ -77,6 +86,11 @@ def check_description(sdp: str, what: str) -> None:
         raise SdpError(f"{what}: cannot parse SDP ({exc or type(exc).__name__})") from exc
     if not parsed.media:
         raise SdpError(f"{what}: describes no media")
+    if len(parsed.media) > MAX_MEDIA_SECTIONS:
+        raise SdpError(f"{what}: {len(parsed.media)} m-sections (at most {MAX_MEDIA_SECTIONS})")
+    mids = [m.rtp.muxId for m in parsed.media if m.rtp.muxId]
+    if len(mids) != len(set(mids)):  # aiortc takes it, then fails to answer (RFC 8843: mids are unique)
+        raise SdpError(f"{what}: the same a=mid on two m-sections")
     for media in parsed.media:
         if media.kind in ("audio", "video") and (media.ice is None or not media.ice.usernameFragment
                                                  or media.dtls is None or not media.dtls.fingerprints):
@@ -149,8 +163,11 @@ class PublisherEndpoint(_Endpoint):
                 raise SdpError(f"offer rejected: {exc or type(exc).__name__}") from exc
             for transceiver in self.pc.getTransceivers():
                 self._adopt(transceiver, sources)
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
+            try:
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:  # an offer aiortc took but cannot answer: refuse it like one it did not take
+                logger.warning("could not answer an offer aiortc accepted (%s: %s)", type(exc).__name__, exc)
+                raise SdpError(f"offer cannot be answered: {exc or type(exc).__name__}") from exc
             return str(self.pc.localDescription.sdp)
 
     def _adopt(self, transceiver: RTCRtpTransceiver, sources: dict[str, str]) -> None:

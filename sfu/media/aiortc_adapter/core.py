@@ -12,9 +12,7 @@ from aiortc import RTCDtlsTransport
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import (
-    RtpPacket,
-)
+from aiortc.rtp import RtcpPacket, RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +95,88 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
+
+
+# -- one bad packet never takes a connection down ----------------------------------------------
+#
+# aiortc's DTLS transport reads datagrams in one task, and any exception below it ends that task:
+# the whole connection (with max-bundle: every track of that classroom) goes dark. RtpPacket.parse
+# raises struct.error, not the ValueError aiortc catches, on a header extension shorter than its
+# id says (found by tests/fuzz/test_fuzz_media.py: an audio-level extension of 0 bytes); and a
+# handler of ours that trips on one odd packet must cost that packet, not the lesson.
+
+WARN_EVERY_S = 10.0  # a handler failure is logged with its traceback at most this often per transport
+
+
+def _handler_failed(transport: RTCDtlsTransport, what: str) -> None:
+    now = asyncio.get_running_loop().time()
+    failures = getattr(transport, "_twinclass_handler_failures", 0) + 1
+    transport._twinclass_handler_failures = failures  # type: ignore[attr-defined]
+    if now - getattr(transport, "_twinclass_warned_at", -WARN_EVERY_S) >= WARN_EVERY_S:
+        transport._twinclass_warned_at = now  # type: ignore[attr-defined]
+        logger.warning("handling an incoming %s packet failed (%d so far on this connection); packet dropped",
+                       what, failures, exc_info=True)
+
+
+async def _handle_rtp_data(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+    """aiortc's `_handle_rtp_data`, dropping what does not parse and what a handler fails on."""
+    try:
+        packet = RtpPacket.parse(data, self._rtp_header_extensions_map)
+    except Exception as exc:  # ValueError, struct.error, IndexError: malformed input
+        logger.debug("malformed RTP packet dropped: %s", exc)
+        return
+    receiver = self._rtp_router.route_rtp(packet)
+    if receiver is None:
+        return
+    try:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _handler_failed(self, "RTP")
+
+
+async def _handle_rtcp_data(self: RTCDtlsTransport, data: bytes) -> None:
+    """aiortc's `_handle_rtcp_data`, with the same two guards."""
+    try:
+        packets = RtcpPacket.parse(data)
+    except Exception as exc:
+        logger.debug("malformed RTCP packet dropped: %s", exc)
+        return
+    for packet in packets:
+        for recipient in self._rtp_router.route_rtcp(packet):
+            try:
+                await recipient._handle_rtcp_packet(packet)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _handler_failed(self, "RTCP")
+
+
+RTCDtlsTransport._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
+RTCDtlsTransport._handle_rtcp_data = _handle_rtcp_data  # type: ignore[method-assign]
+
+
+# -- media only from an address ICE has checked -----------------------------------------------
+#
+# aioice hands every datagram that is not STUN to the connection, whoever sent it: a stranger
+# who learns a media port (it is in the SDP) could write into a classroom's DTLS transport, and an
+# empty datagram made aiortc's reader fail on `data[0]` and end the connection (found by
+# tests/fuzz/test_fuzz_media.py). STUN still goes to aioice (its checks are authenticated); media
+# is taken only from the remote address of a candidate pair on the connection's check list.
+
+_original_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def _datagram_received(self: aioice.ice.StunProtocol, data: bytes | str, addr: tuple[Any, ...]) -> None:
+    if not data:
+        return
+    if isinstance(data, bytes) and data[0] > 3:  # STUN starts with 0b00: anything else is media
+        source = (addr[0], addr[1])
+        if not any(pair.remote_addr == source for pair in getattr(self.receiver, "_check_list", ())):
+            logger.debug("datagram from %s dropped: no candidate pair with that address", source)
+            return
+    _original_datagram_received(self, data, addr)
+
+
+aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign]

@@ -1,0 +1,50 @@
+"""`GET /api/debug/counts` (admin): what a leak would grow, counted live.
+
+The fuzz suite (tests/fuzz/) and its long version (bench/fuzz.py) read it before and after a run:
+every session, peer connection and task that hostile input made must be gone again. Peer
+connections are counted by walking the garbage collector's objects for open `RTCPeerConnection`s,
+so one that lost every reference from the rooms (the leak this looks for) still counts; that walk
+takes tens of milliseconds, which is why it is a debug route and never polled by pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import socketio
+from aiohttp import web
+from aiortc import RTCPeerConnection
+
+from sfu.http_api import require_admin
+from sfu.room import RoomDirectory
+from sfu.signaling import Signaling
+from sfu.tokens import TokenIssuer
+
+
+def open_peer_connections() -> int:
+    """RTCPeerConnections in this process that are not closed (referenced or not)."""
+    return sum(1 for obj in gc.get_objects()
+               if isinstance(obj, RTCPeerConnection) and obj.connectionState != "closed")
+
+
+def counts(rooms: RoomDirectory, signaling: Signaling, sio: socketio.AsyncServer) -> dict[str, Any]:
+    participants = {lesson_id: len(room.participants) for lesson_id, room in rooms.rooms.items()}
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "peer_connections": open_peer_connections(),
+        "signaling_sessions": len(signaling.sessions),
+        "sockets": len(sio.eio.sockets),
+        "rooms": len(rooms.rooms),
+        "participants": participants,
+    }
+
+
+def debug_routes(tokens: TokenIssuer, rooms: RoomDirectory, signaling: Signaling,
+                 sio: socketio.AsyncServer) -> list[web.RouteDef]:
+    async def debug_counts(request: web.Request) -> web.Response:
+        require_admin(request, tokens)
+        return web.json_response(counts(rooms, signaling, sio))
+
+    return [web.get("/api/debug/counts", debug_counts)]
