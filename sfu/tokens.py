@@ -99,6 +99,9 @@ class TokenIssuer:
             raise TokenError(f"token lacks the claim {exc.claim!r}") from exc
         except jwt.PyJWTError as exc:
             raise TokenError(f"token malformed: {exc}") from exc
+        exp = data["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float):  # PyJWT also takes "123" strings
+            raise TokenError("token claim 'exp' must be a number (seconds since 1970)")
         try:
             role = Role(data["role"])
         except ValueError as exc:
@@ -115,4 +118,4 @@ class TokenIssuer:
             raise TokenError("token lacks the claim 'lesson'")
         if role in (Role.MASTER, Role.RURAL) and not fields["classroom"]:
             raise TokenError("token lacks the claim 'classroom'")
-        return Claims(role=role, exp=int(data["exp"]), **fields)
+        return Claims(role=role, exp=int(exp), **fields)
