@@ -59,7 +59,9 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     """`--database-url` and `--secret-file` / `--secret`, defaulting to the environment."""
     parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
                         help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV}, else SQLite in the data dir)")
+    # both options share one dest: argparse takes the first action's default, so both carry the env's
     parser.add_argument("--secret-file", dest="secret", action=_SecretFile, metavar="PATH",
+                        default=os.environ.get(SECRET_ENV),
                         help="read the token signing secret from PATH (first line; kept out of ps)")
     parser.add_argument("--secret", action=_SecretOnCommandLine, default=os.environ.get(SECRET_ENV),
                         help=f"token signing secret (visible in ps: prefer --secret-file; default: ${SECRET_ENV}, "

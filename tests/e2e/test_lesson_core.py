@@ -34,11 +34,11 @@ def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, clas
     _status, idle = server.api("/api/stats", token=admin)
     idle_os_threads = len(server.thread_names())
     procs = {
-        "master": classrooms.start("master", "master", "--duration", "60"),
-        "rural-1": classrooms.start("rural-1", "rural", "--duration", "60"),
-        "rural-2": classrooms.start("rural-2", "rural", "--duration", "60"),
-        "rural-3": classrooms.start("rural-3", "rural", "--duration", "60"),
-        "observer": classrooms.start("observer-1", "observer", "--duration", "60"),
+        "master": classrooms.start("master", "master", "--duration", "90"),
+        "rural-1": classrooms.start("rural-1", "rural", "--duration", "90"),
+        "rural-2": classrooms.start("rural-2", "rural", "--duration", "90"),
+        "rural-3": classrooms.start("rural-3", "rural", "--duration", "90"),
+        "observer": classrooms.start("observer-1", "observer", "--duration", "90"),
     }
     expected = {"master": ["rural-1", "rural-2", "rural-3"], "rural-1": ["master"], "rural-2": ["master"],
                 "rural-3": ["master"], "observer": ["master", "rural-1", "rural-2", "rural-3"]}
@@ -48,6 +48,14 @@ def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, clas
                    for who in expected[name])
 
     wait_until(everyone_receiving, 40, message="every classroom receiving")
+
+    def every_stream_full_quality() -> bool:
+        # five terminals starting at once can stall the CPU for a few seconds, which the downlink
+        # estimate reads as a long round trip and answers with the low tier (a known defect, see the
+        # README's weak-link notes); on a clean link it must come back to full quality by itself
+        return all(procs[name].remote(who).get("tier", "full") != "low" for name in expected for who in expected[name])
+
+    wait_until(every_stream_full_quality, 30, message="every stream back at full quality")
     cpu0 = server.cpu_seconds()
     t0 = time.monotonic()
     time.sleep(8)  # fps is measured over the last 3 s of this window

@@ -104,7 +104,8 @@ class FuzzClient:
                 reply = await self.sio.call("join", payload, timeout=REPLY_TIMEOUT_S)
                 if not _rate_limited(reply):
                     break
-                await self._wait_for_rate()
+                await self._wait_for_rate()  # the server closes a refused socket: join again on a new one
+                self.sio = await self._connect()
             if not isinstance(reply, dict) or not reply.get("ok"):
                 raise FuzzFailure(f"the fuzzer's own join was refused: {reply!r}")
             self.joined = reply
