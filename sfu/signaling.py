@@ -339,7 +339,14 @@ class Signaling:
         session = Session(sid=sid, lesson_id=lesson.id, participant=participant)
         self.sessions[sid] = session
         await self._open_attendance(session)
-        await self.sio.enter_room(sid, f"lesson:{lesson.id}")
+        # the socket may have closed while the join awaited the database (a page that navigates
+        # away): its disconnect came before it was a session, so undo the join here, quietly
+        try:
+            await self.sio.enter_room(sid, f"lesson:{lesson.id}")
+        except KeyError:  # python-socketio: the sid is no longer connected
+            logger.info("join from %s: the socket closed while joining", sid)
+            await self._drop(sid, "disconnected while joining")
+            return {"ok": False, "error": {"code": "not_connected", "message": "join: the socket closed"}}
         return {
             "ok": True,
             "you": {"classroom": classroom, "name": participant.name, "role": str(role)},
