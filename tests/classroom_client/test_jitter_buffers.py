@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from aiortc.jitterbuffer import JitterFrame
@@ -76,6 +77,28 @@ def test_video_renacks_a_missing_packet_and_a_late_repair_is_used() -> None:
     v.buffer.add(lost[1])  # the retransmission
     assert [f.timestamp for f in v.frames] == [0, 3000, 6000]
     assert v.plis == 0 and v.buffer.gave_up == 0
+
+
+def test_video_asks_again_one_round_trip_after_a_repair_that_did_not_come() -> None:
+    """150 ms RTT: a packet whose first repair was lost is asked for again within ~0.2 s, and
+    twice more (after aiortc's own first NACK) before the 0.6 s deadline: one lost repair costs
+    one round trip, not a freeze."""
+    v = Video()
+    v.buffer.rtt_s = 0.15
+    v.feed(frame_packets(0, 0, 3, key=True))
+    v.feed(frame_packets(3, 3000, 3, key=False), skip={4})
+    v.feed(frame_packets(6, 6000, 3, key=False))
+    first_missing = v.clock.t - 0.02
+    asked_at = []
+    while v.clock.t - first_missing < 0.5:
+        v.clock.t += 0.05
+        before = len(v.nacks)
+        v.buffer.tick()
+        if len(v.nacks) > before:
+            asked_at.append(v.clock.t - first_missing)
+    assert asked_at and asked_at[0] <= 0.25, asked_at
+    assert len(asked_at) >= 2 and all(b - a >= 0.15 for a, b in itertools.pairwise(asked_at)), asked_at
+    assert v.buffer.gave_up == 0
 
 
 def test_video_gives_up_after_the_deadline_and_resumes_at_a_keyframe() -> None:
