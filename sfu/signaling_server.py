@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 _ADDRESS = "twinclass.client_address"  # aiohttp request keys
 _BODY = "twinclass.body"
+CLOSE_WAIT_S = 2.0  # how long closing a socket may wait for engine.io to flush what it still holds
 _RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "message", "*"})
 _EIO_TYPES = frozenset("0123456")
 
@@ -75,7 +76,13 @@ def engineio_text_problem(text: str) -> str | None:
         return "an empty engine.io packet"
     if text[0] not in _EIO_TYPES:
         return "not an engine.io packet (binary or unknown type)" if text[0] == "b" else "not an engine.io packet"
-    return None
+    # engine.io json-decodes any payload whose first character is not a digit, before socket.io sees
+    # it: a deeply nested one raised RecursionError out of the websocket handler (a 500 and a
+    # traceback; found by bench/fuzz.py). A socket.io packet starts with its type digit; the other
+    # engine.io packets this protocol uses carry nothing or "probe".
+    if text[0] == "4":
+        return None if len(text) > 1 and text[1].isdigit() else "an engine.io message that is not a socket.io packet"
+    return None if text[1:] in ("", "probe") else "an engine.io control packet with a payload"
 
 
 def polling_body_problem(body: bytes) -> str | None:
@@ -205,6 +212,19 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     def _engineio_server_class(self) -> type:
         return _EngineServer
 
+    def socket_report(self) -> list[dict[str, Any]]:
+        """Each open engine.io socket as the admission sees it (for /api/debug/counts)."""
+        now = time.monotonic()
+        out = []
+        for eio_sid, s in list(self.eio.sockets.items()):
+            sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+            opened = self._opened.get(eio_sid)
+            out.append({"age_s": None if opened is None else round(now - opened, 1), "tracked": opened is not None,
+                        "namespace": sid is not None, "joined": sid is not None and self.admission.holds(sid),
+                        "closing": eio_sid in self._closing, "closed": bool(getattr(s, "closed", False)),
+                        "upgraded": bool(getattr(s, "upgraded", False)), "websocket": eio_sid in self.websockets})
+        return out
+
     # -- before engine.io ------------------------------------------------------------------------
 
     async def screen(self, request: web.Request) -> web.Response | None:
@@ -294,7 +314,10 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
                 except Exception:  # already gone
                     logger.debug("closing %s", sid, exc_info=True)
             if eio_sid in self.eio.sockets:
-                await self.eio.disconnect(eio_sid)
+                try:  # engine.io waits for the socket's send queue to drain: a dead writer never drains it
+                    await asyncio.wait_for(self.eio.disconnect(eio_sid), CLOSE_WAIT_S)
+                except TimeoutError:
+                    self.eio.sockets.pop(eio_sid, None)
             ws = self.websockets.get(eio_sid)
             if ws is not None:
                 await ws.abort()
