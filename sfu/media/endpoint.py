@@ -25,7 +25,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, enable_opus_inband_fec
+from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, close_peer_connection, enable_opus_inband_fec
 from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
 
@@ -91,6 +91,10 @@ def check_description(sdp: str, what: str) -> None:
     mids = [m.rtp.muxId for m in parsed.media if m.rtp.muxId]
     if len(mids) != len(set(mids)):  # aiortc takes it, then fails to answer (RFC 8843: mids are unique)
         raise SdpError(f"{what}: the same a=mid on two m-sections")
+    for group in parsed.group:  # aiortc bundles onto the first mid's transport: a missing one leaves none
+        unknown = [str(item) for item in group.items if str(item) not in mids]
+        if group.semantic == "BUNDLE" and unknown:
+            raise SdpError(f"{what}: a=group:BUNDLE names mid {unknown[0][:64]!r}, which no m-section has")
     for media in parsed.media:
         if media.kind in ("audio", "video") and (media.ice is None or not media.ice.usernameFragment
                                                  or media.dtls is None or not media.dtls.fingerprints):
@@ -131,7 +135,7 @@ class _Endpoint:
         if self.closed:
             return
         self.closed = True
-        await self.pc.close()
+        await close_peer_connection(self.pc)
 
 
 class PublisherEndpoint(_Endpoint):

@@ -14,11 +14,15 @@ from hypothesis import strategies as st
 def test_mutated_offers_and_answers_are_answered_or_refused_cleanly(rig: Rig) -> None:
     target = SdpTarget(rig.server, rig.loop)
     started, baseline = rig.begin()
+    audio_line = next(i for i, line in enumerate(target.offer.split("\r\n")) if line.startswith("m=audio"))
 
     @seed(SEED)
     @fuzz_settings(15)
     @given(sdp_cases())
     @example(SdpCase((Mutation("dup_media", 1),)))
+    # the audio m= line gone: its attributes fall under the video section, whose mid then is the audio's,
+    # and the BUNDLE group's first mid names no section (aiortc bundled onto no transport and hung the reply)
+    @example(SdpCase((Mutation("drop", audio_line),)))
     @example(SdpCase((Mutation("value", 0, 1, "18446744073709551616"),)))  # a=rtpmap payload type
     def offers(case: SdpCase) -> None:
         target.check_offer(case)

@@ -39,6 +39,7 @@ from sfu.media.aiortc_adapter.core import (  # noqa: E402
     RembPolicy,
     RtcpObserver,
     _original_get_host_addresses,
+    close_peer_connection,
     decoders_created,
     make_decoder,
     use_host_addresses,
@@ -63,7 +64,8 @@ from sfu.media.aiortc_adapter.terminal import (  # noqa: E402
 
 __all__ = [
     "AIORTC_VERSION", "RTP_HISTORY_SIZE", "EncodedFrameHandler", "PacketHandler", "ReceiverTap", "RembPolicy",
-    "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames", "decoders_created",
+    "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
+    "close_peer_connection", "decoders_created",
     "enable_opus_inband_fec", "install_jitter_buffer", "make_decoder", "packets_received", "receiver_codecs",
     "restart_video_reassembly", "send_nack", "send_pli", "use_decoder", "use_encoder", "use_host_addresses",
     "wrap_ice_datagrams",

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCDtlsTransport
+from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -180,3 +180,36 @@ def _datagram_received(self: aioice.ice.StunProtocol, data: bytes | str, addr: t
 
 
 aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign]
+
+
+# -- closing a peer connection whose remote description failed half-way ----------------------
+#
+# An offer whose m-lines aiortc could only partly apply (e.g. the audio `m=` line dropped, its
+# attributes left under the video section) leaves a transceiver with no transport, and aiortc's
+# own `close()` then fails on `transceiver.receiver.transport.stop()`: the refusal of that offer
+# raised, the session got no answer and the connection's other transports kept running (found by
+# bench/fuzz.py). What aiortc's close leaves undone is finished here, transport by transport.
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """`pc.close()`, finished by hand where aiortc stops on a transceiver that has no transport."""
+    try:
+        await pc.close()
+        return
+    except AttributeError:
+        logger.debug("aiortc could not close a peer connection cleanly; closing its transports", exc_info=True)
+    for transceiver in pc.getTransceivers():
+        for part in (transceiver.receiver, transceiver.sender):
+            dtls = getattr(part, "transport", None)
+            for transport in (dtls, getattr(dtls, "transport", None)):
+                if transport is not None:
+                    try:
+                        await transport.stop()
+                    except Exception:  # already stopped, or never started
+                        logger.debug("stopping %r", transport, exc_info=True)
+    p: Any = pc
+    for update in ("__updateIceGatheringState", "__updateIceConnectionState", "__updateConnectionState"):
+        getattr(p, f"_RTCPeerConnection{update}")()
+    pc.remove_all_listeners()
+    closed = p._RTCPeerConnection__isClosed
+    if isinstance(closed, asyncio.Future) and not closed.done():
+        closed.set_result(True)
