@@ -5,7 +5,9 @@
   an `error` event (and, for a join, the ack) `{"code": "limit_<name>", "message": ...}` and its
   socket is closed; nothing else is affected.
 - `TrustedProxies`: the client's address is the socket's peer address; behind a reverse proxy
-  listed with `--trusted-proxy`, the `X-Forwarded-For` entry that proxy appended.
+  listed with `--trusted-proxy` (IPv4 or IPv6 CIDRs), the `X-Forwarded-For` entry that proxy
+  appended. Addresses are compared in one form (`sfu.addresses.canonical_address`): an IPv6 hop
+  with brackets and a port, an IPv4-mapped IPv6 address and the plain address are one client.
 - `OriginPolicy`: a browser's socket.io request must come from the server's own origin (its public
   URL, or the Host the request came to) or one configured with `--allowed-origin`; a request
   without an `Origin` header (the headless terminal, other non-browser clients) is not a browser's
@@ -23,6 +25,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from sfu.addresses import canonical_address
 
 
 @dataclass(frozen=True)
@@ -89,24 +93,24 @@ class TrustedProxies:
 
     def trusts(self, address: str) -> bool:
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(canonical_address(address))
         except ValueError:
             return False
-        return any(ip in net for net in self.networks)
+        return any(ip.version == net.version and ip in net for net in self.networks)
 
     @staticmethod
     def peer(environ: dict[str, Any]) -> str:
         """The socket's peer address (engine.io's WSGI environ says 127.0.0.1 under aiohttp, always)."""
         request = environ.get("aiohttp.request")
         remote = getattr(request, "remote", None)
-        return str(remote or environ.get("REMOTE_ADDR") or "?")
+        return canonical_address(str(remote or environ.get("REMOTE_ADDR") or "?"))
 
     def client_address(self, environ: dict[str, Any]) -> str:
         """The peer, or behind trusted proxies the last address in X-Forwarded-For they did not add."""
         address = self.peer(environ)
         if not self.trusts(address):
             return address
-        hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
+        hops = [canonical_address(h) for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
         for hop in reversed(hops):
             address = hop
             if not self.trusts(hop):

@@ -18,7 +18,9 @@ from twinclass.storage import add_store_options, database_url, token_secret
 
 def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the lesson server (creates a demo lesson on first start)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", action="append", dest="hosts", default=None,
+                       help="address to listen on, IPv4 or IPv6 (repeatable, or a comma list; '::' = every "
+                            "address of both families, '0.0.0.0' = every IPv4 one; default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", type=Path, default=Path("./var"))
     add_store_options(serve)
@@ -94,7 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from twinclass.server import ServerConfig, serve
 
     config = ServerConfig(
-        host=args.host,
+        hosts=_hosts(args.hosts),
         port=args.port,
         data_dir=args.data_dir,
         database_url=args.database_url,
@@ -113,6 +115,15 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve(config))
     return 0
+
+
+def _hosts(values: list[str] | None) -> tuple[str, ...]:
+    from sfu.addresses import parse_hosts
+
+    try:
+        return tuple(parse_hosts(values or ["127.0.0.1"]))
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: --{exc}") from exc
 
 
 def _frame_ancestors(value: str) -> tuple[str, ...]:
