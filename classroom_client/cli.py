@@ -15,14 +15,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfu.credential_options import add_credential_options
+
 if TYPE_CHECKING:
     from classroom_client.link import LinkSpec
+
+TOKEN_ENV = "TWINCLASS_TOKEN"
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("classroom", help="join a lesson as a headless classroom terminal")
     p.add_argument("--server", required=True, help="lesson server URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--token", required=True, help="join token (the token= part of a join link)")
+    add_credential_options(p, "token", TOKEN_ENV, "join token (the token= part of a join link)")
     p.add_argument("--video", default="testsrc", help="testsrc | PATH | /dev/videoN | none")
     p.add_argument("--audio", default="tone", help="tone | tone:HZ | file (from --video PATH) | PATH | none")
     p.add_argument("--size", default="640x360", help="test pattern / camera size WxH")
@@ -48,7 +52,7 @@ def add_commands(sub: Any) -> None:
                    help="short for --link loss=PCT%% (both ways, every datagram; overrides loss= of --link)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument("--log-format", default="text", choices=["text", "json"], help="text, or one JSON object a line")
-    p.set_defaults(func=run_classroom)
+    p.set_defaults(func=run_classroom, parser=p)
 
 
 def _percent(value: str) -> float:
@@ -72,6 +76,8 @@ def run_classroom(args: argparse.Namespace) -> int:
     from classroom_client.session import ClassroomClient, ClientConfig
     from classroom_client.sources import SourceSpec
 
+    if not args.token:
+        args.parser.error(f"a join token is required: --token-file PATH, ${TOKEN_ENV} or --token")
     width, height = (int(x) for x in args.size.lower().split("x"))
     link: LinkSpec | None = args.link
     if args.impair_loss is not None:

@@ -203,7 +203,8 @@ async def serve(config: ServerConfig) -> None:
         print(f"Demo lesson '{lesson.title}' — join links:", flush=True)
         for who, _token, link in join_links(services, lesson):
             print(f"  {who:16s} {link}", flush=True)
-        print("Headless classroom:  twinclass classroom --server URL --token TOKEN  (TOKEN from a link above)")
+        print("Headless classroom:  twinclass classroom --server URL --token-file FILE  (FILE holds the token= "
+              "part of a link above)", flush=True)
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
     await stop.wait()
     print("shutting down", flush=True)

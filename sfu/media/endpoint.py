@@ -25,7 +25,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, enable_opus_inband_fec
+from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, enable_opus_inband_fec, selected_candidate_pair
 from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
 
@@ -126,6 +126,10 @@ class _Endpoint:
 
     async def add_ice_candidate(self, candidate: dict[str, Any]) -> None:
         await add_remote_candidate(self.pc, candidate)
+
+    def candidate_pair(self) -> dict[str, Any] | None:
+        """The ICE pair in use ({"local": {address, port, type}, "remote": {...}}), None before one is chosen."""
+        return None if self.closed else selected_candidate_pair(self.pc)
 
     async def close(self) -> None:
         if self.closed:
