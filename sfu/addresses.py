@@ -11,6 +11,9 @@ host addresses ICE offers on loopback, and a client address in one canonical for
   other host: every interface, IPv6 included.
 - `canonical_address`: an address as a peer or an `X-Forwarded-For` hop writes it (`[2001:db8::1]:443`,
   `::ffff:10.0.0.1`, `10.0.0.1:5678`) in one form, so limits and trusted-proxy checks see one client.
+- `limit_key`: what the per-address limits count. An IPv6 host picks any of the 2^64 addresses of
+  its network at will (privacy addresses), so an IPv6 client counts by its /64, as one school's LAN
+  behind one IPv4 NAT address already does; loopback and link-local addresses count one by one.
 """
 
 from __future__ import annotations
@@ -97,6 +100,17 @@ def canonical_address(text: str) -> str:
         return text
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def limit_key(address: str) -> str:
+    """The address (canonical), or for an IPv6 one beyond this link its /64 (`2001:db8:1:2::/64`)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_loopback or ip.is_link_local):
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip)
 
 

@@ -8,6 +8,7 @@
   listed with `--trusted-proxy` (IPv4 or IPv6 CIDRs), the `X-Forwarded-For` entry that proxy
   appended. Addresses are compared in one form (`sfu.addresses.canonical_address`): an IPv6 hop
   with brackets and a port, an IPv4-mapped IPv6 address and the plain address are one client.
+  The per-address limits count an IPv6 client by its /64 (`sfu.addresses.limit_key`).
 - `OriginPolicy`: a browser's socket.io request must come from the server's own origin (its public
   URL, or the Host the request came to) or one configured with `--allowed-origin`; a request
   without an `Origin` header (the headless terminal, other non-browser clients) is not a browser's
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sfu.addresses import canonical_address
+from sfu.addresses import canonical_address, limit_key
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ class Admission:
     # -- connections ---------------------------------------------------------------------------
 
     def address_full(self, address: str) -> LimitError | None:
-        if self._per_address[address] >= self.limits.sockets_per_address:
-            return LimitError("limit_address", f"too many connections from {address} "
+        key = limit_key(address)  # an IPv6 client counts by its /64
+        if self._per_address[key] >= self.limits.sockets_per_address:
+            return LimitError("limit_address", f"too many connections from {key} "
                                                f"(at most {self.limits.sockets_per_address})")
         return None
 
@@ -205,18 +207,19 @@ class Admission:
         refused = self.address_full(address)
         if refused is None:
             self._socket_address[eio_sid] = address
-            self._per_address[address] += 1
+            self._per_address[limit_key(address)] += 1
         return refused
 
     def close_socket(self, eio_sid: str) -> None:
         address = self._socket_address.pop(eio_sid, None)
         if address is not None:
-            self._per_address[address] -= 1
-            if self._per_address[address] <= 0:
-                del self._per_address[address]
+            key = limit_key(address)
+            self._per_address[key] -= 1
+            if self._per_address[key] <= 0:
+                del self._per_address[key]
 
     def sockets_from(self, address: str) -> int:
-        return self._per_address[address]
+        return self._per_address[limit_key(address)]
 
     def address_of_socket(self, eio_sid: str) -> str:
         return self._socket_address.get(eio_sid, "?")
@@ -232,7 +235,7 @@ class Admission:
     def admit_join(self, sid: str, identity: Hashable) -> None:
         """A join with a valid token: raise LimitError, or hold a place for `identity` until `left`."""
         now = time.monotonic()
-        address = self.address_of(sid)
+        address = limit_key(self.address_of(sid))
         bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) > 4096:  # forget addresses whose bucket has refilled

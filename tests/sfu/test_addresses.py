@@ -1,5 +1,6 @@
 """IPv6 beside IPv4 (sfu.addresses and its users): `--host` lists, URLs with bracketed hosts, ICE on
-loopback per family, client addresses behind trusted IPv6 proxies, Origins of [::1] pages."""
+loopback per family, client addresses behind trusted IPv6 proxies, per-address limits by /64, Origins of
+[::1] pages."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 from sfu.addresses import (
     bind_hosts,
     canonical_address,
+    limit_key,
     loopback_ice_addresses,
     parse_hosts,
     public_host,
     url_host,
 )
-from sfu.admission import OriginPolicy, TrustedProxies
+from sfu.admission import Admission, LimitError, Limits, OriginPolicy, TrustedProxies
 from twinclass.server import ServerConfig
 
 
@@ -94,3 +96,25 @@ def test_pages_served_over_ipv6_may_open_socketio() -> None:
         assert not policy.allows(foreign, own), foreign
     with pytest.raises(ValueError, match="allowed origin"):
         OriginPolicy("http://[::1]:8080", ["http://::1:8080"])
+
+
+def test_limits_count_an_ipv6_client_by_its_64() -> None:
+    assert limit_key("2001:db8:1:2::7") == "2001:db8:1:2::/64" and limit_key("::1") == "::1"
+    assert limit_key("fe80::1") == "fe80::1" and limit_key("192.0.2.7") == "192.0.2.7"
+    admission = Admission(Limits(sockets_per_address=2, join_burst=1, joins_per_second=0.001))
+    assert admission.open_socket("e1", "2001:db8:1:2::1") is None
+    assert admission.open_socket("e2", "2001:db8:1:2:aaaa::9") is None  # a privacy address of the same host
+    refused = admission.open_socket("e3", "2001:db8:1:2::3")
+    assert refused is not None and refused.code == "limit_address" and "2001:db8:1:2::/64" in str(refused)
+    assert admission.open_socket("e4", "2001:db8:1:3::1") is None  # the next network is another client
+    assert admission.open_socket("e5", "::1") is None and admission.open_socket("e6", "127.0.0.1") is None
+    admission.close_socket("e1")
+    assert admission.sockets_from("2001:db8:1:2::ffff") == 1
+    assert admission.open_socket("e3", "2001:db8:1:2::3") is None
+    # one join bucket per /64 as well: a second address of the network does not get a fresh burst
+    admission.connected("a", environ("2001:db8:1:2::1"))
+    admission.connected("b", environ("2001:db8:1:2::2"))
+    admission.admit_join("a", "token-a")
+    with pytest.raises(LimitError) as too_fast:
+        admission.admit_join("b", "token-b")
+    assert too_fast.value.code == "limit_join_rate"
