@@ -8,7 +8,8 @@ Added on `on_response_prepare`, so pages, static files, API JSON and error answe
 - ``Content-Security-Policy``: everything from this origin only; no inline script; inline styles
   only by hash (the printable timetable pages); images and media also from ``blob:``/``data:``;
   socket.io over ``ws(s)://`` to this host (named, unless it is an IPv6 literal: 'self' covers
-  it); ``frame-ancestors 'none'`` unless a deployment lets a portal embed the pages (`HeaderPolicy.frame_ancestors`, ``serve --frame-ancestors``);
+  it); ``frame-ancestors 'none'`` unless a deployment lets a portal embed the pages
+  (`HeaderPolicy.frame_ancestors`, ``serve --frame-ancestors``);
 - ``X-Frame-Options: DENY`` (older browsers) while no frame ancestor is allowed;
 - ``Strict-Transport-Security`` only when the public URL is https (behind a TLS proxy).
 """
