@@ -95,7 +95,8 @@ def build(config: ServerConfig) -> Services:
     engine = make_engine(database_url(config.data_dir, config.database_url))
     secure_database_files(config.data_dir, config.database_url, warn=False)  # a new one
     store = LessonStore(engine)
-    attendance = AttendanceLog(engine)
+    # a node of a cluster closes only its own attendance rows (another node's classrooms are still there)
+    attendance = AttendanceLog(engine, node=config.public_url, shared=bool(config.redis_url))
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
     secret = token_secret(config.data_dir, config.secret)
     log_redaction.install([secret])
