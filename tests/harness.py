@@ -50,6 +50,16 @@ class StopsOnExit:
         self.stop()
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (the IPv6 tests skip, saying so, where it cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))

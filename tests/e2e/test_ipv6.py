@@ -1,6 +1,6 @@
 """IPv6 (issue 11, item 4): `serve --host ::1` and a lesson over `http://[::1]:PORT` with real media both
 ways on IPv6 ICE candidates; `--host` lists and `::` answer on both families. Also the terminal's
-token kept out of `ps` (item 5): `--token-file` and `$TWINCLASS_TOKEN` join like `--token`."""
+token kept out of `ps` (a hardening leftover): `--token-file` and `$TWINCLASS_TOKEN` join like `--token`."""
 
 from __future__ import annotations
 
@@ -9,19 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import ClassroomLauncher, free_port, mint_token, start_server, wait_until
+from harness import ClassroomLauncher, free_port, has_ipv6_loopback, mint_token, start_server, wait_until
 
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+pytestmark = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 
 
 def _healthz(url: str) -> int:

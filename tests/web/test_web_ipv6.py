@@ -3,25 +3,14 @@ its Origin and CSP included), sees and hears a Python master, and is seen by it,
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ClassroomLauncher, ServerProcess, mint_token, start_server, wait_for
+from harness import ClassroomLauncher, ServerProcess, has_ipv6_loopback, mint_token, start_server, wait_for
 from lesson_page import LessonPages, start_classroom
 
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+pytestmark = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 
 
 @pytest.fixture
