@@ -36,7 +36,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--stats-json", type=Path, default=None, help="write receive statistics here every second")
     p.add_argument("--raise-hand-at", type=float, default=None, help="raise the hand S seconds after start")
     p.add_argument("--no-receive", action="store_true", help="publish only")
-    p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
+    p.add_argument("--ice-server", action="append", dest="ice_servers", default=[], type=_ice_server,
+                   help="STUN/TURN URL (repeatable), e.g. stun:stun.example.cn:3478")
     p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
     p.add_argument("--link", type=_link_spec, default=None, metavar="SPEC",
                    help="impair our line both ways in user space, e.g. loss=3%%,delay=75ms,jitter=15ms,rate=1mbit. "
@@ -60,6 +61,15 @@ def _percent(value: str) -> float:
     if not 0.0 <= pct <= 100.0:
         raise argparse.ArgumentTypeError(f"{value}: a percentage from 0 to 100")
     return pct
+
+
+def _ice_server(value: str) -> str:
+    from sfu.addresses import check_ice_server
+
+    try:
+        return check_ice_server(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _link_spec(value: str) -> LinkSpec:

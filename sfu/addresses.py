@@ -14,6 +14,10 @@ host addresses ICE offers on loopback, and a client address in one canonical for
 - `limit_key`: what the per-address limits count. An IPv6 host picks any of the 2^64 addresses of
   its network at will (privacy addresses), so an IPv6 client counts by its /64, as one school's LAN
   behind one IPv4 NAT address already does; loopback and link-local addresses count one by one.
+- `check_ice_server`, `aiortc_usable_ice_servers`: `--ice-server` URLs (`stun:HOST[:PORT]`,
+  `turn:[2001:db8::1]:3478?transport=udp`). Browsers take IPv6 literals; aiortc 1.16 cannot parse
+  them (every peer connection would fail) and aioice gathers server-reflexive candidates over IPv4
+  only, so our own peers leave them out.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Iterable, Sequence
 
 WILDCARDS = ("0.0.0.0", "::")
 _NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
+_ICE_URL_RE = re.compile(r"(?:stuns?|turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::[0-9]{1,5})?"
+                         r"(?:\?transport=(?:udp|tcp))?")
 _HOST_PORT_RE = re.compile(r"\[([0-9A-Fa-f:.%]+)\](?::[0-9]{1,5})?|([0-9.]+):[0-9]{1,5}")
 
 
@@ -112,6 +118,20 @@ def limit_key(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_loopback or ip.is_link_local):
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def check_ice_server(url: str) -> str:
+    """A STUN/TURN URL as `--ice-server` takes it, else ValueError naming it."""
+    match = _ICE_URL_RE.fullmatch(url.strip())
+    if match is None or (match.group(1).startswith("[") and not _is_address(match.group(1)[1:-1])):
+        raise ValueError(f"ice-server: {url!r} is not stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp|tcp] "
+                         "(an IPv6 host in brackets)")
+    return url.strip()
+
+
+def aiortc_usable_ice_servers(urls: Iterable[str]) -> list[str]:
+    """The URLs our own (aiortc) peer connections can use: those without an IPv6 literal host."""
+    return [u for u in urls if not (m := _ICE_URL_RE.fullmatch(u)) or not m.group(1).startswith("[")]
 
 
 def _is_address(host: str) -> bool:

@@ -102,7 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         secret=args.secret,
         ice_addresses=args.ice_addresses,
-        ice_servers=args.ice_servers,
+        ice_servers=_ice_servers(args.ice_servers),
         video_codecs=tuple(c.strip().upper() for c in args.video_codecs.split(",") if c.strip()),
         redis_url=args.redis_url,
         node_url=args.node_url,
@@ -115,6 +115,15 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve(config))
     return 0
+
+
+def _ice_servers(values: list[str]) -> list[str]:
+    from sfu.addresses import check_ice_server
+
+    try:
+        return [check_ice_server(v) for v in values]
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: --{exc}") from exc
 
 
 def _hosts(values: list[str] | None) -> tuple[str, ...]:

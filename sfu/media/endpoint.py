@@ -25,6 +25,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from sfu.addresses import aiortc_usable_ice_servers
 from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, enable_opus_inband_fec, selected_candidate_pair
 from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
@@ -48,9 +49,12 @@ def rtc_configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
     - aiortc adds a public STUN server unless the list is given explicitly (even empty).
     - max-bundle: with aiortc's default ("balanced"), an answerer with two m-lines of the same
       kind leaves the second on a transport it then discards, so that track never flows.
+    - STUN/TURN URLs with an IPv6 literal are for browsers only: aiortc cannot parse them (the
+      connection would not even be created) and aioice could not use them (sfu.addresses).
     """
     return RTCConfiguration(
-        iceServers=[RTCIceServer(urls=u) for u in ice_servers], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        iceServers=[RTCIceServer(urls=u) for u in aiortc_usable_ice_servers(ice_servers)],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 

@@ -1,17 +1,22 @@
 """IPv6 beside IPv4 (sfu.addresses and its users): `--host` lists, URLs with bracketed hosts, ICE on
 loopback per family, client addresses behind trusted IPv6 proxies, per-address limits by /64, Origins of
-[::1] pages."""
+[::1] pages, STUN/TURN URLs with IPv6 hosts."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from sfu.addresses import (
+    aiortc_usable_ice_servers,
     bind_hosts,
     canonical_address,
+    check_ice_server,
     limit_key,
     loopback_ice_addresses,
     parse_hosts,
@@ -19,6 +24,9 @@ from sfu.addresses import (
     url_host,
 )
 from sfu.admission import Admission, LimitError, Limits, OriginPolicy, TrustedProxies
+from sfu.media.aiortc_adapter import selected_candidate_pair, use_host_addresses
+from sfu.media.endpoint import rtc_configuration
+from twinclass.cli import main
 from twinclass.server import ServerConfig
 
 
@@ -118,3 +126,39 @@ def test_limits_count_an_ipv6_client_by_its_64() -> None:
     with pytest.raises(LimitError) as too_fast:
         admission.admit_join("b", "token-b")
     assert too_fast.value.code == "limit_join_rate"
+
+
+def test_ice_server_urls_with_ipv6_hosts_are_for_browsers_only(tmp_path: Path) -> None:
+    for good in ("stun:stun.example.cn", "stun:192.0.2.1:3478", "turn:[2001:db8::1]:3478?transport=udp",
+                 "stuns:[::1]"):
+        assert check_ice_server(good) == good
+    for bad in ("stun:[::1", "stun:[zz::1]:3478", "http://stun.example.cn", "stun:", "turn:host:3478?transport=x"):
+        with pytest.raises(ValueError, match="ice-server"):
+            check_ice_server(bad)
+    assert aiortc_usable_ice_servers(["stun:[2001:db8::1]:3478", "stun:192.0.2.1:3478"]) == ["stun:192.0.2.1:3478"]
+    with pytest.raises(SystemExit, match="--ice-server: 'stun:\\[::1' is not"):
+        main(["serve", "--data-dir", str(tmp_path), "--ice-server", "stun:[::1"])
+
+
+async def test_our_peers_still_connect_with_an_ipv6_stun_server_configured() -> None:
+    """aiortc 1.16 raised "malformed uri" creating any connection with `stun:[…]` (every join failed)."""
+    use_host_addresses(["::1"])
+    try:
+        config = rtc_configuration(["stun:[::1]:3478"])
+        offerer, answerer = RTCPeerConnection(config), RTCPeerConnection(config)
+        offerer.createDataChannel("check")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await offerer.setRemoteDescription(answerer.localDescription)
+        for _ in range(100):
+            if offerer.connectionState == "connected" and answerer.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert offerer.connectionState == "connected"
+        pair = selected_candidate_pair(offerer)
+        assert pair is not None and pair["local"]["address"] == "::1" and pair["remote"]["address"] == "::1"
+        await offerer.close()
+        await answerer.close()
+    finally:
+        use_host_addresses(None)
