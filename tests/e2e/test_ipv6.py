@@ -34,8 +34,9 @@ def test_a_lesson_over_ipv6_loopback_with_media_both_ways(tmp_path: Path) -> Non
         assert f"http://[::1]:{server.port}/lesson/demo?token=" in server.log.read_text()  # the printed links
         tokens = {c: mint_token(server, role=role, classroom=c) for c, role in (("master", "master"),
                                                                                   ("rural-1", "rural"))}
-        master = classrooms.start("master", "master", "--duration", "10", token_via="file", token=tokens["master"])
-        rural = classrooms.start("rural-1", "rural", "--duration", "10", token_via="env", token=tokens["rural-1"])
+        # (--duration is a backstop: leaving the block stops them, however slowly a loaded machine starts them)
+        master = classrooms.start("master", "master", "--duration", "40", token_via="file", token=tokens["master"])
+        rural = classrooms.start("rural-1", "rural", "--duration", "40", token_via="env", token=tokens["rural-1"])
         wait_until(lambda: master.remote("rural-1").get("frames_verified", 0) > 45
                    and rural.remote("master").get("frames_verified", 0) > 45, 20, message="frames both ways")
         m, r = master.remote("rural-1"), rural.remote("master")
@@ -60,6 +61,7 @@ def test_a_lesson_over_ipv6_loopback_with_media_both_ways(tmp_path: Path) -> Non
                 assert pair["remote"]["address"] == "::1", (classroom, direction, pair)
         # the token never was on the terminals' command lines (what `ps` shows every local user)
         for terminal, classroom in ((master, "master"), (rural, "rural-1")):
+            assert terminal.proc.poll() is None, f"{classroom} left early"
             cmdline = Path(f"/proc/{terminal.proc.pid}/cmdline").read_bytes()
             assert b"\0--token\0" not in cmdline and tokens[classroom].encode() not in cmdline
             assert terminal.stats()["classroom"] == classroom
