@@ -15,14 +15,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfu.credential_options import add_credential_options
+
 if TYPE_CHECKING:
     from classroom_client.link import LinkSpec
+
+TOKEN_ENV = "TWINCLASS_TOKEN"
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("classroom", help="join a lesson as a headless classroom terminal")
     p.add_argument("--server", required=True, help="lesson server URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--token", required=True, help="join token (the token= part of a join link)")
+    add_credential_options(p, "token", TOKEN_ENV, "join token (the token= part of a join link)")
     p.add_argument("--video", default="testsrc", help="testsrc | PATH | /dev/videoN | none")
     p.add_argument("--audio", default="tone", help="tone | tone:HZ | file (from --video PATH) | PATH | none")
     p.add_argument("--size", default="640x360", help="test pattern / camera size WxH")
@@ -32,7 +36,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--stats-json", type=Path, default=None, help="write receive statistics here every second")
     p.add_argument("--raise-hand-at", type=float, default=None, help="raise the hand S seconds after start")
     p.add_argument("--no-receive", action="store_true", help="publish only")
-    p.add_argument("--ice-server", action="append", dest="ice_servers", default=[])
+    p.add_argument("--ice-server", action="append", dest="ice_servers", default=[], type=_ice_server,
+                   help="STUN/TURN URL (repeatable), e.g. stun:stun.example.cn:3478")
     p.add_argument("--ice-address", action="append", dest="ice_addresses", default=None)
     p.add_argument("--link", type=_link_spec, default=None, metavar="SPEC",
                    help="impair our line both ways in user space, e.g. loss=3%%,delay=75ms,jitter=15ms,rate=1mbit. "
@@ -48,7 +53,7 @@ def add_commands(sub: Any) -> None:
                    help="short for --link loss=PCT%% (both ways, every datagram; overrides loss= of --link)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument("--log-format", default="text", choices=["text", "json"], help="text, or one JSON object a line")
-    p.set_defaults(func=run_classroom)
+    p.set_defaults(func=run_classroom, parser=p)
 
 
 def _percent(value: str) -> float:
@@ -56,6 +61,15 @@ def _percent(value: str) -> float:
     if not 0.0 <= pct <= 100.0:
         raise argparse.ArgumentTypeError(f"{value}: a percentage from 0 to 100")
     return pct
+
+
+def _ice_server(value: str) -> str:
+    from sfu.addresses import check_ice_server
+
+    try:
+        return check_ice_server(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _link_spec(value: str) -> LinkSpec:
@@ -72,6 +86,8 @@ def run_classroom(args: argparse.Namespace) -> int:
     from classroom_client.session import ClassroomClient, ClientConfig
     from classroom_client.sources import SourceSpec
 
+    if not args.token:
+        args.parser.error(f"a join token is required: --token-file PATH, ${TOKEN_ENV} or --token")
     width, height = (int(x) for x in args.size.lower().split("x"))
     link: LinkSpec | None = args.link
     if args.impair_loss is not None:

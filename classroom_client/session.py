@@ -29,7 +29,8 @@ from classroom_client.publishing import TONES_HZ, publish
 from classroom_client.reception import Reception, SlotInfo
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
-from sfu.media.aiortc_adapter import use_decoder, use_host_addresses
+from sfu.addresses import loopback_ice_addresses
+from sfu.media.aiortc_adapter import selected_candidate_pair, use_decoder, use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 
 logger = logging.getLogger(__name__)
@@ -351,10 +352,10 @@ class ClassroomClient:
         use_decoder("audio/opus", lambda codec: OpusDecoder())
         if self.config.ice_addresses is not None:
             use_host_addresses(self.config.ice_addresses)
-        else:
-            host = urlparse(self.config.server).hostname or ""
-            if host.startswith("127.") or host == "localhost":
-                use_host_addresses(["127.0.0.1"])
+        else:  # a server on loopback (127.0.0.1 or [::1]): our candidates there, in its family
+            loopback = loopback_ice_addresses([urlparse(self.config.server).hostname or ""])
+            if loopback is not None:
+                use_host_addresses(loopback)
         await self._connect_loop()
 
     async def run(self) -> int:
@@ -432,6 +433,8 @@ class ClassroomClient:
             "redirects": self.redirects,
             "link": str(self._link.spec) if self._link else None,
             "link_stats": self._link.stats() if self._link else None,
+            "ice": {"publish": selected_candidate_pair(self._pub) if self._pub else None,
+                    "subscribe": selected_candidate_pair(self._sub) if self._sub else None},
             "floor": self.floor,
             "hands": [h.get("classroom") for h in self.hands],
             "refused": self.refused,

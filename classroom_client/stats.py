@@ -6,6 +6,8 @@
      "updated_at": <unix time>,
      "server_link": the last `link` event from the server ({downlink_kbps, loss, rtt_ms, state}) or null,
      "encoder_restarts": times our VP8 encoder was rebuilt after its first start (REMB churn),
+     "ice": {"publish"|"subscribe": the ICE candidate pair each connection uses,
+             {"local": {address, port, type}, "remote": {...}}, or null before one is chosen},
      "remotes": {"<classroom id>": {
          "tier":            "full" | "low" as the server's slot info says (null: not given),
          "video_fps":       frames decoded per second over the last 3 s,

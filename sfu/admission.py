@@ -5,7 +5,10 @@
   an `error` event (and, for a join, the ack) `{"code": "limit_<name>", "message": ...}` and its
   socket is closed; nothing else is affected.
 - `TrustedProxies`: the client's address is the socket's peer address; behind a reverse proxy
-  listed with `--trusted-proxy`, the `X-Forwarded-For` entry that proxy appended.
+  listed with `--trusted-proxy` (IPv4 or IPv6 CIDRs), the `X-Forwarded-For` entry that proxy
+  appended. Addresses are compared in one form (`sfu.addresses.canonical_address`): an IPv6 hop
+  with brackets and a port, an IPv4-mapped IPv6 address and the plain address are one client.
+  The per-address limits count an IPv6 client by its /64 (`sfu.addresses.limit_key`).
 - `OriginPolicy`: a browser's socket.io request must come from the server's own origin (its public
   URL, or the Host the request came to) or one configured with `--allowed-origin`; a request
   without an `Origin` header (the headless terminal, other non-browser clients) is not a browser's
@@ -23,6 +26,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from sfu.addresses import canonical_address, limit_key
 
 
 @dataclass(frozen=True)
@@ -89,24 +94,24 @@ class TrustedProxies:
 
     def trusts(self, address: str) -> bool:
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(canonical_address(address))
         except ValueError:
             return False
-        return any(ip in net for net in self.networks)
+        return any(ip.version == net.version and ip in net for net in self.networks)
 
     @staticmethod
     def peer(environ: dict[str, Any]) -> str:
         """The socket's peer address (engine.io's WSGI environ says 127.0.0.1 under aiohttp, always)."""
         request = environ.get("aiohttp.request")
         remote = getattr(request, "remote", None)
-        return str(remote or environ.get("REMOTE_ADDR") or "?")
+        return canonical_address(str(remote or environ.get("REMOTE_ADDR") or "?"))
 
     def client_address(self, environ: dict[str, Any]) -> str:
         """The peer, or behind trusted proxies the last address in X-Forwarded-For they did not add."""
         address = self.peer(environ)
         if not self.trusts(address):
             return address
-        hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
+        hops = [canonical_address(h) for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
         for hop in reversed(hops):
             address = hop
             if not self.trusts(hop):
@@ -191,8 +196,9 @@ class Admission:
     # -- connections ---------------------------------------------------------------------------
 
     def address_full(self, address: str) -> LimitError | None:
-        if self._per_address[address] >= self.limits.sockets_per_address:
-            return LimitError("limit_address", f"too many connections from {address} "
+        key = limit_key(address)  # an IPv6 client counts by its /64
+        if self._per_address[key] >= self.limits.sockets_per_address:
+            return LimitError("limit_address", f"too many connections from {key} "
                                                f"(at most {self.limits.sockets_per_address})")
         return None
 
@@ -201,18 +207,19 @@ class Admission:
         refused = self.address_full(address)
         if refused is None:
             self._socket_address[eio_sid] = address
-            self._per_address[address] += 1
+            self._per_address[limit_key(address)] += 1
         return refused
 
     def close_socket(self, eio_sid: str) -> None:
         address = self._socket_address.pop(eio_sid, None)
         if address is not None:
-            self._per_address[address] -= 1
-            if self._per_address[address] <= 0:
-                del self._per_address[address]
+            key = limit_key(address)
+            self._per_address[key] -= 1
+            if self._per_address[key] <= 0:
+                del self._per_address[key]
 
     def sockets_from(self, address: str) -> int:
-        return self._per_address[address]
+        return self._per_address[limit_key(address)]
 
     def address_of_socket(self, eio_sid: str) -> str:
         return self._socket_address.get(eio_sid, "?")
@@ -228,7 +235,7 @@ class Admission:
     def admit_join(self, sid: str, identity: Hashable) -> None:
         """A join with a valid token: raise LimitError, or hold a place for `identity` until `left`."""
         now = time.monotonic()
-        address = self.address_of(sid)
+        address = limit_key(self.address_of(sid))
         bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) > 4096:  # forget addresses whose bucket has refilled

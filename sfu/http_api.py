@@ -236,7 +236,11 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                         "retransmits_throttled": slot.port.retransmits_throttled if slot.port else 0,
                         **slot.stats.__dict__,
                     }
-            out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots}
+            ice = {p.classroom: {"publish": p.publisher.candidate_pair() if p.publisher else None,
+                                 "subscribe": p.subscriber.candidate_pair() if p.subscriber else None}
+                   for p in room.participants.values()}
+            out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots,
+                                         "ice": ice}
         return web.json_response(out)
 
     return [

@@ -44,7 +44,12 @@ attendance_table = sa.Table(
     sa.Column("joined_at", sa.DateTime, nullable=False),  # UTC
     sa.Column("left_at", sa.DateTime, nullable=True),  # NULL while connected (or if the server died)
     sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("node", sa.Text, nullable=True),  # the node's URL that served the session (NULL: rows from before)
 )
+
+# Columns added to a table after its first release: (table, column DDL). `make_engine` adds those
+# an existing database lacks; the rows already there keep their data (the new column is NULL).
+_ADDED_COLUMNS = [(attendance_table, "node TEXT")]
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -57,7 +62,28 @@ def make_engine(url: str) -> sa.Engine:
     and PostgreSQL; not for ``sqlite://`` in memory, where each thread would see its own database."""
     engine = sa.create_engine(url, future=True)
     metadata.create_all(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: sa.Engine) -> list[str]:
+    """Migrate an older database in place: `ALTER TABLE ... ADD COLUMN` for each column it lacks
+    (SQLite and PostgreSQL alike). Returns `table.column` of those added. Two nodes starting at once
+    may race: a column the other one added meanwhile counts as there."""
+    added = []
+    for table, ddl in _ADDED_COLUMNS:
+        column = ddl.split()[0]
+        if column in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+        except sa.exc.DBAPIError:
+            if column not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+                raise
+            continue
+        added.append(f"{table.name}.{column}")
+    return added
 
 
 class LessonStore:
@@ -185,16 +211,26 @@ def _row_to_lesson(row: sa.Row) -> Lesson:
 
 
 class AttendanceLog:
-    """Who was connected to which lesson, when: the basis of usage reports (开课率, minutes attended)."""
+    """Who was connected to which lesson, when: the basis of usage reports (开课率, minutes attended).
 
-    def __init__(self, engine: sa.Engine) -> None:
+    Each row names the `node` (its URL) that served the session. A node of a cluster (`shared`:
+    nodes share the database) closes only its own rows when it starts or stops; a single node is
+    the only writer and closes every row left open (rows from before the `node` column included).
+    """
+
+    def __init__(self, engine: sa.Engine, node: str | None = None, shared: bool = False) -> None:
         self._engine = engine
+        self.node = node
+        self.shared = shared
+        if shared and not node:
+            raise ValueError("attendance: a node sharing the database needs its own node name")
         metadata.create_all(engine)
+        add_missing_columns(engine)
 
     def opened(self, lesson_id: str, classroom: str, role: str, name: str, at: datetime) -> int:
         with self._engine.begin() as conn:
             res = conn.execute(attendance_table.insert().values(
-                lesson_id=lesson_id, classroom=classroom, role=role, name=name, joined_at=_utc(at)))
+                lesson_id=lesson_id, classroom=classroom, role=role, name=name, joined_at=_utc(at), node=self.node))
         key = res.inserted_primary_key
         assert key is not None
         return int(key[0])
@@ -206,10 +242,13 @@ class AttendanceLog:
                          .where(attendance_table.c.left_at.is_(None)).values(left_at=_utc(at), reason=reason))
 
     def close_open(self, at: datetime, reason: str) -> int:
-        """Close rows left open (server shutdown, or after a crash on the next start)."""
+        """Close this node's rows left open (server shutdown, or after a crash on the next start):
+        in a cluster only the rows this node wrote, never another live node's."""
+        q = attendance_table.update().where(attendance_table.c.left_at.is_(None))
+        if self.shared:
+            q = q.where(attendance_table.c.node == self.node)
         with self._engine.begin() as conn:
-            res = conn.execute(attendance_table.update().where(attendance_table.c.left_at.is_(None))
-                               .values(left_at=_utc(at), reason=reason))
+            res = conn.execute(q.values(left_at=_utc(at), reason=reason))
         return int(res.rowcount)
 
     def rows(self, *, lesson_id: str | None = None, since: datetime | None = None,

@@ -1,7 +1,7 @@
 """Test harness (imported as `harness`): a real `twinclass serve` process, real classroom processes.
 
-Everything binds to 127.0.0.1 on free ports, lives in pytest's tmp dirs and is stopped by the
-fixture that started it (by PID).
+Everything binds to 127.0.0.1 (or ::1, for the IPv6 tests) on free ports, lives in pytest's tmp dirs
+and is stopped by the fixture that started it (by PID).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from sfu.addresses import url_host
 from sfu.tokens import TokenIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +50,19 @@ class StopsOnExit:
         self.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (the IPv6 tests skip, saying so, where it cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -64,10 +75,11 @@ class ServerProcess(StopsOnExit):
     proc: subprocess.Popen[bytes]
     log: Path
     extra_args: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"  # the address its URL names (IPv6 without brackets)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -135,8 +147,9 @@ class ServerProcess(StopsOnExit):
 
 
 def start_server(data_dir: Path, *extra: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> ServerProcess:
-    port = port or free_port()
+                 env: dict[str, str] | None = None, host: str = "127.0.0.1") -> ServerProcess:
+    """`host` is the address the harness reaches it on (give `--host` in `extra` to bind others)."""
+    port = port or free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the server makes it (a looser one: a WARNING)
     log = data_dir / f"server-{port}.log"
     proc = subprocess.Popen(
@@ -146,7 +159,7 @@ def start_server(data_dir: Path, *extra: str, port: int | None = None,
         stderr=subprocess.STDOUT,
         cwd=str(ROOT),
     )
-    server = ServerProcess(data_dir=data_dir, port=port, proc=proc, log=log, extra_args=list(extra))
+    server = ServerProcess(data_dir=data_dir, port=port, proc=proc, log=log, extra_args=list(extra), host=host)
     server.wait_ready()
     return server
 
@@ -184,14 +197,28 @@ class ClassroomLauncher:
         self.started: list[ClassroomProcess] = []
 
     def start(self, classroom: str, role: str, *args: str, token: str | None = None, lesson: str = "demo",
-              size: str = "320x240", name: str | None = None) -> ClassroomProcess:
+              size: str = "320x240", name: str | None = None, token_via: str = "argument") -> ClassroomProcess:
+        """`token_via`: how the terminal gets its token: "argument" (--token), "file" (--token-file)
+        or "env" ($TWINCLASS_TOKEN)."""
         token = token or self.server.token(lesson=lesson, classroom=classroom, role=role)
         name = name or f"{classroom}-{len(self.started)}"
         stats = self.workdir / f"{name}.json"
         log = self.workdir / f"{name}.log"
+        env = dict(os.environ)
+        env.pop("TWINCLASS_TOKEN", None)
+        if token_via == "file":
+            token_file = self.workdir / f"{name}.token"
+            token_file.write_text(token + "\n")
+            token_args = ["--token-file", str(token_file)]
+        elif token_via == "env":
+            env["TWINCLASS_TOKEN"] = token
+            token_args = []
+        else:
+            token_args = ["--token", token]
         proc = subprocess.Popen(
-            [TWINCLASS, "classroom", "--server", self.server.url, "--token", token, "--stats-json", str(stats),
+            [TWINCLASS, "classroom", "--server", self.server.url, *token_args, "--stats-json", str(stats),
              "--size", size, *args],
+            env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             cwd=str(ROOT),

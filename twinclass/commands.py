@@ -18,7 +18,9 @@ from twinclass.storage import add_store_options, database_url, token_secret
 
 def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the lesson server (creates a demo lesson on first start)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", action="append", dest="hosts", default=None,
+                       help="address to listen on, IPv4 or IPv6 (repeatable, or a comma list; '::' = every "
+                            "address of both families, '0.0.0.0' = every IPv4 one; default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", type=Path, default=Path("./var"))
     add_store_options(serve)
@@ -94,13 +96,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from twinclass.server import ServerConfig, serve
 
     config = ServerConfig(
-        host=args.host,
+        hosts=_hosts(args.hosts),
         port=args.port,
         data_dir=args.data_dir,
         database_url=args.database_url,
         secret=args.secret,
         ice_addresses=args.ice_addresses,
-        ice_servers=args.ice_servers,
+        ice_servers=_ice_servers(args.ice_servers),
         video_codecs=tuple(c.strip().upper() for c in args.video_codecs.split(",") if c.strip()),
         redis_url=args.redis_url,
         node_url=args.node_url,
@@ -113,6 +115,24 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve(config))
     return 0
+
+
+def _ice_servers(values: list[str]) -> list[str]:
+    from sfu.addresses import check_ice_server
+
+    try:
+        return [check_ice_server(v) for v in values]
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: --{exc}") from exc
+
+
+def _hosts(values: list[str] | None) -> tuple[str, ...]:
+    from sfu.addresses import parse_hosts
+
+    try:
+        return tuple(parse_hosts(values or ["127.0.0.1"]))
+    except ValueError as exc:
+        raise SystemExit(f"twinclass serve: --{exc}") from exc
 
 
 def _frame_ancestors(value: str) -> tuple[str, ...]:

@@ -7,8 +7,9 @@ Added on `on_response_prepare`, so pages, static files, API JSON and error answe
 - ``X-Content-Type-Options: nosniff``;
 - ``Content-Security-Policy``: everything from this origin only; no inline script; inline styles
   only by hash (the printable timetable pages); images and media also from ``blob:``/``data:``;
-  socket.io over ``ws(s)://`` to this host; ``frame-ancestors 'none'`` unless a deployment
-  lets a portal embed the pages (`HeaderPolicy.frame_ancestors`, ``serve --frame-ancestors``);
+  socket.io over ``ws(s)://`` to this host (named, unless it is an IPv6 literal: 'self' covers
+  it); ``frame-ancestors 'none'`` unless a deployment lets a portal embed the pages
+  (`HeaderPolicy.frame_ancestors`, ``serve --frame-ancestors``);
 - ``X-Frame-Options: DENY`` (older browsers) while no frame ancestor is allowed;
 - ``Strict-Transport-Security`` only when the public URL is https (behind a TLS proxy).
 """
@@ -45,7 +46,9 @@ class HeaderPolicy:
 
     def csp(self, host: str) -> str:
         connect = ["'self'"]
-        if _HOST_RE.fullmatch(host):
+        # CSP has no syntax for an IPv6 literal (Chromium drops `ws://[::1]:8080` as invalid, with a
+        # console error); there 'self' alone allows the page's own ws(s) origin (CSP 3)
+        if _HOST_RE.fullmatch(host) and not host.startswith("["):
             connect += [f"ws://{host}", f"wss://{host}"]
         styles = " ".join(["'self'", *(f"'{h}'" for h in self.style_hashes)])
         ancestors = " ".join(self.frame_ancestors) or "'none'"

@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from recorder import service as recorder_service
 from scheduler import http as scheduler_http
+from sfu.addresses import bind_hosts, loopback_ice_addresses, public_host, url_host
 from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies
 from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
 from sfu.http_api import lesson_routes, require_admin
@@ -43,7 +44,7 @@ SHUTDOWN_TIMEOUT_S = 1.0  # requests (and sockets a client is slow to close) sti
 
 @dataclass
 class ServerConfig:
-    host: str = "127.0.0.1"
+    hosts: tuple[str, ...] = ("127.0.0.1",)  # what to listen on (sfu.addresses.parse_hosts; "::" = both families)
     port: int = 8080
     data_dir: Path = Path("./var")
     database_url: str | None = None  # default: SQLite under data_dir
@@ -64,15 +65,12 @@ class ServerConfig:
     def public_url(self) -> str:
         if self.node_url:
             return self.node_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{public_host(self.hosts)}:{self.port}"
 
     def effective_ice_addresses(self) -> list[str] | None:
         if self.ice_addresses is not None:
             return self.ice_addresses
-        if self.host.startswith("127.") or self.host == "localhost":
-            return ["127.0.0.1"]
-        return None
+        return loopback_ice_addresses(self.hosts)  # None: every interface, IPv4 and IPv6
 
 
 @dataclass
@@ -97,7 +95,8 @@ def build(config: ServerConfig) -> Services:
     engine = make_engine(database_url(config.data_dir, config.database_url))
     secure_database_files(config.data_dir, config.database_url, warn=False)  # a new one
     store = LessonStore(engine)
-    attendance = AttendanceLog(engine)
+    # a node of a cluster closes only its own attendance rows (another node's classrooms are still there)
+    attendance = AttendanceLog(engine, node=config.public_url, shared=bool(config.redis_url))
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
     secret = token_secret(config.data_dir, config.secret)
     log_redaction.install([secret])
@@ -190,24 +189,29 @@ async def serve(config: ServerConfig) -> None:
     services = build(config)
     runner = web.AppRunner(services.app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    sites = [web.TCPSite(runner, host, config.port) for host in bind_hosts(config.hosts)]
+    for site in sites:
+        await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     lesson = services.store.get(DEMO_LESSON_ID)
     print(f"Twinclass lesson server on {config.public_url}  (data: {config.data_dir.resolve()})", flush=True)
+    listening = ", ".join(f"{url_host(host)}:{config.port}" for host in bind_hosts(config.hosts))
+    print(f"Listening on {listening}", flush=True)
     if lesson is not None:
         print(f"Demo lesson '{lesson.title}' — join links:", flush=True)
         for who, _token, link in join_links(services, lesson):
             print(f"  {who:16s} {link}", flush=True)
-        print("Headless classroom:  twinclass classroom --server URL --token TOKEN  (TOKEN from a link above)")
+        print("Headless classroom:  twinclass classroom --server URL --token-file FILE  (FILE holds the token= "
+              "part of a link above)", flush=True)
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
     await stop.wait()
     print("shutting down", flush=True)
     stopping = time.monotonic()
-    await site.stop()  # no new connections: a classroom told to come back finds the next server, not us
+    for site in sites:  # no new connections: a classroom told to come back finds the next server, not us
+        await site.stop()
     try:
         await drain(services)
     except Exception:  # whatever failed, the process still stops (the next start recovers the rest)

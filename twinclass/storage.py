@@ -17,13 +17,11 @@ import argparse
 import logging
 import os
 import stat
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from sfu.credential_options import add_credential_options
 from sfu.store import sqlite_url
 from sfu.tokens import load_or_create_secret
 
@@ -31,41 +29,13 @@ logger = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "TWINCLASS_DATABASE_URL"
 SECRET_ENV = "TWINCLASS_SECRET"
-SECRET_IN_PS_WARNING = ("WARNING: --secret on the command line is visible to other users of this machine "
-                        f"(ps, /proc); prefer --secret-file PATH or ${SECRET_ENV}")
-
-
-class _SecretOnCommandLine(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        print(SECRET_IN_PS_WARNING, file=sys.stderr, flush=True)  # logging is not set up yet; never the value
-        setattr(namespace, self.dest, values)
-
-
-class _SecretFile(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        path = Path(str(values))
-        try:
-            secret = path.read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            parser.error(f"--secret-file: cannot read {path} ({type(exc).__name__})")
-        if not secret:
-            parser.error(f"--secret-file: {path} is empty")
-        setattr(namespace, self.dest, secret)
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     """`--database-url` and `--secret-file` / `--secret`, defaulting to the environment."""
     parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
                         help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV}, else SQLite in the data dir)")
-    # both options share one dest: argparse takes the first action's default, so both carry the env's
-    parser.add_argument("--secret-file", dest="secret", action=_SecretFile, metavar="PATH",
-                        default=os.environ.get(SECRET_ENV),
-                        help="read the token signing secret from PATH (first line; kept out of ps)")
-    parser.add_argument("--secret", action=_SecretOnCommandLine, default=os.environ.get(SECRET_ENV),
-                        help=f"token signing secret (visible in ps: prefer --secret-file; default: ${SECRET_ENV}, "
-                             "else kept in the data dir)")
+    add_credential_options(parser, "secret", SECRET_ENV, "token signing secret", fallback="kept in the data dir")
 
 
 def database_url(data_dir: Path, url: str | None) -> str:

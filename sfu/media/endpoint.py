@@ -25,7 +25,14 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from sfu.media.aiortc_adapter import ReceiverTap, SenderPort, close_peer_connection, enable_opus_inband_fec
+from sfu.addresses import aiortc_usable_ice_servers
+from sfu.media.aiortc_adapter import (
+    ReceiverTap,
+    SenderPort,
+    close_peer_connection,
+    enable_opus_inband_fec,
+    selected_candidate_pair,
+)
 from sfu.media.bandwidth import DownlinkEstimate, LinkReport
 from sfu.media.forwarder import PublishedTrack, Slot
 
@@ -48,9 +55,12 @@ def rtc_configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
     - aiortc adds a public STUN server unless the list is given explicitly (even empty).
     - max-bundle: with aiortc's default ("balanced"), an answerer with two m-lines of the same
       kind leaves the second on a transport it then discards, so that track never flows.
+    - STUN/TURN URLs with an IPv6 literal are for browsers only: aiortc cannot parse them (the
+      connection would not even be created) and aioice could not use them (sfu.addresses).
     """
     return RTCConfiguration(
-        iceServers=[RTCIceServer(urls=u) for u in ice_servers], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        iceServers=[RTCIceServer(urls=u) for u in aiortc_usable_ice_servers(ice_servers)],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 
@@ -130,6 +140,10 @@ class _Endpoint:
 
     async def add_ice_candidate(self, candidate: dict[str, Any]) -> None:
         await add_remote_candidate(self.pc, candidate)
+
+    def candidate_pair(self) -> dict[str, Any] | None:
+        """The ICE pair in use ({"local": {address, port, type}, "remote": {...}}), None before one is chosen."""
+        return None if self.closed else selected_candidate_pair(self.pc)
 
     async def close(self) -> None:
         if self.closed:

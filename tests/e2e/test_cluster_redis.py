@@ -6,6 +6,8 @@ from pathlib import Path
 
 from harness import ClassroomLauncher, RedisProcess, free_port, start_server, wait_until
 
+from sfu.store import AttendanceLog, make_engine, sqlite_url
+
 
 def test_classroom_reaching_the_other_node_is_sent_to_the_lessons_node(tmp_path: Path,
                                                                         redis_server: RedisProcess) -> None:
@@ -37,6 +39,14 @@ def test_classroom_reaching_the_other_node_is_sent_to_the_lessons_node(tmp_path:
         wait_until(lambda: again.stats().get("sessions", 0) >= 1, 15, message="rural-2 joined on B")
         assert again.stats()["redirects"] == 0
         assert [c["classroom"] for c in b.api("/api/lessons/demo", token=admin)[1]["connected"]] == ["rural-2"]
+        # a third node starting (and stopping) closes only its own attendance rows: rural-2's, on B, stays open
+        log = AttendanceLog(make_engine(sqlite_url(data)))
+        assert [(r["classroom"], r["node"]) for r in log.rows() if r["left_at"] is None] == [("rural-2", b.url)]
+        port = free_port()
+        with start_server(data, "--redis-url", redis_server.url, "--node-url", f"http://127.0.0.1:{port}",
+                          port=port):
+            pass
+        assert [(r["classroom"], r["node"]) for r in log.rows() if r["left_at"] is None] == [("rural-2", b.url)]
     finally:
         launcher_a.stop_all()
         launcher_b.stop_all()

@@ -7,6 +7,7 @@ Forwarding on aiortc needs hooks it does not offer publicly:
   header-extension ids, kept in its history (so NACKs are answered) and counted (so sender
   reports stay valid), and learn when the subscriber asks for a keyframe;
 - keyframe requests upstream (PLI) and the host addresses ICE gathers;
+- the ICE candidate pair a connection uses (aiortc's stats have none);
 - a datagram hook on a connection's ICE transports, both ways (the classroom terminal's
   user-space link impairment, `classroom_client/link.py`, runs through it: no `tc netem` here).
 
@@ -44,7 +45,7 @@ from sfu.media.aiortc_adapter.core import (  # noqa: E402
     make_decoder,
     use_host_addresses,
 )
-from sfu.media.aiortc_adapter.datagrams import wrap_ice_datagrams  # noqa: E402
+from sfu.media.aiortc_adapter.datagrams import selected_candidate_pair, wrap_ice_datagrams  # noqa: E402
 from sfu.media.aiortc_adapter.receive import (  # noqa: E402
     ReceiverTap,
     capture_encoded_frames,
@@ -67,6 +68,6 @@ __all__ = [
     "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
     "close_peer_connection", "decoders_created",
     "enable_opus_inband_fec", "install_jitter_buffer", "make_decoder", "packets_received", "receiver_codecs",
-    "restart_video_reassembly", "send_nack", "send_pli", "use_decoder", "use_encoder", "use_host_addresses",
-    "wrap_ice_datagrams",
+    "restart_video_reassembly", "selected_candidate_pair", "send_nack", "send_pli", "use_decoder", "use_encoder",
+    "use_host_addresses", "wrap_ice_datagrams",
 ]

@@ -1,4 +1,5 @@
-"""A hook on a connection's ICE datagrams, both ways (the terminal's user-space link impairment)."""
+"""A connection's ICE: a hook on its datagrams, both ways (the terminal's user-space link impairment), and
+the candidate pair it uses."""
 
 from __future__ import annotations
 
@@ -115,3 +116,21 @@ class _IceDatagrams:
                 self._pump.cancel()
 
 
+
+
+# -- the candidate pair in use ------------------------------------------------------------------
+
+
+def selected_candidate_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
+    """The ICE candidate pair `pc` sends on (its first transport, component 1): `{"local": {address,
+    port, type}, "remote": {...}}`, or None before ICE has nominated one (aiortc exposes no
+    candidate-pair stats; this reads aioice's nominated pair)."""
+    transceivers = pc.getTransceivers()
+    transport = transceivers[0].receiver.transport if transceivers else (pc.sctp.transport if pc.sctp else None)
+    connection = getattr(getattr(transport, "transport", None), "_connection", None)
+    pair = getattr(connection, "_nominated", {}).get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return {"local": {"address": local.host, "port": local.port, "type": local.type},
+            "remote": {"address": remote.host, "port": remote.port, "type": remote.type}}
