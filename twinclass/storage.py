@@ -35,23 +35,30 @@ SECRET_IN_PS_WARNING = ("WARNING: --secret on the command line is visible to oth
                         f"(ps, /proc); prefer --secret-file PATH or ${SECRET_ENV}")
 
 
-class _SecretOnCommandLine(argparse.Action):
+class SecretOnCommandLine(argparse.Action):
+    """A secret given as a value: taken, with a warning that `ps` shows it (`warning`)."""
+
+    warning = SECRET_IN_PS_WARNING
+
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        print(SECRET_IN_PS_WARNING, file=sys.stderr, flush=True)  # logging is not set up yet; never the value
+        print(self.warning, file=sys.stderr, flush=True)  # logging is not set up yet; never the value
         setattr(namespace, self.dest, values)
 
 
-class _SecretFile(argparse.Action):
+class SecretFile(argparse.Action):
+    """A secret read from the file PATH names (first line), kept out of `ps`."""
+
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         path = Path(str(values))
+        option = option_string or "--secret-file"
         try:
             secret = path.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
-            parser.error(f"--secret-file: cannot read {path} ({type(exc).__name__})")
+            parser.error(f"{option}: cannot read {path} ({type(exc).__name__})")
         if not secret:
-            parser.error(f"--secret-file: {path} is empty")
+            parser.error(f"{option}: {path} is empty")
         setattr(namespace, self.dest, secret)
 
 
@@ -60,10 +67,10 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
                         help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV}, else SQLite in the data dir)")
     # both options share one dest: argparse takes the first action's default, so both carry the env's
-    parser.add_argument("--secret-file", dest="secret", action=_SecretFile, metavar="PATH",
+    parser.add_argument("--secret-file", dest="secret", action=SecretFile, metavar="PATH",
                         default=os.environ.get(SECRET_ENV),
                         help="read the token signing secret from PATH (first line; kept out of ps)")
-    parser.add_argument("--secret", action=_SecretOnCommandLine, default=os.environ.get(SECRET_ENV),
+    parser.add_argument("--secret", action=SecretOnCommandLine, default=os.environ.get(SECRET_ENV),
                         help=f"token signing secret (visible in ps: prefer --secret-file; default: ${SECRET_ENV}, "
                              "else kept in the data dir)")
 

@@ -1,0 +1,286 @@
+"""Login with the province's identity provider: a real OpenID Connect provider (npm oidc-provider,
+tests/idp/provider.mjs), a real `twinclass serve --oidc-issuer …`, and Chromium logging in through
+the provider's login form. Every role sees what it should; forged, expired, replayed and foreign
+logins are refused; logout ends the session on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sqlite3
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from harness import ServerProcess, free_port, mint_token, start_server, wait_for
+from identity_provider import CLIENT_ID, PASSWORDS, Provider, start_provider
+from lesson_page import LessonPage, LessonPages
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from recorder.catalog import Recording, RecordingCatalog
+from sfu.store import make_engine
+from twinclass.oidc_client import OidcClient, OidcError, OidcSettings
+
+T = TypeVar("T")
+LESSON_A = {"id": "lesson-a", "title": "城区实验小学 · 数学", "subject": "数学", "grade": "3",
+            "master": {"id": "master-a", "name": "实验小学 301", "school": "实验小学"},
+            "rurals": [{"id": "rural-a", "name": "山口教学点", "school": "山口教学点"}]}
+LESSON_B = {"id": "lesson-b", "title": "第二小学 · 英语", "subject": "英语", "grade": "4",
+            "master": {"id": "master-b", "name": "第二小学 402", "school": "第二小学"},
+            "rurals": [{"id": "rural-b", "name": "河西教学点", "school": "河西教学点"}]}
+
+
+@pytest.fixture(scope="module")
+def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Provider]]:
+    base = tmp_path_factory.mktemp("oidc")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    SERVER[:] = [url]
+    with start_provider(base / "idp", f"{url}/auth/callback", f"{url}/") as provider:
+        server = start_server(base / "data", "--no-demo", "--oidc-issuer", provider.issuer,
+                              "--oidc-client-id", CLIENT_ID, "--oidc-client-secret-file", str(provider.secret_file),
+                              port=port, env={"TWINCLASS_RECORDER": "0"})  # the catalog rows below only
+        with server:
+            admin = mint_token(server, role="admin")
+            for lesson in (LESSON_A, LESSON_B):
+                status, body = server.api("/api/lessons", method="POST", body=lesson, token=admin)
+                assert status == 201, body
+            catalog = RecordingCatalog(make_engine(f"sqlite:///{server.data_dir / 'twinclass.db'}"))
+            for lesson in (LESSON_A, LESSON_B):
+                now = datetime.now(UTC).replace(tzinfo=None)
+                catalog.save(Recording(id=f"rec-{lesson['id']}", lesson_id=str(lesson["id"]), started_at=now,
+                                       directory=f"rec-{lesson['id']}",
+                                       status="failed", title=str(lesson["title"]), subject=str(lesson["subject"])))
+            yield server, provider
+
+
+@pytest.fixture
+def contexts(chromium: Browser) -> Iterator[list[BrowserContext]]:
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        context.close()
+
+
+def _context(chromium: Browser, contexts: list[BrowserContext]) -> BrowserContext:
+    context = chromium.new_context(viewport={"width": 1280, "height": 760})
+    contexts.append(context)
+    return context
+
+
+def log_in(page: Page, server: ServerProcess, user: str, path: str = "/") -> list[str]:
+    """Through /login and the provider's form, as a person would; returns the callback URLs seen."""
+    callbacks: list[str] = []
+    page.on("request", lambda r: callbacks.append(r.url) if r.url.startswith(f"{server.url}/auth/callback") else None)
+    page.goto(f"{server.url}/login?next={path}")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("#submit")
+    page.wait_for_url(lambda u: "/auth/callback" not in u and u.startswith(server.url), timeout=15000)
+    return callbacks
+
+
+SERVER: list[str] = []  # the login server's URL (set by the fixture)
+
+
+def api(page: Page, path: str, **kwargs: Any) -> tuple[int, Any]:
+    """The JSON API of the lesson server from inside the browser: the login's cookie and nothing else."""
+    resp = page.request.get(SERVER[0] + path, **kwargs)
+    try:
+        return resp.status, resp.json()
+    except Exception:
+        return resp.status, resp.text()
+
+
+def test_teacher_opens_their_lesson_without_a_token(login_server: tuple[ServerProcess, Provider],
+                                                    pages: LessonPages, contexts: list[BrowserContext],
+                                                    chromium: Browser) -> None:
+    server, _provider = login_server
+    context = _context(chromium, contexts)
+    page = context.new_page()
+    page.goto(f"{server.url}/lesson/lesson-a")  # no token in the link: to the login, then back
+    page.fill("#username", "teacher")
+    page.fill("#password", PASSWORDS["teacher"])
+    page.click("#submit")
+    page.wait_for_url(f"{server.url}/lesson/lesson-a", timeout=15000)
+    teacher = LessonPage(context, page, "teacher")
+    pages.opened.append(teacher)
+    teacher.wait_connected(timeout=25)
+    assert teacher.page.locator("#my-role").inner_text() in ("主讲教室", "Master classroom")
+    status, me = api(page, "/api/session")
+    assert status == 200 and me["role"] == "master" and me["roles"] == ["teacher"] and me["classroom"] == "master-a"
+    status, body = api(page, "/api/lessons")
+    assert status == 200 and [lesson["id"] for lesson in body["lessons"]] == ["lesson-a"]
+    assert api(page, "/api/lessons/lesson-b")[0] == 403
+    assert api(page, "/api/session/join-token?lesson=lesson-b")[0] == 403
+    # and the lesson of another master classroom is not theirs to open
+    other = context.new_page()
+    response = other.goto(f"{server.url}/lesson/lesson-b")
+    assert response is not None and response.status == 403
+    assert "Not your lesson" in other.inner_text("h1")
+    # the server sees the master classroom connected, joined with the login's identity
+    status, live = server.api("/api/lessons/lesson-a", token=mint_token(server, role="admin"))
+    assert status == 200 and [c["classroom"] for c in live["connected"]] == ["master-a"], live
+
+
+def test_observer_sees_recordings_and_patrol(login_server: tuple[ServerProcess, Provider],
+                                            contexts: list[BrowserContext], chromium: Browser) -> None:
+    server, _provider = login_server
+    page = _context(chromium, contexts).new_page()
+    log_in(page, server, "observer", "/recordings")
+    page.wait_for_selector("#recordings li", timeout=10000)
+    listed = page.inner_text("#recordings")
+    assert LESSON_A["title"] in listed and LESSON_B["title"] in listed  # every school's lessons
+    assert page.locator("#error").is_hidden()
+    assert page.locator("#link-patrol").is_visible()
+    page.goto(f"{server.url}/patrol")
+    wait_for(lambda: page.inner_text("#patrol-summary").strip(), 10, "the patrol wall's summary")
+    assert page.locator("#error").is_hidden()
+    status, body = api(page, "/api/patrol")
+    assert status == 200, body
+    status, me = api(page, "/api/session")
+    assert me["role"] == "observer" and me["roles"] == ["researcher"]  # from the `groups` claim
+    assert api(page, "/api/lessons/lesson-a")[0] == 403  # watching is not managing
+    assert api(page, "/api/stats")[0] == 403
+
+
+def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: tuple[ServerProcess, Provider],
+                                                      contexts: list[BrowserContext], chromium: Browser) -> None:
+    server, provider = login_server
+    context = _context(chromium, contexts)
+    page = context.new_page()
+    log_in(page, server, "bureau")
+    assert "王局长" in page.inner_text("#who") and page.locator("#logout").is_visible()
+    status, body = api(page, "/api/lessons")
+    assert status == 200 and sorted(lesson["id"] for lesson in body["lessons"]) == ["lesson-a", "lesson-b"]
+    assert api(page, "/api/stats")[0] == 200
+    assert sorted(r["lesson"] for r in api(page, "/api/recordings")[1]["recordings"]) == ["lesson-a", "lesson-b"]
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
+    attrs = next(c for c in context.cookies() if c["name"] == "twinclass_session")
+    assert attrs["httpOnly"] and attrs["sameSite"] == "Lax" and attrs["path"] == "/"
+    page.click("#logout")  # to the provider's own logout, after ours
+    page.wait_for_url(lambda u: u.startswith(provider.issuer), timeout=10000)
+    assert api(page, "/api/session")[0] == 401
+    # the cookie's old value no longer works: the session is gone on the server
+    replay = context.request.get(f"{server.url}/api/lessons", headers={"Cookie": f"twinclass_session={cookie}"})
+    assert replay.status == 401
+
+
+def test_school_admin_reads_only_their_school(login_server: tuple[ServerProcess, Provider],
+                                              contexts: list[BrowserContext], chromium: Browser) -> None:
+    server, _provider = login_server
+    page = _context(chromium, contexts).new_page()
+    log_in(page, server, "schooladmin")
+    assert "实验小学" in page.inner_text("#who")
+    status, body = api(page, "/api/lessons")
+    assert status == 200 and [lesson["id"] for lesson in body["lessons"]] == ["lesson-a"]
+    assert api(page, "/api/lessons/lesson-a")[0] == 200
+    assert api(page, "/api/lessons/lesson-b")[0] == 403
+    status, body = api(page, "/api/recordings")
+    assert status == 200 and [r["lesson"] for r in body["recordings"]] == ["lesson-a"]
+    assert api(page, "/api/recordings/rec-lesson-b")[0] == 403
+    assert api(page, "/api/recordings?lesson=lesson-b")[1]["recordings"] == []
+    status, body = api(page, "/api/study/recordings")
+    assert status == 200 and [r["lesson"] for r in body["recordings"]] == ["lesson-a"], body
+    # a school admin is not a bureau admin: no new lessons, no tokens for any lesson, no metrics
+    resp = page.request.post(f"{server.url}/api/lessons", data={"id": "x"}, headers={"Origin": server.url})
+    assert resp.status == 403
+    assert api(page, "/api/stats")[0] == 403
+
+
+def test_a_person_without_a_role_gets_no_session(login_server: tuple[ServerProcess, Provider],
+                                                 contexts: list[BrowserContext], chromium: Browser) -> None:
+    server, _provider = login_server
+    context = _context(chromium, contexts)
+    page = context.new_page()
+    page.goto(f"{server.url}/login")
+    page.fill("#username", "nobody")
+    page.fill("#password", PASSWORDS["nobody"])
+    with page.expect_response(lambda r: "/auth/callback" in r.url) as callback:
+        page.click("#submit")
+    assert callback.value.status == 403
+    assert "no role" in page.inner_text("#no-role")
+    assert not [c for c in context.cookies() if c["name"] == "twinclass_session"]
+    assert api(page, "/api/session")[0] == 401
+    # a wrong password never gets past the provider's form (a new browser: no session at the provider)
+    page = _context(chromium, contexts).new_page()
+    page.goto(f"{server.url}/login")
+    page.fill("#username", "bureau")
+    page.fill("#password", "guess")
+    page.click("#submit")
+    assert "Wrong user name or password" in page.inner_text("#error")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a thread of its own (Playwright's sync API holds this thread's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _session_row_hash(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+def test_forged_expired_replayed_and_foreign_logins_are_refused(
+        login_server: tuple[ServerProcess, Provider], contexts: list[BrowserContext], chromium: Browser) -> None:
+    server, provider = login_server
+    context = _context(chromium, contexts)
+    page = context.new_page()
+    callbacks = log_in(page, server, "teacher")
+    assert api(page, "/api/session")[0] == 200
+    # a replayed callback (the same code and state again) is refused, in this browser or another
+    assert len(callbacks) == 1
+    again = page.request.get(callbacks[0], max_redirects=0)
+    assert again.status == 400 and "state" in again.text()
+    other = _context(chromium, contexts).new_page()
+    other.goto(callbacks[0])
+    assert "state" in other.inner_text("#login-error")
+    # a wrong state, and a callback with an answer from another provider
+    assert page.request.get(f"{server.url}/auth/callback?state=forged&code=x").status == 400
+    # a forged session cookie
+    forged = context.request.get(f"{server.url}/api/session",
+                                 headers={"Cookie": f"twinclass_session={secrets.token_urlsafe(32)}"})
+    assert forged.status == 401
+    # an expired session: its absolute expiry passed (the server's clock is the database's row)
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
+    with sqlite3.connect(server.data_dir / "twinclass.db") as db:
+        n = db.execute("UPDATE web_sessions SET expires_at = ? WHERE id_hash = ?",
+                       (time.time() - 1, _session_row_hash(cookie))).rowcount
+    assert n == 1
+    assert api(page, "/api/session")[0] == 401
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url))
+    page.goto(f"{server.url}/lesson/lesson-a")  # sent to log in again (the provider still knows them: SSO)
+    page.wait_for_url(f"{server.url}/lesson/lesson-a")
+    assert any(u.startswith(f"{server.url}/login?next=") for u in seen), seen
+    assert any(u.startswith(f"{provider.issuer}/auth") for u in seen), seen
+    renewed = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
+    assert renewed != cookie and api(page, "/api/session")[0] == 200
+
+
+def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
+        login_server: tuple[ServerProcess, Provider], tmp_path: Path) -> None:
+    server, provider = login_server
+    redirect = f"{server.url}/auth/callback"
+    client = OidcClient(OidcSettings(provider.issuer, CLIENT_ID, provider.secret_file.read_text().strip()))
+    verifier = secrets.token_urlsafe(48)
+    with start_provider(tmp_path / "idp2", redirect, f"{server.url}/") as foreign:
+        code = foreign.login_code(redirect, "bureau", nonce="n-1", verifier=verifier)
+        foreign_tokens = foreign.tokens(code, redirect, verifier)
+    with pytest.raises(OidcError, match="not valid"):  # another issuer, signed with its own key
+        _run(client.validate_id_token(foreign_tokens, "n-1"))
+    code = provider.login_code(redirect, "bureau", nonce="n-2", verifier=verifier)
+    own = provider.tokens(code, redirect, verifier)
+    with pytest.raises(OidcError, match="not valid"):  # our provider's, but for another login (nonce)
+        _run(client.validate_id_token(own, "n-other"))
+    claims = _run(client.validate_id_token(own, "n-2"))
+    assert claims["iss"] == provider.issuer and claims["aud"] == CLIENT_ID and claims["roles"] == ["bureau-admin"]
+    # the provider itself refuses a code twice
+    with pytest.raises(Exception, match="400"):
+        provider.tokens(code, redirect, verifier)
