@@ -25,7 +25,7 @@ from sfu.tokens import Claims
 
 metadata = sa.MetaData()
 LOGIN_TTL_S = 600.0  # a login must come back from the provider within 10 minutes
-TOUCH_EVERY_S = 30.0  # last_seen is written at most this often per session
+TOUCH_EVERY_S = 30.0  # last_seen is written at most this often per session (a tenth of the idle time if less)
 
 logins_table = sa.Table(
     "oidc_logins",
@@ -136,7 +136,7 @@ class SessionStore:
             if now >= row.expires_at or now >= row.last_seen + self.idle_s:
                 conn.execute(t.delete().where(t.c.id_hash == key))
                 return None
-            if now - row.last_seen >= TOUCH_EVERY_S:
+            if now - row.last_seen >= min(TOUCH_EVERY_S, self.idle_s / 10):
                 conn.execute(t.update().where(t.c.id_hash == key).values(last_seen=now))
         data = json.loads(row.claims)
         claims = Claims(**{**data, "role": Role(data["role"])})

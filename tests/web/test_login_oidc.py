@@ -7,6 +7,7 @@ logins are refused; logout ends the session on the server.
 from __future__ import annotations
 
 import asyncio
+import re
 import hashlib
 import secrets
 import sqlite3
@@ -284,3 +285,13 @@ def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
     # the provider itself refuses a code twice
     with pytest.raises(Exception, match="400"):
         provider.tokens(code, redirect, verifier)
+
+
+def test_no_credential_reaches_the_log(login_server: tuple[ServerProcess, Provider]) -> None:
+    """After every login above: the client secret, codes, session ids and join tokens stay out of the log."""
+    server, provider = login_server
+    log = server.log.read_text()
+    assert "/auth/callback?" in log  # the callbacks were logged ...
+    assert provider.secret_file.read_text().strip() not in log
+    assert "code=[redacted]" in log and not re.search(r"\bcode=(?!\[redacted\])", log)  # ... without their codes
+    assert "eyJ" not in log and "twinclass_session=" not in log
