@@ -7,12 +7,12 @@ logins are refused; logout ends the session on the server.
 from __future__ import annotations
 
 import asyncio
-import re
 import hashlib
+import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,18 +61,30 @@ def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
             yield server, provider
 
 
+Served = tuple[ServerProcess, Provider]
+Browsers = Callable[[], tuple[BrowserContext, Page]]
+
+
 @pytest.fixture
-def contexts(chromium: Browser) -> Iterator[list[BrowserContext]]:
+def browsers(chromium: Browser) -> Iterator[Browsers]:
+    """Opens browsers of their own (like other computers: own cookies, here and at the provider)."""
     opened: list[BrowserContext] = []
-    yield opened
+
+    def new() -> tuple[BrowserContext, Page]:
+        context = chromium.new_context(viewport={"width": 1280, "height": 760})
+        opened.append(context)
+        return context, context.new_page()
+
+    yield new
     for context in opened:
         context.close()
 
 
-def _context(chromium: Browser, contexts: list[BrowserContext]) -> BrowserContext:
-    context = chromium.new_context(viewport={"width": 1280, "height": 760})
-    contexts.append(context)
-    return context
+def fill_login_form(page: Page, user: str, password: str | None = None) -> None:
+    """The provider's form, as a person fills it in."""
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user] if password is None else password)
+    page.click("#submit")
 
 
 def log_in(page: Page, server: ServerProcess, user: str, path: str = "/") -> list[str]:
@@ -80,9 +92,7 @@ def log_in(page: Page, server: ServerProcess, user: str, path: str = "/") -> lis
     callbacks: list[str] = []
     page.on("request", lambda r: callbacks.append(r.url) if r.url.startswith(f"{server.url}/auth/callback") else None)
     page.goto(f"{server.url}/login?next={path}")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.click("#submit")
+    fill_login_form(page, user)
     page.wait_for_url(lambda u: "/auth/callback" not in u and u.startswith(server.url), timeout=15000)
     return callbacks
 
@@ -99,16 +109,12 @@ def api(page: Page, path: str, **kwargs: Any) -> tuple[int, Any]:
         return resp.status, resp.text()
 
 
-def test_teacher_opens_their_lesson_without_a_token(login_server: tuple[ServerProcess, Provider],
-                                                    pages: LessonPages, contexts: list[BrowserContext],
-                                                    chromium: Browser) -> None:
+def test_teacher_opens_their_lesson_without_a_token(login_server: Served,
+                                                    pages: LessonPages, browsers: Browsers) -> None:
     server, _provider = login_server
-    context = _context(chromium, contexts)
-    page = context.new_page()
+    context, page = browsers()
     page.goto(f"{server.url}/lesson/lesson-a")  # no token in the link: to the login, then back
-    page.fill("#username", "teacher")
-    page.fill("#password", PASSWORDS["teacher"])
-    page.click("#submit")
+    fill_login_form(page, "teacher")
     page.wait_for_url(f"{server.url}/lesson/lesson-a", timeout=15000)
     teacher = LessonPage(context, page, "teacher")
     pages.opened.append(teacher)
@@ -130,10 +136,9 @@ def test_teacher_opens_their_lesson_without_a_token(login_server: tuple[ServerPr
     assert status == 200 and [c["classroom"] for c in live["connected"]] == ["master-a"], live
 
 
-def test_observer_sees_recordings_and_patrol(login_server: tuple[ServerProcess, Provider],
-                                            contexts: list[BrowserContext], chromium: Browser) -> None:
+def test_observer_sees_recordings_and_patrol(login_server: Served, browsers: Browsers) -> None:
     server, _provider = login_server
-    page = _context(chromium, contexts).new_page()
+    _context, page = browsers()
     log_in(page, server, "observer", "/recordings")
     page.wait_for_selector("#recordings li", timeout=10000)
     listed = page.inner_text("#recordings")
@@ -151,11 +156,9 @@ def test_observer_sees_recordings_and_patrol(login_server: tuple[ServerProcess, 
     assert api(page, "/api/stats")[0] == 403
 
 
-def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: tuple[ServerProcess, Provider],
-                                                      contexts: list[BrowserContext], chromium: Browser) -> None:
+def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: Served, browsers: Browsers) -> None:
     server, provider = login_server
-    context = _context(chromium, contexts)
-    page = context.new_page()
+    context, page = browsers()
     log_in(page, server, "bureau")
     assert "王局长" in page.inner_text("#who") and page.locator("#logout").is_visible()
     status, body = api(page, "/api/lessons")
@@ -173,10 +176,9 @@ def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: tuple[Server
     assert replay.status == 401
 
 
-def test_school_admin_reads_only_their_school(login_server: tuple[ServerProcess, Provider],
-                                              contexts: list[BrowserContext], chromium: Browser) -> None:
+def test_school_admin_reads_only_their_school(login_server: Served, browsers: Browsers) -> None:
     server, _provider = login_server
-    page = _context(chromium, contexts).new_page()
+    _context, page = browsers()
     log_in(page, server, "schooladmin")
     assert "实验小学" in page.inner_text("#who")
     status, body = api(page, "/api/lessons")
@@ -195,26 +197,20 @@ def test_school_admin_reads_only_their_school(login_server: tuple[ServerProcess,
     assert api(page, "/api/stats")[0] == 403
 
 
-def test_a_person_without_a_role_gets_no_session(login_server: tuple[ServerProcess, Provider],
-                                                 contexts: list[BrowserContext], chromium: Browser) -> None:
+def test_a_person_without_a_role_gets_no_session(login_server: Served, browsers: Browsers) -> None:
     server, _provider = login_server
-    context = _context(chromium, contexts)
-    page = context.new_page()
+    context, page = browsers()
     page.goto(f"{server.url}/login")
-    page.fill("#username", "nobody")
-    page.fill("#password", PASSWORDS["nobody"])
-    with page.expect_response(lambda r: "/auth/callback" in r.url) as callback:
-        page.click("#submit")
+    with page.expect_response(lambda r: r.url.startswith(f"{server.url}/auth/callback")) as callback:
+        fill_login_form(page, "nobody")
     assert callback.value.status == 403
     assert "no role" in page.inner_text("#no-role")
     assert not [c for c in context.cookies() if c["name"] == "twinclass_session"]
     assert api(page, "/api/session")[0] == 401
     # a wrong password never gets past the provider's form (a new browser: no session at the provider)
-    page = _context(chromium, contexts).new_page()
+    _context, page = browsers()
     page.goto(f"{server.url}/login")
-    page.fill("#username", "bureau")
-    page.fill("#password", "guess")
-    page.click("#submit")
+    fill_login_form(page, "bureau", "guess")
     assert "Wrong user name or password" in page.inner_text("#error")
 
 
@@ -229,17 +225,16 @@ def _session_row_hash(cookie: str) -> str:
 
 
 def test_forged_expired_replayed_and_foreign_logins_are_refused(
-        login_server: tuple[ServerProcess, Provider], contexts: list[BrowserContext], chromium: Browser) -> None:
+        login_server: Served, browsers: Browsers) -> None:
     server, provider = login_server
-    context = _context(chromium, contexts)
-    page = context.new_page()
+    context, page = browsers()
     callbacks = log_in(page, server, "teacher")
     assert api(page, "/api/session")[0] == 200
     # a replayed callback (the same code and state again) is refused, in this browser or another
     assert len(callbacks) == 1
     again = page.request.get(callbacks[0], max_redirects=0)
     assert again.status == 400 and "state" in again.text()
-    other = _context(chromium, contexts).new_page()
+    _other_context, other = browsers()
     other.goto(callbacks[0])
     assert "state" in other.inner_text("#login-error")
     # a wrong state, and a callback with an answer from another provider
@@ -266,7 +261,7 @@ def test_forged_expired_replayed_and_foreign_logins_are_refused(
 
 
 def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
-        login_server: tuple[ServerProcess, Provider], tmp_path: Path) -> None:
+        login_server: Served, tmp_path: Path) -> None:
     server, provider = login_server
     redirect = f"{server.url}/auth/callback"
     client = OidcClient(OidcSettings(provider.issuer, CLIENT_ID, provider.secret_file.read_text().strip()))
@@ -287,7 +282,7 @@ def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
         provider.tokens(code, redirect, verifier)
 
 
-def test_no_credential_reaches_the_log(login_server: tuple[ServerProcess, Provider]) -> None:
+def test_no_credential_reaches_the_log(login_server: Served) -> None:
     """After every login above: the client secret, codes, session ids and join tokens stay out of the log."""
     server, provider = login_server
     log = server.log.read_text()
