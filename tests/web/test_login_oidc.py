@@ -46,6 +46,7 @@ def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     with start_provider(base / "idp", f"{url}/auth/callback", f"{url}/") as provider:
         server = start_server(base / "data", "--no-demo", "--oidc-issuer", provider.issuer,
                               "--oidc-client-id", CLIENT_ID, "--oidc-client-secret-file", str(provider.secret_file),
+                              "--trusted-proxy", "127.0.0.1/32",  # as if behind a proxy on this machine
                               port=port, env={"TWINCLASS_RECORDER": "0"})  # the catalog rows below only
         with server:
             admin = mint_token(server, role="admin")
@@ -168,6 +169,7 @@ def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: Served, brow
     cookie = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
     attrs = next(c for c in context.cookies() if c["name"] == "twinclass_session")
     assert attrs["httpOnly"] and attrs["sameSite"] == "Lax" and attrs["path"] == "/"
+    assert not attrs["secure"]  # plain http: a Secure cookie would never come back over it
     page.click("#logout")  # to the provider's own logout, after ours
     page.wait_for_url(lambda u: u.startswith(provider.issuer), timeout=10000)
     assert api(page, "/api/session")[0] == 401
@@ -237,8 +239,14 @@ def test_forged_expired_replayed_and_foreign_logins_are_refused(
     _other_context, other = browsers()
     other.goto(callbacks[0])
     assert "state" in other.inner_text("#login-error")
-    # a wrong state, and a callback with an answer from another provider
+    # a wrong state; a `next` that leaves this server
     assert page.request.get(f"{server.url}/auth/callback?state=forged&code=x").status == 400
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        resp = page.request.get(f"{server.url}/login?next={target}", max_redirects=0)
+        assert resp.status == 400 and "next" in resp.json()["error"], target
+    # a logout another site's page asks for (cross-site POST) is refused, the session lives on
+    resp = page.request.post(f"{server.url}/logout", headers={"Origin": "http://evil.example"}, max_redirects=0)
+    assert resp.status == 403 and api(page, "/api/session")[0] == 200
     # a forged session cookie
     forged = context.request.get(f"{server.url}/api/session",
                                  headers={"Cookie": f"twinclass_session={secrets.token_urlsafe(32)}"})
@@ -280,6 +288,16 @@ def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
     # the provider itself refuses a code twice
     with pytest.raises(Exception, match="400"):
         provider.tokens(code, redirect, verifier)
+
+
+def test_the_cookie_is_secure_behind_an_https_proxy(login_server: Served, browsers: Browsers) -> None:
+    server, _provider = login_server
+    context, page = browsers()
+    context.set_extra_http_headers({"X-Forwarded-Proto": "https"})  # what a trusted TLS proxy adds
+    log_in(page, server, "observer")
+    cookie = next(c for c in context.cookies() if c["name"] == "twinclass_session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert api(page, "/api/session")[0] == 200
 
 
 def test_no_credential_reaches_the_log(login_server: Served) -> None:
