@@ -217,6 +217,8 @@ async def serve(config: ServerConfig) -> None:
             print(f"  {who:16s} {link}", flush=True)
         print("Headless classroom:  twinclass classroom --server URL --token TOKEN  (TOKEN from a link above)")
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
+    if config.oidc is not None:
+        print(f"Login with {config.oidc.issuer}:  {config.public_url}/login", flush=True)
     await stop.wait()
     print("shutting down", flush=True)
     stopping = time.monotonic()

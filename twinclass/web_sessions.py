@@ -116,6 +116,7 @@ class SessionStore:
         session_id = new_secret()
         expires = now + self.absolute_s
         stored = asdict(claims) | {"exp": int(expires)}
+        self.purge(now)  # sessions nobody came back to go when the next one begins
         with self._engine.begin() as conn:
             conn.execute(sessions_table.insert().values(
                 id_hash=_hash(session_id), subject=claims.sub, claims=json.dumps(stored, ensure_ascii=False),

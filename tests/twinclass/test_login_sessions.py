@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from sfu.lessons import Classroom, Lesson, Role
 from sfu.scope import covers, is_full_admin, sees_all
 from sfu.store import make_engine
 from twinclass.login_roles import NoRole, RoleRule
-from twinclass.web_sessions import LoginAttempt, SessionStore
+from twinclass.web_sessions import LoginAttempt, SessionStore, sessions_table
 
 LESSON = Lesson(id="l1", title="t", subject="s", grade="3", master=Classroom("m1", "M", "实验小学"),
                 rurals=[Classroom("r1", "R", "山口教学点")])
@@ -47,7 +48,8 @@ def test_no_role_is_refused_with_a_reason(claims: dict[str, object], reason: str
 
 
 def test_sessions_expire_absolutely_and_when_idle_and_logins_are_taken_once(tmp_path: Path) -> None:
-    store = SessionStore(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), absolute_s=100, idle_s=30)
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store = SessionStore(engine, absolute_s=100, idle_s=30)
     claims = RoleRule().identity({"sub": "u", "roles": ["observer"]}, exp=0).claims
     sid, expires = store.create(claims, ["observer"], "id-token", now=1000)
     assert expires == 1100
@@ -61,6 +63,10 @@ def test_sessions_expire_absolutely_and_when_idle_and_logins_are_taken_once(tmp_
         assert store.get(sid2, now=t) is not None
     assert store.get(sid2, now=1100) is None  # absolute expiry, however busy
     assert store.get("forged", now=1000) is None
+    store.create(claims, ["observer"], "", now=1000)  # nobody comes back to this one
+    store.create(claims, ["observer"], "", now=2000)  # a new login sweeps it away
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sessions_table)).scalar() == 1
     store.begin_login("state-1", "browser-1", LoginAttempt("n", "v", "/x"), now=1000)
     assert store.take_login("state-1", "browser-2", now=1001) is None  # another browser: refused, and spent
     assert store.take_login("state-1", "browser-1", now=1002) is None
