@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from pathlib import Path
@@ -26,10 +27,11 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from sfu.http_api import SESSION_CLAIMS, request_claims, request_token
+from sfu.lessons import Lesson
 from sfu.room import LessonRoom, RoomDirectory
-from sfu.scope import covers
+from sfu.scope import covered, covers, sees_all
 from sfu.store import LessonStore
-from sfu.tokens import TokenIssuer
+from sfu.tokens import Claims, TokenIssuer
 from twinclass.http_input import path_param
 from twinclass.login_routes import LOGIN_ENABLED, session_banner
 
@@ -122,6 +124,9 @@ def add_routes(
                 "<p>请打开你收到的课堂链接进入课堂。Open the lesson link you were given to join.</p>"
                 "<p class='muted'>管理员和巡课员：请使用带令牌的链接。Administrators and inspectors: use your "
                 "link with its token.</p>")
+        session = request.get(SESSION_CLAIMS)
+        if session is not None and request_token(request) is None:  # a login: its lessons and pages
+            body += _login_links(session, covered(session, await asyncio.to_thread(store.list)))
         if claims is not None:
             live = sorted((lesson_id, room) for lesson_id, room in rooms.rooms.items()
                           if room.connected_classrooms() and covers(claims, room.lesson))
@@ -135,6 +140,24 @@ def add_routes(
     app.router.add_get("/vendor/{package}/{path:.+}", vendor_file)
     if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
         app.router.add_get("/", index)
+
+
+MAX_LISTED = 50
+
+
+def _login_links(claims: Claims, lessons: list[Lesson]) -> str:
+    """A logged-in person's lessons (to open without a token) and study pages."""
+    lessons = sorted(lessons, key=lambda lesson: (lesson.planned_start is None, lesson.planned_start, lesson.id))
+    items = "".join(
+        f"<li><a href='/lesson/{html.escape(lesson.id)}'>{html.escape(lesson.title)}</a> "
+        f"<span class='muted'>({html.escape(lesson.id)}"
+        f"{' · ' + lesson.planned_start.isoformat(' ', 'minutes') if lesson.planned_start else ''})</span></li>"
+        for lesson in lessons[:MAX_LISTED])
+    more = f"<p class='muted'>… {len(lessons) - MAX_LISTED} more</p>" if len(lessons) > MAX_LISTED else ""
+    pages = "<a href='/recordings'>录播课程库 Recordings</a>" + (
+        " · <a href='/patrol'>巡课 Patrol</a>" if sees_all(claims) else "")
+    listing = f"<ul id='my-lessons'>{items}</ul>{more}" if items else "<p>没有你的课堂。No lessons of yours.</p>"
+    return f"<h2>你的课堂 Your lessons</h2>{listing}<p>{pages}</p>"
 
 
 def _live_item(room: LessonRoom) -> str:

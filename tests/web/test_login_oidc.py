@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from browser import SCREENSHOTS
 from harness import ServerProcess, free_port, mint_token, start_server, wait_for
 from identity_provider import CLIENT_ID, PASSWORDS, Provider, start_provider
 from lesson_page import LessonPage, LessonPages
@@ -132,6 +133,9 @@ def test_teacher_opens_their_lesson_without_a_token(login_server: Served,
     response = other.goto(f"{server.url}/lesson/lesson-b")
     assert response is not None and response.status == 403
     assert "Not your lesson" in other.inner_text("h1")
+    # the landing page lists their lessons (only theirs), to open from there
+    other.goto(server.url)
+    assert other.locator("#my-lessons a").all_inner_texts() == [LESSON_A["title"]]
     # the server sees the master classroom connected, joined with the login's identity
     status, live = server.api("/api/lessons/lesson-a", token=mint_token(server, role="admin"))
     assert status == 200 and [c["classroom"] for c in live["connected"]] == ["master-a"], live
@@ -155,6 +159,14 @@ def test_observer_sees_recordings_and_patrol(login_server: Served, browsers: Bro
     assert me["role"] == "observer" and me["roles"] == ["researcher"]  # from the `groups` claim
     assert api(page, "/api/lessons/lesson-a")[0] == 403  # watching is not managing
     assert api(page, "/api/stats")[0] == 403
+    # the study pages say who is logged in, and log out
+    page.goto(f"{server.url}/recordings?lang=en")
+    page.wait_for_selector("#who", timeout=10000)
+    assert "赵教研员" in page.inner_text("#who") and page.inner_text("#logout") in ("Log out", "退出登录")
+    page.screenshot(path=str(SCREENSHOTS / "login-observer-recordings.png"))
+    page.click("#logout")
+    page.wait_for_url(lambda u: not u.startswith(f"{server.url}/recordings"), timeout=10000)
+    assert api(page, "/api/session")[0] == 401
 
 
 def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: Served, browsers: Browsers) -> None:
@@ -162,6 +174,8 @@ def test_bureau_admin_lists_every_lesson_and_logs_out(login_server: Served, brow
     context, page = browsers()
     log_in(page, server, "bureau")
     assert "王局长" in page.inner_text("#who") and page.locator("#logout").is_visible()
+    assert sorted(page.locator("#my-lessons a").all_inner_texts()) == sorted([LESSON_A["title"], LESSON_B["title"]])
+    page.screenshot(path=str(SCREENSHOTS / "login-landing-page.png"))
     status, body = api(page, "/api/lessons")
     assert status == 200 and sorted(lesson["id"] for lesson in body["lessons"]) == ["lesson-a", "lesson-b"]
     assert api(page, "/api/stats")[0] == 200
