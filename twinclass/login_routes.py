@@ -78,6 +78,11 @@ def _page(title: str, body: str, status: int) -> web.Response:
     return web.Response(text=text, content_type="text/html", status=status, headers={"Cache-Control": "no-store"})
 
 
+def _redirect(location: str, status: int = 302) -> web.Response:
+    """A redirect that carries cookies (aiohttp's HTTPFound is for raising, not returning)."""
+    return web.Response(status=status, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 def _safe_next(value: str | None) -> str:
     """A same-origin path to go to after the login; ValueError otherwise."""
     if not value:
@@ -160,7 +165,7 @@ class Login:
         browser = new_secret()
         attempt = LoginAttempt(nonce=auth.nonce, code_verifier=auth.code_verifier, next_path=next_path)
         await asyncio.to_thread(self.sessions.begin_login, auth.state, browser, attempt)
-        response = web.HTTPFound(auth.url)
+        response = _redirect(auth.url)
         self._cookie(response, request, LOGIN_COOKIE, browser, max_age=600, path="/auth/callback")
         return response
 
@@ -190,10 +195,13 @@ class Login:
             return _page("Twinclass", "<h1>没有权限 · No access</h1><p id='no-role'>你的账号在城乡结对课堂中没有角色。"
                          f"Your account has no role in Twinclass ({html.escape(str(exc))}). "
                          "请联系教育局管理员。Ask the bureau's administrator.</p>", 403)
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:  # a new login is a new session: the old id (whoever knew it) ends here
+            await asyncio.to_thread(self.sessions.delete, previous)
         session_id, expires = await asyncio.to_thread(self.sessions.create, identity.claims, identity.roles, id_token,
                                                       now)
         logger.info("login: %s as %s", identity.claims.sub, ",".join(identity.roles))
-        response = web.HTTPFound(attempt.next_path)
+        response = _redirect(attempt.next_path)
         self._cookie(response, request, SESSION_COOKIE, session_id, max_age=int(expires - now))
         response.del_cookie(LOGIN_COOKIE, path="/auth/callback")
         return response
@@ -211,7 +219,7 @@ class Login:
         target = "/"
         if ended is not None and self.config.provider_logout:
             target = await self.client.logout_url(ended.id_token, self.config.public_url.rstrip("/") + "/") or "/"
-        response = web.HTTPSeeOther(target)
+        response = _redirect(target, 303)
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 

@@ -280,6 +280,13 @@ def test_forged_expired_replayed_and_foreign_logins_are_refused(
     assert any(u.startswith(f"{provider.issuer}/auth") for u in seen), seen
     renewed = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
     assert renewed != cookie and api(page, "/api/session")[0] == 200
+    # logging in again replaces the session: the previous id stops working at once
+    page.goto(f"{server.url}/login")
+    page.wait_for_url(f"{server.url}/", timeout=15000)
+    newest = next(c["value"] for c in context.cookies() if c["name"] == "twinclass_session")
+    assert newest != renewed and api(page, "/api/session")[0] == 200
+    stale = context.request.get(f"{server.url}/api/session", headers={"Cookie": f"twinclass_session={renewed}"})
+    assert stale.status == 401
 
 
 def test_id_tokens_from_another_issuer_or_for_another_login_are_refused(
