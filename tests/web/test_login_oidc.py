@@ -159,6 +159,17 @@ def test_observer_sees_recordings_and_patrol(login_server: Served, browsers: Bro
     assert me["role"] == "observer" and me["roles"] == ["researcher"]  # from the `groups` claim
     assert api(page, "/api/lessons/lesson-a")[0] == 403  # watching is not managing
     assert api(page, "/api/stats")[0] == 403
+    # writing from our own page works with the login (the browser says Sec-Fetch-Site: same-origin) ...
+    posted = page.evaluate("""async () => {
+      const r = await fetch('/api/recordings/rec-lesson-b/comments', {method: 'POST',
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({t: 0, body: '很好 Well taught'})});
+      return [r.status, await r.json()];
+    }""")
+    assert posted[0] == 201 and posted[1]["author"]["name"] == "赵教研员 Researcher", posted
+    # ... but not from another site's page, whose request the browser marks cross-site
+    resp = page.request.post(f"{server.url}/api/recordings/rec-lesson-b/comments", data={"t": 0, "body": "x"},
+                             headers={"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"})
+    assert resp.status == 401
     # the study pages say who is logged in, and log out
     page.goto(f"{server.url}/recordings?lang=en")
     page.wait_for_selector("#who", timeout=10000)
