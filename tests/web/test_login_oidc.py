@@ -340,3 +340,12 @@ def test_no_credential_reaches_the_log(login_server: Served) -> None:
     assert provider.secret_file.read_text().strip() not in log
     assert "code=[redacted]" in log and not re.search(r"\bcode=(?!\[redacted\])", log)  # ... without their codes
     assert "eyJ" not in log and "twinclass_session=" not in log
+
+
+def test_without_login_a_link_without_token_still_says_so(server: ServerProcess, browsers: Browsers) -> None:
+    """A server without --oidc-issuer: nothing changes; the page without a token explains it."""
+    _context, page = browsers()
+    response = page.goto(f"{server.url}/lesson/demo")
+    assert response is not None and response.status == 200 and page.url == f"{server.url}/lesson/demo"
+    page.wait_for_selector("#fatal[data-reason='fatal.no_token']", state="visible", timeout=15000)
+    assert page.request.get(f"{server.url}/login").status == 404
