@@ -114,6 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         oidc=oidc_settings(args),
         oidc_roles_claim=args.oidc_roles_claim,
+        oidc_provider_logout=not args.oidc_local_logout,
         session_s=args.session_max_age,
         session_idle_s=args.session_idle,
     )

@@ -36,6 +36,8 @@ def add_login_options(serve: argparse.ArgumentParser) -> None:
                        help=f"the client secret (visible in ps: prefer the file or ${ENV}CLIENT_SECRET)")
     serve.add_argument("--oidc-roles-claim", default=os.environ.get(f"{ENV}ROLES_CLAIM", "roles"),
                        help="ID token claim with the role values (default roles; groups is read when it is absent)")
+    serve.add_argument("--oidc-local-logout", action="store_true",
+                       help="POST /logout ends only our session (default: then the provider's too, if it can)")
     serve.add_argument("--session-max-age", type=float, default=12 * 3600.0, metavar="S",
                        help="seconds a login lasts at most (default 12 h)")
     serve.add_argument("--session-idle", type=float, default=2 * 3600.0, metavar="S",

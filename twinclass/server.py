@@ -64,6 +64,7 @@ class ServerConfig:
     metrics_port: int | None = None  # /metrics without a token on 127.0.0.1:PORT (else admin token only)
     oidc: OidcSettings | None = None  # login with the province's identity provider (None: token links only)
     oidc_roles_claim: str = "roles"  # the ID token claim holding the role values (twinclass.login_roles)
+    oidc_provider_logout: bool = True  # POST /logout goes on to the provider's end_session_endpoint
     session_s: float = 12 * 3600.0  # a login's absolute lifetime
     session_idle_s: float = 2 * 3600.0  # ... and how long it lasts unused
 
@@ -120,7 +121,8 @@ def build(config: ServerConfig) -> Services:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware()])
     if config.oidc is not None:  # first: every route after it knows who a login session is
         login_routes.install(app, login_routes.Login(
-            login_routes.LoginConfig(config.public_url, RoleRule(claim=config.oidc_roles_claim)),
+            login_routes.LoginConfig(config.public_url, RoleRule(claim=config.oidc_roles_claim),
+                                     provider_logout=config.oidc_provider_logout),
             OidcClient(config.oidc), SessionStore(engine, absolute_s=config.session_s, idle_s=config.session_idle_s),
             store, tokens, proxies))
     logout_targets = [normalize_origin(config.oidc.issuer) or ""] if config.oidc else []  # POST /logout's redirect
