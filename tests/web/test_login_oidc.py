@@ -128,6 +128,10 @@ def test_teacher_opens_their_lesson_without_a_token(login_server: Served,
     assert status == 200 and [lesson["id"] for lesson in body["lessons"]] == ["lesson-a"]
     assert api(page, "/api/lessons/lesson-b")[0] == 403
     assert api(page, "/api/session/join-token?lesson=lesson-b")[0] == 403
+    assert api(page, "/api/session/join-token?lesson=lesson-a", headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    status, minted = api(page, "/api/session/join-token?lesson=lesson-a")
+    assert status == 200 and minted["ttl_s"] == 300
+    assert api(page, "/api/session/join-token")[1]["error"].startswith("lesson")  # 400 naming the field
     # and the lesson of another master classroom is not theirs to open
     other = context.new_page()
     response = other.goto(f"{server.url}/lesson/lesson-b")
