@@ -66,7 +66,8 @@ class Provider(StopsOnExit):
         return dict(resp.json())
 
 
-def start_provider(directory: Path, redirect_uri: str, post_logout_uri: str) -> Provider:
+def start_provider(directory: Path, redirect_uri: str, post_logout_uri: str, *more_redirect_uris: str) -> Provider:
+    """The provider, with our client registered for `redirect_uri` (and any more given)."""
     directory.mkdir(parents=True, exist_ok=True)
     secret_file = directory / "client-secret"
     secret_file.write_text(secrets.token_urlsafe(24))
@@ -76,7 +77,7 @@ def start_provider(directory: Path, redirect_uri: str, post_logout_uri: str) -> 
     proc = subprocess.Popen(
         ["node", str(PROVIDER_SCRIPT), "--port", str(port), "--client-id", CLIENT_ID,
          "--client-secret-file", str(secret_file), "--redirect-uri", redirect_uri,
-         "--post-logout-uri", post_logout_uri],
+         *(arg for uri in more_redirect_uris for arg in ("--redirect-uri", uri)), "--post-logout-uri", post_logout_uri],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT))
     provider = Provider(issuer=f"http://127.0.0.1:{port}", proc=proc, log=log, secret_file=secret_file)
     deadline = time.monotonic() + 20

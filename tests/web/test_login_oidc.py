@@ -43,8 +43,9 @@ def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     base = tmp_path_factory.mktemp("oidc")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    SERVER[:] = [url]
-    with start_provider(base / "idp", f"{url}/auth/callback", f"{url}/") as provider:
+    second = f"http://127.0.0.1:{free_port()}"  # a second server of the same client (test_local_logout)
+    SERVER[:] = [url, second]
+    with start_provider(base / "idp", f"{url}/auth/callback", f"{url}/", f"{second}/auth/callback") as provider:
         server = start_server(base / "data", "--no-demo", "--oidc-issuer", provider.issuer,
                               "--oidc-client-id", CLIENT_ID, "--oidc-client-secret-file", str(provider.secret_file),
                               "--trusted-proxy", "127.0.0.1/32",  # as if behind a proxy on this machine
@@ -99,7 +100,7 @@ def log_in(page: Page, server: ServerProcess, user: str, path: str = "/") -> lis
     return callbacks
 
 
-SERVER: list[str] = []  # the login server's URL (set by the fixture)
+SERVER: list[str] = []  # the login server's URL, and a second one's (set by the fixture)
 
 
 def api(page: Page, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -334,6 +335,20 @@ def test_the_cookie_is_secure_behind_an_https_proxy(login_server: Served, browse
     cookie = next(c for c in context.cookies() if c["name"] == "twinclass_session")
     assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert api(page, "/api/session")[0] == 200
+
+
+def test_local_logout_ends_only_our_session(login_server: Served, browsers: Browsers, tmp_path: Path) -> None:
+    _server, provider = login_server
+    port = int(SERVER[1].rsplit(":", 1)[1])
+    with start_server(tmp_path / "data", "--no-demo", "--oidc-issuer", provider.issuer, "--oidc-client-id", CLIENT_ID,
+                      "--oidc-client-secret-file", str(provider.secret_file), "--oidc-local-logout", port=port,
+                      env={"TWINCLASS_RECORDER": "0"}) as local:
+        _context, page = browsers()
+        log_in(page, local, "observer")
+        page.click("#logout")
+        page.wait_for_selector("#login", timeout=10000)  # our landing page again, logged out ...
+        assert page.url == f"{local.url}/"  # ... not the provider's logout
+        assert page.request.get(f"{local.url}/api/session").status == 401
 
 
 def test_no_credential_reaches_the_log(login_server: Served) -> None:
