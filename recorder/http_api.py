@@ -24,6 +24,7 @@ from recorder.catalog import Recording, RecordingFilter
 from recorder.manifest import MANIFEST, read_manifest
 from sfu.http_api import bearer_claims, require_admin
 from sfu.lessons import Role
+from sfu.scope import covered, covers, is_scoped, sees_all
 from sfu.tokens import Claims, TokenIssuer
 from twinclass.http_input import date_param, int_param, path_param, utc_naive_param
 
@@ -43,16 +44,8 @@ def _error(exc: type[web.HTTPException], message: str) -> web.HTTPException:
     return exc(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
 
 
-ALL_LESSONS = "*"  # an observer token's `lesson` claim for every lesson (inspectors, researchers)
-
-
-def sees_all(claims: Claims) -> bool:
-    """Admins, and observers whose token is for every lesson (`lesson: "*"`)."""
-    return claims.role == Role.ADMIN or (claims.role == Role.OBSERVER and claims.lesson == ALL_LESSONS)
-
-
 def may_watch_lesson(claims: Claims, lesson_id: str) -> bool:
-    """Every lesson's recordings, or those of the token's own lesson."""
+    """Every lesson's recordings, or those of the token's own lesson (scoped logins: see `lookup`)."""
     if sees_all(claims):
         return True
     return claims.role in (Role.MASTER, Role.RURAL, Role.OBSERVER) and claims.lesson == lesson_id
@@ -84,7 +77,8 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
         record = catalog.get(request.match_info["recording_id"])
         if record is None:
             raise _error(web.HTTPNotFound, "recording not found")
-        if not may_watch(claims, record):
+        lesson = service.store.get(record.lesson_id) if is_scoped(claims) else None
+        if not (may_watch(claims, record) or (lesson is not None and covers(claims, lesson))):
             raise _error(web.HTTPForbidden, f"this token ({claims.role}) may not watch lesson {record.lesson_id!r}")
         return record, claims
 
@@ -101,7 +95,9 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
         f.until = utc_naive_param(request, "to") or f.until
         limit, f.offset = page_params(request)
         f.limit = limit + 1  # one more: is there a next page?
-        if not sees_all(claims):
+        if is_scoped(claims):  # a school admin's or teacher's login: the lessons its rule covers
+            f.lessons = [lesson.id for lesson in covered(claims, await asyncio.to_thread(service.store.list))]
+        elif not sees_all(claims):
             if f.lesson not in (None, claims.lesson):
                 raise _error(web.HTTPForbidden, "this token may only list its own lesson's recordings")
             f.lesson = claims.lesson

@@ -47,12 +47,13 @@ class _FromFile(argparse.Action):
 
 def add_credential_options(parser: argparse.ArgumentParser, option: str, env: str, what: str,
                            fallback: str = "") -> None:
-    """`--OPTION-file PATH` and `--OPTION VALUE` into `args.OPTION`, default `$ENV` (else None).
+    """`--OPTION-file PATH` and `--OPTION VALUE` into `args.OPTION` (dashes as underscores), default `$ENV` (else None).
     `what` names the credential in the help; `fallback` says what happens without one."""
+    dest = option.replace("-", "_")
     default = os.environ.get(env) or None
     otherwise = f", else {fallback}" if fallback else ""
-    parser.add_argument(f"--{option}-file", dest=option, action=_FromFile, metavar="PATH", default=default,
+    parser.add_argument(f"--{option}-file", dest=dest, action=_FromFile, metavar="PATH", default=default,
                         help=f"read the {what} from PATH (kept out of ps; default: ${env}{otherwise})")
-    parser.add_argument(f"--{option}", dest=option, action=_OnCommandLine, default=default,
+    parser.add_argument(f"--{option}", dest=dest, action=_OnCommandLine, default=default,
                         warning=in_ps_warning(option, env),
                         help=f"the {what} itself (visible in ps: prefer --{option}-file or ${env})")

@@ -18,26 +18,55 @@ from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.lessons import Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import decoders_created
 from sfu.room import RoomDirectory
+from sfu.scope import covers, is_full_admin, is_scoped
 from sfu.store import LessonStore
 from sfu.tokens import Claims, TokenError, TokenIssuer, new_subject
 from twinclass.http_input import InputError, float_param, http_error, json_body, local_naive
 
+SESSION_CLAIMS = "twinclass.session_claims"  # request key: the claims of a login session (twinclass.login_routes)
 
-def bearer_claims(request: web.Request, tokens: TokenIssuer) -> Claims:
+
+def request_token(request: web.Request) -> str | None:
+    """The JWT of `Authorization: Bearer …`, else of `?token=`; None when neither is given."""
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query.get("token")
-    if not token:
-        raise web.HTTPUnauthorized(text='{"error": "bearer token required"}', content_type="application/json")
+    return token or None
+
+
+def bearer_claims(request: web.Request, tokens: TokenIssuer) -> Claims:
+    """Who this request is: THE resolver of every route. A token in the request (a signed link, a
+    classroom device, another system) wins; else the claims of the login session its cookie names
+    (set by the login middleware when OpenID Connect is on); else 401."""
+    token = request_token(request)
+    if token is None:
+        session: Claims | None = request.get(SESSION_CLAIMS)
+        if session is not None:
+            return session
+        raise web.HTTPUnauthorized(text='{"error": "bearer token required (or log in)"}',
+                                   content_type="application/json")
     try:
         return tokens.verify(token)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=_err(str(exc)), content_type="application/json") from exc
 
 
+def request_claims(request: web.Request, tokens: TokenIssuer) -> Claims | None:
+    """`bearer_claims`, or None for a request that has neither a valid token nor a login (pages)."""
+    try:
+        return bearer_claims(request, tokens)
+    except web.HTTPUnauthorized:
+        return None
+
+
 def require_admin(request: web.Request, tokens: TokenIssuer) -> Claims:
+    """A full administrator: an admin token, or a bureau admin's login. A school admin is not one
+    (the routes that serve school admins scope their answers with `sfu.scope` themselves)."""
     claims = bearer_claims(request, tokens)
     if claims.role != Role.ADMIN:
         reason = _err(f"admin token required (this one is {claims.role})")
+        raise web.HTTPForbidden(text=reason, content_type="application/json")
+    if not is_full_admin(claims):
+        reason = _err(f"admin token required (this login is a school admin of {claims.school})")
         raise web.HTTPForbidden(text=reason, content_type="application/json")
     return claims
 
@@ -138,16 +167,18 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
     async def list_lessons(request: web.Request) -> web.Response:
         claims = bearer_claims(request, tokens)
         lessons = await asyncio.to_thread(store.list)
-        if claims.role != Role.ADMIN:
-            lessons = [lesson for lesson in lessons if lesson.id == claims.lesson]
+        if not is_full_admin(claims):
+            lessons = [lesson for lesson in lessons if covers(claims, lesson)]
         return web.json_response({"lessons": [await live(lesson) for lesson in lessons]})
 
     async def get_lesson(request: web.Request) -> web.Response:
         claims = bearer_claims(request, tokens)
         lesson_id = request.match_info["lesson_id"]
-        if claims.role != Role.ADMIN and claims.lesson != lesson_id:
+        if not is_full_admin(claims) and claims.lesson != lesson_id and not is_scoped(claims):
             raise web.HTTPForbidden(text=_err("token is for another lesson"), content_type="application/json")
         lesson = await asyncio.to_thread(store.get, lesson_id)
+        if lesson is not None and not covers(claims, lesson):  # a scoped login: same answer as above
+            raise web.HTTPForbidden(text=_err("token is for another lesson"), content_type="application/json")
         if lesson is None:
             raise web.HTTPNotFound(text=_err(f"lesson {lesson_id!r} not found"), content_type="application/json")
         return web.json_response(await live(lesson))

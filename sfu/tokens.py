@@ -33,6 +33,7 @@ class Claims:
     role: Role
     exp: int
     sub: str = ""  # optional: who holds the token ("" when the minter gave none)
+    school: str = ""  # an admin scoped to one school (a school admin's login; see sfu.scope); "" for JWTs
 
 
 def new_subject() -> str:

@@ -13,6 +13,7 @@ from sfu.admission import Limits
 from sfu.lessons import LessonError, Role
 from sfu.store import LessonStore, make_engine
 from sfu.tokens import TokenIssuer, new_subject
+from twinclass.login_options import add_login_options, oidc_settings
 from twinclass.storage import add_store_options, database_url, token_secret
 
 
@@ -39,6 +40,7 @@ def add_commands(sub: Any) -> None:
                        help="origins that may embed the pages in a frame, e.g. a bureau portal showing the patrol "
                             "wall (CSP frame-ancestors sources; default: none)")
     add_limit_options(serve)
+    add_login_options(serve)
     serve.add_argument("--metrics-port", type=int, default=None,
                        help="also serve /metrics without a token on 127.0.0.1:PORT (else: admin token only)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -112,6 +114,11 @@ def run_serve(args: argparse.Namespace) -> int:
         allowed_origins=args.allowed_origins,
         trusted_proxies=args.trusted_proxies,
         metrics_port=args.metrics_port,
+        oidc=oidc_settings(args),
+        oidc_roles_claim=args.oidc_roles_claim,
+        oidc_provider_logout=not args.oidc_local_logout,
+        session_s=args.session_max_age,
+        session_idle_s=args.session_idle,
     )
     asyncio.run(serve(config))
     return 0

@@ -43,6 +43,7 @@ class HeaderPolicy:
     frame_ancestors: tuple[str, ...] = ()  # () = none: no page may be framed
     https: bool = False  # the public URL is https: send HSTS
     style_hashes: tuple[str, ...] = field(default=())  # 'sha256-…' of inline <style> blocks the pages use
+    form_targets: tuple[str, ...] = ()  # origins a form may lead to besides ours (the login provider's logout)
 
     def csp(self, host: str) -> str:
         connect = ["'self'"]
@@ -52,6 +53,7 @@ class HeaderPolicy:
             connect += [f"ws://{host}", f"wss://{host}"]
         styles = " ".join(["'self'", *(f"'{h}'" for h in self.style_hashes)])
         ancestors = " ".join(self.frame_ancestors) or "'none'"
+        forms = " ".join(["'self'", *self.form_targets])
         return "; ".join([
             "default-src 'self'",
             "script-src 'self'",
@@ -62,7 +64,7 @@ class HeaderPolicy:
             f"connect-src {' '.join(connect)}",
             "object-src 'none'",
             "base-uri 'none'",
-            "form-action 'self'",
+            f"form-action {forms}",
             f"frame-ancestors {ancestors}",
         ])
 
@@ -89,6 +91,7 @@ def install(app: web.Application, policy: HeaderPolicy) -> None:
     app.on_response_prepare.append(add_headers)
 
 
-def policy_for(frame_ancestors: Iterable[str], public_url: str, style_hashes: Iterable[str]) -> HeaderPolicy:
+def policy_for(frame_ancestors: Iterable[str], public_url: str, style_hashes: Iterable[str],
+               form_targets: Iterable[str] = ()) -> HeaderPolicy:
     return HeaderPolicy(frame_ancestors=tuple(frame_ancestors), https=public_url.lower().startswith("https://"),
-                        style_hashes=tuple(style_hashes))
+                        style_hashes=tuple(style_hashes), form_targets=tuple(form_targets))

@@ -3,7 +3,7 @@
 What it rewrites, in the message, its arguments, the extras aiohttp's access logger attaches
 (``first_request_line``, ``request_header``) and a traceback's text:
 
-- ``token=…`` (also ``access_token=``, ``secret=``, percent-encoded ``token%3D…``) in URLs;
+- ``token=…`` (also ``access_token=``, ``secret=``, a login's ``code=``, percent-encoded ``token%3D…``) in URLs;
 - ``Authorization: Bearer …`` and any ``Bearer …``;
 - JWT-looking strings (``eyJ….eyJ….…``: join and admin tokens);
 - the server's token secret itself (`CredentialFilter.add_secret`).
@@ -25,7 +25,7 @@ ACCESS_LOGGER = "aiohttp.access"
 
 _PATTERNS = (
     # token=..., access_token=..., secret=... in a query string or a form (also %3D-encoded)
-    (re.compile(r"(?i)\b((?:access_)?token|secret|password)(=|%3D)[^&\s\"'<>;,]+"), rf"\1\2{REDACTED}"),
+    (re.compile(r"(?i)\b((?:access_)?token|secret|password|code)(=|%3D)[^&\s\"'<>;,]+"), rf"\1\2{REDACTED}"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), rf"\1{REDACTED}"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"), REDACTED),
 )

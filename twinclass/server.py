@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 from recorder import service as recorder_service
 from scheduler import http as scheduler_http
 from sfu.addresses import bind_hosts, loopback_ice_addresses, public_host, url_host
-from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies
+from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies, normalize_origin
 from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
 from sfu.http_api import lesson_routes, require_admin
 from sfu.lessons import Classroom, Lesson, LessonError, Role
@@ -27,10 +27,13 @@ from sfu.signaling import Signaling
 from sfu.signaling_server import SignalingServer
 from sfu.store import AttendanceLog, LessonStore, make_engine
 from sfu.tokens import TokenIssuer
-from twinclass import http_policy, log_redaction, metrics
+from twinclass import http_policy, log_redaction, login_routes, metrics
 from twinclass.debug_counts import debug_routes
 from twinclass.http_errors import error_middleware
+from twinclass.login_roles import RoleRule
+from twinclass.oidc_client import OidcClient, OidcSettings
 from twinclass.storage import database_url, prepare_data_dir, secure_database_files, token_secret
+from twinclass.web_sessions import SessionStore
 from web import routes as web_routes
 from web import study_routes
 from web import timetable as timetable_pages
@@ -60,6 +63,11 @@ class ServerConfig:
     allowed_origins: list[str] = field(default_factory=list)  # pages elsewhere that may open socket.io
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For names the client
     metrics_port: int | None = None  # /metrics without a token on 127.0.0.1:PORT (else admin token only)
+    oidc: OidcSettings | None = None  # login with the province's identity provider (None: token links only)
+    oidc_roles_claim: str = "roles"  # the ID token claim holding the role values (twinclass.login_roles)
+    oidc_provider_logout: bool = True  # POST /logout goes on to the provider's end_session_endpoint
+    session_s: float = 12 * 3600.0  # a login's absolute lifetime
+    session_idle_s: float = 2 * 3600.0  # ... and how long it lasts unused
 
     @property
     def public_url(self) -> str:
@@ -99,19 +107,26 @@ def build(config: ServerConfig) -> Services:
     attendance = AttendanceLog(engine, node=config.public_url, shared=bool(config.redis_url))
     attendance.close_open(datetime.now(UTC), "server restarted")  # rows a crash left open
     secret = token_secret(config.data_dir, config.secret)
-    log_redaction.install([secret])
+    log_redaction.install([secret, *([config.oidc.client_secret] if config.oidc else [])])
     tokens = TokenIssuer(secret)
     rooms = RoomDirectory(config.ice_servers, config.video_codecs)
-    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     proxies = TrustedProxies(config.trusted_proxies)
+    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     admission = Admission(config.limits, proxies)
     sio = SignalingServer(
         admission, OriginPolicy(config.public_url, config.allowed_origins, proxies), client_manager=manager,
         ping_interval=10, ping_timeout=10,  # a classroom that drops off is noticed within ~20 s
     )
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware()])
+    if config.oidc is not None:  # first: every route after it knows who a login session is
+        login_routes.install(app, login_routes.Login(
+            login_routes.LoginConfig(config.public_url, RoleRule(claim=config.oidc_roles_claim),
+                                     provider_logout=config.oidc_provider_logout),
+            OidcClient(config.oidc), SessionStore(engine, absolute_s=config.session_s, idle_s=config.session_idle_s),
+            store, tokens, proxies))
+    logout_targets = [normalize_origin(config.oidc.issuer) or ""] if config.oidc else []  # POST /logout's redirect
     http_policy.install(app, http_policy.policy_for(config.frame_ancestors, config.public_url,
-                                                    timetable_pages.inline_style_hashes()))
+                                                    timetable_pages.inline_style_hashes(), logout_targets))
     sio.attach(app)
     registry: NodeRegistry = (
         RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
@@ -207,6 +222,8 @@ async def serve(config: ServerConfig) -> None:
         print("Headless classroom:  twinclass classroom --server URL --token-file FILE  (FILE holds the token= "
               "part of a link above)", flush=True)
         print(f"Admin token for the API:  twinclass token --data-dir {config.data_dir} --role admin", flush=True)
+    if config.oidc is not None:
+        print(f"Login with {config.oidc.issuer}:  {config.public_url}/login", flush=True)
     await stop.wait()
     print("shutting down", flush=True)
     stopping = time.monotonic()

@@ -10,22 +10,30 @@
   that may see them (`?token=` or `Authorization: Bearer`): admins and `*` observers every live
   lesson, a lesson's own token that lesson; no join links (those come from the timetable or
   `twinclass serve`). Only classrooms count as online (observers and admins are invisible).
+  With a login (OpenID Connect), it says who is logged in, with a logout button, and lists the
+  live lessons the login covers (`sfu.scope`); `/lesson/{id}` without a token then needs a login
+  that covers the lesson (no login: to `/login`; another's lesson: 403).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from recorder.http_api import sees_all
+from sfu.http_api import SESSION_CLAIMS, request_claims, request_token
+from sfu.lessons import Lesson
 from sfu.room import LessonRoom, RoomDirectory
+from sfu.scope import covered, covers, sees_all
 from sfu.store import LessonStore
-from sfu.tokens import Claims, TokenError, TokenIssuer
+from sfu.tokens import Claims, TokenIssuer
 from twinclass.http_input import path_param
+from twinclass.login_routes import LOGIN_ENABLED, session_banner
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -79,12 +87,20 @@ def add_routes(
 
     async def lesson_page(request: web.Request) -> web.Response:
         lesson_id = request.match_info["lesson_id"]
-        if store.get(lesson_id) is None:
+        lesson = store.get(lesson_id)
+        if lesson is None:
             return _simple_page(
                 "Twinclass",
                 f"<h1>课堂不存在 · Lesson not found</h1><p>{html.escape(lesson_id)}</p>",
                 status=404,
             )
+        if request_token(request) is None:  # no link token: a login session opens the page, or the login
+            session = request.get(SESSION_CLAIMS)
+            if session is None and request.app.get(LOGIN_ENABLED, False):
+                raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
+            if session is not None and not covers(session, lesson):
+                return _simple_page("Twinclass", "<h1>无权进入此课堂 · Not your lesson</h1><p>你的账号不能打开这节课。"
+                                    "Your account may not open this lesson.</p>" + session_banner(request), status=403)
         text = template.replace(_CONFIG_MARK, _script_json(page_config(rooms)))
         return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
 
@@ -103,14 +119,17 @@ def add_routes(
         return web.FileResponse(_safe_file(base, relative), headers={"Cache-Control": "max-age=86400"})
 
     async def index(request: web.Request) -> web.Response:
-        claims = _claims(request, tokens)
-        body = ("<h1>城乡结对课堂 Twinclass</h1>"
+        claims = request_claims(request, tokens)
+        body = (session_banner(request) + "<h1>城乡结对课堂 Twinclass</h1>"
                 "<p>请打开你收到的课堂链接进入课堂。Open the lesson link you were given to join.</p>"
                 "<p class='muted'>管理员和巡课员：请使用带令牌的链接。Administrators and inspectors: use your "
                 "link with its token.</p>")
+        session = request.get(SESSION_CLAIMS)
+        if session is not None and request_token(request) is None:  # a login: its lessons and pages
+            body += _login_links(session, covered(session, await asyncio.to_thread(store.list)))
         if claims is not None:
             live = sorted((lesson_id, room) for lesson_id, room in rooms.rooms.items()
-                          if room.connected_classrooms() and (sees_all(claims) or claims.lesson == lesson_id))
+                          if room.connected_classrooms() and covers(claims, room.lesson))
             items = "".join(_live_item(room) for _lesson_id, room in live)
             listing = f"<ul>{items}</ul>" if items else "<p>现在没有进行中的课堂。No lesson is live now.</p>"
             body += f"<h2>进行中的课堂 Live lessons</h2>{listing}"
@@ -123,15 +142,22 @@ def add_routes(
         app.router.add_get("/", index)
 
 
-def _claims(request: web.Request, tokens: TokenIssuer) -> Claims | None:
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query.get("token")
-    if not token:
-        return None
-    try:
-        return tokens.verify(token)
-    except TokenError:
-        return None
+MAX_LISTED = 50
+
+
+def _login_links(claims: Claims, lessons: list[Lesson]) -> str:
+    """A logged-in person's lessons (to open without a token) and study pages."""
+    lessons = sorted(lessons, key=lambda lesson: (lesson.planned_start is None, lesson.planned_start, lesson.id))
+    items = "".join(
+        f"<li><a href='/lesson/{html.escape(lesson.id)}'>{html.escape(lesson.title)}</a> "
+        f"<span class='muted'>({html.escape(lesson.id)}"
+        f"{' · ' + lesson.planned_start.isoformat(' ', 'minutes') if lesson.planned_start else ''})</span></li>"
+        for lesson in lessons[:MAX_LISTED])
+    more = f"<p class='muted'>… {len(lessons) - MAX_LISTED} more</p>" if len(lessons) > MAX_LISTED else ""
+    pages = "<a href='/recordings'>录播课程库 Recordings</a>" + (
+        " · <a href='/patrol'>巡课 Patrol</a>" if sees_all(claims) else "")
+    listing = f"<ul id='my-lessons'>{items}</ul>{more}" if items else "<p>没有你的课堂。No lessons of yours.</p>"
+    return f"<h2>你的课堂 Your lessons</h2>{listing}<p>{pages}</p>"
 
 
 def _live_item(room: LessonRoom) -> str:

@@ -42,6 +42,7 @@ from recorder.http_api import page_params
 from sfu.http_api import bearer_claims
 from sfu.lessons import Role
 from sfu.room import RoomDirectory
+from sfu.scope import covered, is_scoped
 from sfu.store import AttendanceLog, LessonStore
 from sfu.tokens import TokenIssuer
 from twinclass.http_input import (
@@ -93,7 +94,10 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     app["study_analysis"] = runner
 
     def viewer(request: web.Request) -> Viewer:
-        return Viewer(bearer_claims(request, tokens))
+        claims = bearer_claims(request, tokens)
+        if not is_scoped(claims):
+            return Viewer(claims)
+        return Viewer(claims, frozenset(lesson.id for lesson in covered(claims, store.list())))
 
     def recording(request: web.Request, *, study: bool = False) -> tuple[Recording, Viewer]:
         who = viewer(request)
@@ -131,9 +135,10 @@ def add_study_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
                           since=date_param(request, "from"), until=date_param(request, "to"))
         limit, offset = page_params(request, default=200)
 
+        allowed = None if who.sees_all else who.lessons if is_scoped(who.claims) else who.claims.lesson
+
         def page() -> tuple[list[dict[str, Any]], bool]:
-            found, more = library.search(f, lessons_allowed=None if who.sees_all else who.claims.lesson,
-                                         limit=limit, offset=offset)
+            found, more = library.search(f, lessons_allowed=allowed, limit=limit, offset=offset)
             ids = [r["id"] for r in found]
             n_comments, n_evals = comments.counts(ids), rubrics.counts(ids)
             for item in found:

@@ -6,7 +6,8 @@
 - an observer token for one lesson (the links ``POST /api/lessons/{id}/tokens`` and the patrol
   tiles mint): that lesson's recordings — watch, comment, evaluate; no patrol;
 - a master classroom's token: its own lesson's recordings, analysis, comments and evaluations (read);
-- a rural classroom's token: its own lesson's recordings and analysis.
+- a rural classroom's token: its own lesson's recordings and analysis;
+- a school admin's or a teacher's login (`sfu.scope`): the recordings of the lessons it covers, to watch.
 
 The author of comments and evaluations is the token's ``sub`` when it has one (each minted
 token its own author), else its role, classroom claim and name.
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recorder.http_api import may_watch_lesson, sees_all
+from recorder.http_api import may_watch_lesson
 from sfu.lessons import Role
+from sfu.scope import is_full_admin, sees_all
 from sfu.tokens import Claims
 
 
@@ -31,6 +33,7 @@ class Author:
 @dataclass(frozen=True)
 class Viewer:
     claims: Claims
+    lessons: frozenset[str] = frozenset()  # a scoped login's lessons (sfu.scope: school admin, teacher)
 
     @property
     def role(self) -> Role:
@@ -38,14 +41,14 @@ class Viewer:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
+        return is_full_admin(self.claims)  # a school admin's login is not one
 
     @property
     def sees_all(self) -> bool:
         return sees_all(self.claims)
 
     def may_watch(self, lesson_id: str) -> bool:
-        return may_watch_lesson(self.claims, lesson_id)
+        return may_watch_lesson(self.claims, lesson_id) or lesson_id in self.lessons
 
     def may_read_study(self, lesson_id: str) -> bool:
         """Comments and evaluations."""

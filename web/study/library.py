@@ -99,19 +99,22 @@ class RecordingLibrary:
                                                                   "counties": [], "classrooms": []}
         return {**record.to_json(), "lesson_title": lesson.title if lesson else record.title, **about}
 
-    def search(self, f: LibraryFilter, lessons_allowed: str | None = None, *, limit: int = 200,
+    def search(self, f: LibraryFilter, lessons_allowed: str | frozenset[str] | None = None, *, limit: int = 200,
                offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
         """A page of the recordings matching every given field, newest first, and whether more
-        follow; `lessons_allowed`: only this lesson's (tokens for one lesson). Blocking.
+        follow; `lessons_allowed`: only this lesson's (tokens for one lesson), or only these
+        lessons' (a scoped login's, `sfu.scope`). Blocking.
 
         Lesson, subject, grade and dates are selected in SQL; school, teacher, county and
         classroom come from the lessons and timetables (`Directory`), so those are matched here,
         reading the catalog in batches until the page is full (no cap on how far back)."""
-        if lessons_allowed and f.lesson and f.lesson != lessons_allowed:
+        among = lessons_allowed if isinstance(lessons_allowed, frozenset) else None
+        one = lessons_allowed if isinstance(lessons_allowed, str) else None
+        if (one and f.lesson and f.lesson != one) or (among is not None and f.lesson and f.lesson not in among):
             return [], False
         since, until = _local_bounds(f.since, f.until)
-        base = RecordingFilter(lesson=lessons_allowed or f.lesson or None, subject=f.subject or None,
-                               grade=f.grade or None, since=since, until=until)
+        base = RecordingFilter(lesson=one or f.lesson or None, subject=f.subject or None,
+                               grade=f.grade or None, since=since, until=until, lessons=among)
         derived = bool(f.school or f.teacher or f.county or f.classroom)
         cache: dict[str, Lesson | None] = {}
         out: list[dict[str, Any]] = []

@@ -63,7 +63,6 @@ export class LessonApp {
   }
 
   start() {
-    if (!this.token) return this._fatal("fatal.no_token");
     if (!window.RTCPeerConnection) return this._fatal("media.unsupported");
     this.sig = new Signaling();
     this._bindSignaling();
@@ -141,6 +140,16 @@ export class LessonApp {
     });
   }
 
+  /** The link's token; without one, a fresh short-lived one from the login session (null: neither). */
+  async _joinToken() {
+    if (this.token) return this.token;
+    const res = await fetch(`/api/session/join-token?lesson=${encodeURIComponent(this.lessonId)}`,
+      { cache: "no-store", credentials: "same-origin" });
+    if (res.status === 401 || res.status === 403 || res.status === 404) return null;
+    if (!res.ok) throw new Error(`join token: HTTP ${res.status}`); // a server restarting: try again
+    return (await res.json()).token;
+  }
+
   _isOther(classroom) {
     return this.state.you && classroom !== this.state.you.classroom;
   }
@@ -152,7 +161,10 @@ export class LessonApp {
     this.render();
     let reply;
     try {
-      reply = await this.sig.call("join", { token: this.token, lesson: this.lessonId });
+      const token = await this._joinToken();
+      if (session !== this.session) return;
+      if (!token) return this._fatal("fatal.no_token");
+      reply = await this.sig.call("join", { token, lesson: this.lessonId });
     } catch (err) {
       if (FATAL_CODES[err.code]) return this._fatal(FATAL_CODES[err.code], { message: err.message });
       if (err.code === "redirect" && this._redirect(err.extra.url)) return;

@@ -1,5 +1,6 @@
 // Every English string of the lesson-study, patrol and report pages; the same keys as zh-CN.js.
 export default {
+  "session.logout": "Log out",
   "lang.switch": "中文",
   "app.name": "Twinclass",
   "app.study": "Lesson study",

@@ -1,5 +1,6 @@
 // 观课评课、巡课与报表页面的全部中文文字（默认语言）。键与 en.js 一一对应；{name} 之类是占位符。
 export default {
+  "session.logout": "退出登录",
   "lang.switch": "English",
   "app.name": "城乡结对课堂",
   "app.study": "观课评课",

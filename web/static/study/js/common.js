@@ -62,6 +62,19 @@ export function setupPage(render) {
     render();
   });
   label();
+  if (!token()) showLogin();
+}
+
+/** Without a token in the address: who is logged in, with a logout button, in the top bar. */
+async function showLogin() {
+  const actions = document.querySelector(".topbar .actions");
+  const resp = await fetch("/api/session", { headers: { Accept: "application/json" } }).catch(() => null);
+  if (!actions || !resp || !resp.ok) return;
+  const me = await resp.json();
+  const who = el("span", { id: "who", class: "muted" }, me.school ? `${me.name} · ${me.school}` : me.name);
+  const logout = el("button", { id: "logout", type: "submit", class: "ghost", "data-i18n": "session.logout" },
+    t("session.logout"));
+  actions.prepend(who, el("form", { method: "post", action: "/logout", style: "display: inline" }, logout));
 }
 
 export function showError(err) {
