@@ -131,7 +131,7 @@ export class LessonApp {
     sig.on("error", (err) => {
       if (FATAL_CODES[err?.code]) this._fatal(FATAL_CODES[err.code], { message: err.message });
     });
-    sig.on("kicked", () => this._fatal("fatal.kicked"));
+    sig.on("kicked", (info) => this._fatal(info?.code === "lesson_ended" ? "fatal.ended" : "fatal.kicked"));
     sig.on("server_stopping", (info) => {
       // the server drains (restart, upgrade): it closes our socket next; come back after retry_after_s
       const retry = Number(info?.retry_after_s);

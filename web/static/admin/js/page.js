@@ -1,0 +1,59 @@
+// What every console page shares: the language switch, errors and notices, and formatting.
+
+import { createI18n } from "../../js/i18n-core.js";
+import zhCN from "../i18n/zh-CN.js";
+import en from "../i18n/en.js";
+
+export const { initLanguage, language, setLanguage, onLanguageChange, t, translateTree } = createI18n({
+  "zh-CN": zhCN,
+  en,
+});
+
+export { el } from "../../study/js/common.js";
+
+/** Language switch and static strings; `render` runs again when the language changes. */
+export function setupPage(render) {
+  initLanguage();
+  const button = document.getElementById("btn-lang");
+  const label = () => {
+    translateTree(document);
+    if (button) button.textContent = t("lang.switch");
+  };
+  if (button) button.addEventListener("click", () => setLanguage(language() === "en" ? "zh-CN" : "en"));
+  onLanguageChange(() => {
+    label();
+    render();
+  });
+  label();
+}
+
+export function showError(err) {
+  const box = document.getElementById("error");
+  if (!box) return;
+  const status = err && err.status;
+  const text = status === 401 ? t("error.token") : status === 403 ? t("error.forbidden") : "";
+  box.textContent = [text, err && err.message].filter(Boolean).join(" — ");
+  box.hidden = false;
+}
+
+export function clearError() {
+  const box = document.getElementById("error");
+  if (box) box.hidden = true;
+}
+
+export function notice(text) {
+  const box = document.getElementById("notice");
+  if (!box) return;
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+export function dateTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(language() === "en" ? "en-GB" : "zh-CN", { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** A naive server-local ISO time "2026-12-02T09:00:00" as a datetime-local value. */
+export function localInput(iso) {
+  return iso ? iso.slice(0, 16) : "";
+}
