@@ -45,6 +45,12 @@ def console_apis(lesson_id: str) -> list[tuple[str, str, Any]]:
         ("POST", f"/api/admin/lessons/{lesson_id}/end", None),
         ("POST", f"/api/admin/lessons/{lesson_id}/links", None),
         ("GET", "/api/admin/audit", None),
+        ("GET", "/api/admin/timetable", None),
+        ("POST", "/api/admin/timetable/solve", {"files": {}}),
+        ("GET", "/api/admin/timetable/jobs/x", None),
+        ("GET", "/api/admin/timetable/x", None),
+        ("GET", "/api/admin/timetable/x/check", None),
+        ("POST", "/api/admin/timetable/x/apply", {"week": "2025-09-01"}),
     ]
 
 

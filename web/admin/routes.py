@@ -19,6 +19,7 @@ API:
     POST  /api/admin/lessons/{id}/end               end it now: every connection is closed
     POST  /api/admin/lessons/{id}/links?ttl=        join links with expiry and QR code
     GET   /api/admin/audit?limit=&offset=
+    …/api/admin/timetable…                          the term timetable (`web.admin.timetable_routes`)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from web.admin.directory import CSV_TABLES, SchoolDirectory
 from web.admin.hooks import audit_middleware
 from web.admin.lessons import Recordings, edited_lesson, live_state, new_lesson
 from web.admin.links import join_links
+from web.admin.timetable_routes import timetable_routes
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 PAGES = {"/admin": "index.html", "/admin/audit": "audit.html", "/admin/timetable": "timetable.html"}
@@ -203,6 +205,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         entries, total = await asyncio.to_thread(audit.page, limit=limit, offset=offset)
         return _json({"entries": entries, "total": total, "limit": limit, "offset": offset})
 
+    app.add_routes(timetable_routes(admin, record, data_dir, store, tokens))
     for path, name in PAGES.items():
         app.router.add_get(path, page(name))
     app.router.add_get("/api/admin/directory", list_directory)

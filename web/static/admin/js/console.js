@@ -2,7 +2,7 @@
 // with their live state, join links with QR codes, and creating, editing and ending lessons.
 
 import { api, download } from "./api.js";
-import { clearError, dateTime, el, localInput, notice, setupPage, showError, t } from "./page.js";
+import { clearError, clockTime, dateTime, el, localInput, notice, setupPage, showError, t } from "./page.js";
 
 const POLL_MS = 2000;
 const state = { directory: { schools: [], classrooms: [] }, lessons: [], range: null, editing: null, links: null };
@@ -15,7 +15,7 @@ function roleName(role) {
 
 function timeRange(lesson) {
   if (!lesson.planned_start) return t("lessons.unplanned");
-  const end = lesson.planned_end ? lesson.planned_end.slice(11, 16) : "";
+  const end = clockTime(lesson.planned_end);
   return `${dateTime(lesson.planned_start)}${end ? ` – ${end}` : ""}`;
 }
 

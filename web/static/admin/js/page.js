@@ -53,6 +53,12 @@ export function dateTime(iso) {
   return new Date(iso).toLocaleString(language() === "en" ? "en-GB" : "zh-CN", { dateStyle: "medium", timeStyle: "short" });
 }
 
+/** The time of day of an ISO date-time, "09:30" (in the browser's zone, as dateTime shows it). */
+export function clockTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString(language() === "en" ? "en-GB" : "zh-CN", { hour: "2-digit", minute: "2-digit" });
+}
+
 /** A naive server-local ISO time "2026-12-02T09:00:00" as a datetime-local value. */
 export function localInput(iso) {
   return iso ? iso.slice(0, 16) : "";
