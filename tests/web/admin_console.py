@@ -3,8 +3,6 @@ CSV files, and reading a QR code the way a phone would (a screenshot, OpenCV's d
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 import cv2
 import numpy as np
 from browser import SCREENSHOTS, save_console_log
-from harness import ServerProcess
 from playwright.sync_api import Browser, Page
 
 SCHOOLS_CSV = """id,name,county,kind,link_capacity
@@ -52,20 +49,6 @@ def console_apis(lesson_id: str) -> list[tuple[str, str, Any]]:
         ("GET", "/api/admin/timetable/x/check", None),
         ("POST", "/api/admin/timetable/x/apply", {"week": "2025-09-01"}),
     ]
-
-
-def raw(server: ServerProcess, path: str, *, method: str = "GET", body: Any = None,
-        token: str | None = None) -> tuple[int, str]:
-    data = json.dumps(body).encode() if body is not None else (b"" if method != "GET" else None)
-    req = urllib.request.Request(server.url + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def decode_qr(png: bytes) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin_console import console_pages, raw
+from admin_console import console_pages
 from harness import ROOT, ServerProcess, mint_token, start_server
 from playwright.sync_api import Browser, expect
 
@@ -76,6 +76,6 @@ def test_timetable_solved_checked_and_applied_from_the_console(
     status, audit = server.api("/api/admin/audit", token=admin)
     assert [e["action"] for e in audit["entries"]] == ["timetable.apply", "timetable.apply", "timetable.solve"]
     assert audit["entries"][0]["name"] == "排课员"
-    assert raw(server, "/api/admin/timetable/nope/check", token=admin)[0] == 404
-    assert raw(server, f"/api/admin/timetable/{tt_id}/apply", method="POST", body={"week": "soon"},
+    assert server.api("/api/admin/timetable/nope/check", token=admin)[0] == 404
+    assert server.api(f"/api/admin/timetable/{tt_id}/apply", method="POST", body={"week": "soon"},
                token=admin)[0] == 400

@@ -4,28 +4,12 @@ import { createI18n } from "../../js/i18n-core.js";
 import zhCN from "../i18n/zh-CN.js";
 import en from "../i18n/en.js";
 
-export const { initLanguage, language, setLanguage, onLanguageChange, t, translateTree } = createI18n({
+export const { language, setupPage, t } = createI18n({
   "zh-CN": zhCN,
   en,
 });
 
 export { el } from "../../study/js/common.js";
-
-/** Language switch and static strings; `render` runs again when the language changes. */
-export function setupPage(render) {
-  initLanguage();
-  const button = document.getElementById("btn-lang");
-  const label = () => {
-    translateTree(document);
-    if (button) button.textContent = t("lang.switch");
-  };
-  if (button) button.addEventListener("click", () => setLanguage(language() === "en" ? "zh-CN" : "en"));
-  onLanguageChange(() => {
-    label();
-    render();
-  });
-  label();
-}
 
 export function showError(err) {
   const box = document.getElementById("error");
