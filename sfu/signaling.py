@@ -313,6 +313,9 @@ class Signaling:
             lesson = await asyncio.to_thread(self.store.get, lesson_id)
         if lesson is None:
             return await self._refuse(sid, "not_found", f"lesson {lesson_id!r} not found", close=True)
+        if lesson.extra.get("ended_at"):  # an administrator ended it (until its times are edited again)
+            ended = f"lesson {lesson.id} was ended at {lesson.extra['ended_at']}"
+            return await self._refuse(sid, "lesson_ended", ended, close=True)
         if role in (Role.MASTER, Role.RURAL):
             actual = lesson.role_of(claims.classroom)
             if actual is None:

@@ -104,6 +104,7 @@ def edited_lesson(lesson: Lesson, body: Any, places: dict[str, Place], *, live: 
     for key in ("planned_start", "planned_end"):
         if key in body:
             setattr(changed, key, form.when(key))
+            changed.extra.pop("ended_at", None)  # new times: an ended lesson may be joined again
     if "record" in body:
         if not isinstance(body["record"], bool):
             raise InputError("record", "must be true or false")
@@ -116,6 +117,16 @@ def edited_lesson(lesson: Lesson, body: Any, places: dict[str, Place], *, live: 
         changed.master, changed.rurals, counties = pick_classrooms(merged, places)
         changed.extra["counties"] = counties
     _checked(changed)
+    return changed
+
+
+def ended_lesson(lesson: Lesson, now: datetime) -> Lesson:
+    """The lesson marked ended now (joins are refused); a planned end still to come becomes now."""
+    changed = Lesson(**{**lesson.__dict__, "rurals": list(lesson.rurals), "extra": dict(lesson.extra)})
+    changed.extra["ended_at"] = now.isoformat(timespec="seconds")
+    start, end = lesson.planned_start, lesson.planned_end
+    if start is not None and start < now and (end is None or end > now):
+        changed.planned_end = now
     return changed
 
 
@@ -134,5 +145,6 @@ def live_state(lesson: Lesson, rooms: RoomDirectory, recordings: Recordings | No
     connected = [p.to_json() for p in room.connected_classrooms()] if room is not None else []
     data["connected"] = connected
     data["live"] = bool(connected)
+    data["ended_at"] = lesson.extra.get("ended_at")
     data["recording"] = bool(recordings is not None and lesson.id in recordings.live)
     return data

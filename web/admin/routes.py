@@ -16,7 +16,8 @@ API:
     POST  /api/admin/lessons                        {title, master, rurals, planned_start, planned_end, …}
     GET   /api/admin/lessons/{id}                   one lesson, live state
     PATCH /api/admin/lessons/{id}                   change it (classrooms only while not live)
-    POST  /api/admin/lessons/{id}/end               end it now: every connection is closed
+    POST  /api/admin/lessons/{id}/end               end it now: every connection is closed, and joins are
+                                                    refused until its planned times are edited
     POST  /api/admin/lessons/{id}/links?ttl=        join links with expiry and QR code
     GET   /api/admin/audit?limit=&offset=
     …/api/admin/timetable…                          the term timetable (`web.admin.timetable_routes`)
@@ -45,7 +46,7 @@ from twinclass.http_input import InputError, date_param, float_param, http_error
 from web.admin.audit import AuditLog
 from web.admin.directory import CSV_TABLES, SchoolDirectory
 from web.admin.hooks import audit_middleware
-from web.admin.lessons import Recordings, edited_lesson, live_state, new_lesson
+from web.admin.lessons import Recordings, edited_lesson, ended_lesson, live_state, new_lesson
 from web.admin.links import join_links
 from web.admin.timetable_routes import timetable_routes
 
@@ -183,10 +184,13 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def end_lesson(request: web.Request) -> web.Response:
         who = admin(request)
-        lesson = await lesson_of(request)
+        lesson = await asyncio.to_thread(store.update, ended_lesson(await lesson_of(request), datetime.now()))
+        room = rooms.get(lesson.id)
+        if room is not None:
+            room.update_lesson(lesson)
         ended = await signaling.end_lesson(lesson.id)
         await record(who, "lesson.end", lesson.id, {"disconnected": ended})
-        return _json({"lesson": lesson.id, "disconnected": ended})
+        return _json({"lesson": lesson.id, "disconnected": ended, "ended_at": lesson.extra["ended_at"]})
 
     async def lesson_links(request: web.Request) -> web.Response:
         who = admin(request)

@@ -17,7 +17,7 @@ const BITRATES = {
 };
 const UNSTABLE_GRACE_MS = 8000; // a connection "disconnected" this long is rebuilt
 const STATS_EVERY_MS = 2000;
-const FATAL_CODES = { bad_token: "fatal.bad_token", not_found: "fatal.not_found" };
+const FATAL_CODES = { bad_token: "fatal.bad_token", not_found: "fatal.not_found", lesson_ended: "fatal.ended" };
 
 export class LessonApp {
   constructor({ lessonId, token, config, root }) {

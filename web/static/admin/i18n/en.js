@@ -47,6 +47,7 @@ export default {
   "lessons.offline": "not connected",
   "lessons.live": "live",
   "lessons.not_live": "not live",
+  "lessons.ended_state": "ended",
   "lessons.recording": "recording",
   "lessons.will_record": "will be recorded",
   "lessons.no_record": "not recorded",

@@ -47,6 +47,7 @@ export default {
   "lessons.offline": "未连接",
   "lessons.live": "进行中",
   "lessons.not_live": "未开始",
+  "lessons.ended_state": "已结束",
   "lessons.recording": "录制中",
   "lessons.will_record": "将录制",
   "lessons.no_record": "不录制",

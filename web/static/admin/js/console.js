@@ -104,7 +104,7 @@ function renderLessons() {
     el("td", {}, l.title, " ", el("span", { class: "muted", text: `(${l.id})` })),
     el("td", {}, classroomState(l, l.master)),
     el("td", {}, l.rurals.flatMap((r, i) => [i ? el("br") : null, classroomState(l, r)])),
-    el("td", {}, el("span", { class: l.live ? "state-live" : "state-off", "data-live": l.live ? "yes" : "no", text: t(l.live ? "lessons.live" : "lessons.not_live") }), el("br"),
+    el("td", {}, el("span", { class: l.live ? "state-live" : "state-off", "data-live": l.live ? "yes" : l.ended_at ? "ended" : "no", text: t(l.live ? "lessons.live" : l.ended_at ? "lessons.ended_state" : "lessons.not_live") }), el("br"),
       el("span", { class: l.recording ? "rec-on" : "state-off", "data-recording": l.recording ? "on" : "off", text: t(l.recording ? "lessons.recording" : l.record ? "lessons.will_record" : "lessons.no_record") })),
     el("td", { class: "actions-cell" }, [
       el("button", { type: "button", class: "secondary", "data-action": "links", onclick: () => showLinks(l.id), text: t("action.links") }),
