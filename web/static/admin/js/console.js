@@ -5,7 +5,7 @@ import { api, download } from "./api.js";
 import { clearError, clockTime, dateTime, el, localInput, notice, setupPage, showError, t } from "./page.js";
 
 const POLL_MS = 2000;
-const state = { directory: { schools: [], classrooms: [] }, lessons: [], range: null, editing: null, links: null };
+const state = { directory: { schools: [], classrooms: [] }, lessons: [], range: null, editing: null, links: null, today: "", pickersFor: "" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -44,7 +44,9 @@ function renderDirectory() {
   });
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, class: "empty", text: t("directory.empty") })));
   table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
-  renderPickers();
+  const key = JSON.stringify(state.directory.classrooms);
+  if (key !== state.pickersFor) renderPickers(); // not on every poll: someone may be filling the form
+  state.pickersFor = key;
 }
 
 function renderPickers() {
@@ -99,7 +101,7 @@ function classroomState(lesson, c) {
 function renderLessons() {
   if (state.range) $("lessons-range").textContent = t("lessons.range", state.range);
   const head = el("tr", {}, ["time", "lesson", "master", "rurals", "state", "actions"].map((k) => el("th", { text: t(`col.${k}`) })));
-  const rows = state.lessons.map((l) => el("tr", { "data-lesson": l.id }, [
+  const rows = state.lessons.map((l) => el("tr", { "data-lesson": l.id, class: l.planned_start && l.planned_start.startsWith(state.today) ? "today" : null }, [
     el("td", { text: timeRange(l) }),
     el("td", {}, l.title, " ", el("span", { class: "muted", text: `(${l.id})` })),
     el("td", {}, classroomState(l, l.master)),
@@ -120,6 +122,7 @@ async function loadLessons() {
   const data = await api("/api/admin/lessons");
   state.lessons = data.lessons;
   state.range = { from: data.from, to: data.to };
+  state.today = data.today;
   renderLessons();
   renderDirectory();
 }
@@ -237,6 +240,7 @@ async function saveLesson(event) {
 }
 
 function render() {
+  state.pickersFor = ""; // option labels are translated too
   renderDirectory();
   renderLessons();
   renderLinks();
