@@ -175,6 +175,13 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
     assert server.api(f"/api/admin/lessons/{lesson_id}", method="PATCH", token=admin, body={"id": "z"})[0] == 400
     assert server.api("/api/admin/lessons/nope/links", method="POST", token=admin)[0] == 404
 
+    # an ended lesson stays ended when its title changes, and opens again with new times
+    path = f"/api/admin/lessons/{lesson_id}"
+    assert server.api(path + "/end", method="POST", token=admin)[1]["disconnected"] == []
+    assert server.api(path, method="PATCH", token=admin, body={"title": "数学（改）"})[1]["ended_at"]
+    reopened = server.api(path, method="PATCH", token=admin, body={"planned_end": "2999-01-01T10:00"})[1]
+    assert reopened["ended_at"] is None
+
     # export: the timetable input's format (header, then rows by id)
     for name, given in (("classrooms", CLASSROOMS_CSV), ("schools", SCHOOLS_CSV)):
         status, text = server.api(f"/api/admin/directory/{name}.csv", token=admin)
@@ -191,7 +198,7 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
     assert [(e["action"], e["target"]) for e in page["entries"]] == [("api.lesson.tokens", "api-1"),
                                                                       ("api.lesson.edit", "api-1")]
     assert page["entries"][1]["detail"] == {"fields": ["title"]}
-    assert page["total"] == 5  # + import, lesson.create, api.lesson.create; refusals wrote nothing
-    status, older = server.api("/api/admin/audit?limit=2&offset=4", token=admin)
-    assert [e["action"] for e in older["entries"]] == ["directory.import"]
+    assert page["total"] == 8  # + import, create, end, 2 edits, api.lesson.create; refusals wrote nothing
+    status, older = server.api("/api/admin/audit?limit=2&offset=6", token=admin)
+    assert [e["action"] for e in older["entries"]] == ["lesson.create", "directory.import"]
     assert "eyJ" not in str(older) + str(page)  # no token in the log

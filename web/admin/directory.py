@@ -98,9 +98,6 @@ class SchoolDirectory:
                              "master" if s and s.kind == "urban" else "rural", r.grades))
         return sorted(out, key=lambda p: (p.county, p.school, p.id))
 
-    def place(self, classroom_id: str) -> Place | None:
-        return next((p for p in self.places() if p.id == classroom_id), None)
-
     def import_csv(self, files: dict[str, str]) -> dict[str, int]:
         """Add or replace the schools and classrooms of `files` ({"schools": text, "classrooms":
         text}, either may be missing): all or nothing. Raises InputError naming file, row and field."""

@@ -103,8 +103,10 @@ def edited_lesson(lesson: Lesson, body: Any, places: dict[str, Place], *, live: 
             setattr(changed, key, value)
     for key in ("planned_start", "planned_end"):
         if key in body:
-            setattr(changed, key, form.when(key))
-            changed.extra.pop("ended_at", None)  # new times: an ended lesson may be joined again
+            at = form.when(key)
+            if at != getattr(lesson, key):
+                changed.extra.pop("ended_at", None)  # new times: an ended lesson may be joined again
+            setattr(changed, key, at)
     if "record" in body:
         if not isinstance(body["record"], bool):
             raise InputError("record", "must be true or false")
@@ -126,7 +128,8 @@ def ended_lesson(lesson: Lesson, now: datetime) -> Lesson:
     changed.extra["ended_at"] = now.isoformat(timespec="seconds")
     start, end = lesson.planned_start, lesson.planned_end
     if start is not None and start < now and (end is None or end > now):
-        changed.planned_end = now
+        minute = now.replace(second=0, microsecond=0)  # as the console's form shows and sends it back
+        changed.planned_end = minute if minute > start else now
     return changed
 
 
