@@ -130,6 +130,8 @@ def test_console_adds_classrooms_makes_a_lesson_and_shows_it_live(
         expect(rows.first).to_contain_text("教育局管理员")
         expect(rows.first).to_contain_text("ended a lesson")
         expect(rows.first).to_contain_text(lesson_id)
+        edit = rows.nth(1).locator("td").last  # what the edit changed, and only that
+        expect(edit).to_have_text("title: 三年级英语 同步课堂 → 三年级英语（改）")
         pages.screenshot(audit, "audit")
         for label, lines in pages.logs.items():
             assert not [line for line in lines if "[pageerror]" in line], (label, lines)

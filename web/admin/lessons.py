@@ -122,6 +122,18 @@ def edited_lesson(lesson: Lesson, body: Any, places: dict[str, Place], *, live: 
     return changed
 
 
+def changes(before: Lesson, after: Lesson) -> dict[str, Any]:
+    """What an edit changed, field by field ({field: {from, to}}; classrooms by id), for the audit log."""
+    def view(lesson: Lesson) -> dict[str, Any]:
+        data = lesson.to_json()
+        data["master"] = lesson.master.id
+        data["rurals"] = [r.id for r in lesson.rurals]
+        return {k: data[k] for k in EDITABLE}
+
+    old, new = view(before), view(after)
+    return {k: {"from": old[k], "to": new[k]} for k in EDITABLE if old[k] != new[k]}
+
+
 def ended_lesson(lesson: Lesson, now: datetime) -> Lesson:
     """The lesson marked ended now (joins are refused); a planned end still to come becomes now."""
     changed = Lesson(**{**lesson.__dict__, "rurals": list(lesson.rurals), "extra": dict(lesson.extra)})

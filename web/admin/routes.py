@@ -46,7 +46,7 @@ from twinclass.http_input import InputError, date_param, float_param, http_error
 from web.admin.audit import AuditLog
 from web.admin.directory import CSV_TABLES, SchoolDirectory
 from web.admin.hooks import audit_middleware
-from web.admin.lessons import Recordings, edited_lesson, ended_lesson, live_state, new_lesson
+from web.admin.lessons import Recordings, changes, edited_lesson, ended_lesson, live_state, new_lesson
 from web.admin.links import join_links
 from web.admin.timetable_routes import timetable_routes
 
@@ -179,7 +179,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         changed = await asyncio.to_thread(store.update, changed)
         if room is not None:
             room.update_lesson(changed)  # the recorder stops or starts, the title follows
-        await record(who, "lesson.edit", lesson.id, {k: body[k] for k in sorted(body)})
+        await record(who, "lesson.edit", lesson.id, changes(lesson, changed))
         return _json(live_state(changed, rooms, recordings))
 
     async def end_lesson(request: web.Request) -> web.Response:

@@ -7,8 +7,14 @@ const PAGE = 25;
 const state = { offset: 0, data: null };
 const $ = (id) => document.getElementById(id);
 
+function value(v) {
+  if (Array.isArray(v)) return v.map(value).join(", ");
+  if (v && typeof v === "object") return "from" in v && "to" in v ? `${value(v.from)} → ${value(v.to)}` : JSON.stringify(v);
+  return v === null || v === undefined || v === "" ? "—" : String(v);
+}
+
 function detailText(detail) {
-  return Object.entries(detail || {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" && v ? JSON.stringify(v) : v}`).join("; ");
+  return Object.entries(detail || {}).map(([k, v]) => `${k}: ${value(v)}`).join("; ");
 }
 
 function render() {
