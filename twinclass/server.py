@@ -133,7 +133,8 @@ def build(config: ServerConfig) -> Services:
     recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
     metrics.attach(app, rooms=rooms, tokens=tokens, recorder=recorder, signaling=signaling, port=config.metrics_port)
     admin_routes.add_admin_routes(app, store=store, tokens=tokens, rooms=rooms, engine=engine, signaling=signaling,
-                                  recordings=recorder, public_url=config.public_url, data_dir=config.data_dir)
+                                  recordings=recorder, public_url=config.public_url, data_dir=config.data_dir,
+                                  registry=registry)
 
     async def close_rooms(app: web.Application) -> None:
         await rooms.close()

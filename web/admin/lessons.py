@@ -153,13 +153,17 @@ def _checked(lesson: Lesson) -> None:
         raise InputError(field if reason else "lesson", reason or str(exc)) from None
 
 
-def live_state(lesson: Lesson, rooms: RoomDirectory, recordings: Recordings | None) -> dict[str, Any]:
-    """A lesson's JSON with `connected` (classroom ids and names online now), `live` and `recording`."""
+def live_state(lesson: Lesson, rooms: RoomDirectory, recordings: Recordings | None,
+               elsewhere: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A lesson's JSON with `connected` (classroom ids and names online now), `live` and `recording`.
+    `elsewhere`: the classrooms another node reports for a lesson it hosts (cluster presence); the
+    recording flag is then that node's to know (null)."""
     data = lesson.to_json()
     room = rooms.get(lesson.id)
-    connected = [p.to_json() for p in room.connected_classrooms()] if room is not None else []
+    local = room is not None or elsewhere is None
+    connected = [p.to_json() for p in room.connected_classrooms()] if room is not None else (elsewhere or [])
     data["connected"] = connected
     data["live"] = bool(connected)
     data["ended_at"] = lesson.extra.get("ended_at")
-    data["recording"] = bool(recordings is not None and lesson.id in recordings.live)
+    data["recording"] = bool(recordings is not None and lesson.id in recordings.live) if local else None
     return data

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from scheduler.errors import InputError as TableError
+from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.http_api import require_admin
 from sfu.lessons import Lesson, LessonExists
 from sfu.room import RoomDirectory
@@ -74,8 +75,12 @@ def table_error(exc: TableError) -> web.HTTPException:
 
 def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                      engine: sa.Engine, signaling: Signaling, recordings: Recordings | None, public_url: str,
-                     data_dir: Path) -> None:
-    """Register the console (called by the composition root)."""
+                     data_dir: Path, registry: NodeRegistry | None = None) -> None:
+    """Register the console (called by the composition root). With a cluster `registry`, lessons
+    live on other nodes show their classrooms too; ending such a lesson marks it ended in the
+    shared store (no node lets anyone join it again), but its open sessions on that node stay
+    until they leave (only this node's sessions are closed at once)."""
+    nodes: NodeRegistry = registry or LocalRegistry(public_url)
     directory = SchoolDirectory(engine)
     audit = AuditLog(engine)
     app.middlewares.append(audit_middleware(audit, tokens))
@@ -85,6 +90,10 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     async def record(who: Claims, action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
         await asyncio.to_thread(audit.record, who, action, target, detail)
+
+    async def state(lesson: Lesson) -> dict[str, Any]:
+        elsewhere = None if rooms.get(lesson.id) is not None else await nodes.presence(lesson.id)
+        return live_state(lesson, rooms, recordings, elsewhere)
 
     async def lesson_of(request: web.Request) -> Lesson:
         lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
@@ -141,7 +150,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         ids = {lesson.id for lesson in planned}
         live = [room.lesson for lesson_id, room in sorted(rooms.rooms.items())
                 if lesson_id not in ids and room.connected_classrooms()]
-        lessons = [live_state(lesson, rooms, recordings) for lesson in [*live, *planned]]
+        lessons = [await state(lesson) for lesson in [*live, *planned]]
         return _json({"from": since.isoformat(), "to": until.isoformat(), "today": today.isoformat(),
                       "lessons": lessons})
 
@@ -160,11 +169,11 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
                                                       "rurals": [r.id for r in lesson.rurals],
                                                       "planned_start": _iso(lesson.planned_start),
                                                       "planned_end": _iso(lesson.planned_end)})
-        return _json(live_state(lesson, rooms, recordings), status=201)
+        return _json(await state(lesson), status=201)
 
     async def get_lesson(request: web.Request) -> web.Response:
         admin(request)
-        return _json(live_state(await lesson_of(request), rooms, recordings))
+        return _json(await state(await lesson_of(request)))
 
     async def edit_lesson(request: web.Request) -> web.Response:
         who = admin(request)
@@ -180,7 +189,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         if room is not None:
             room.update_lesson(changed)  # the recorder stops or starts, the title follows
         await record(who, "lesson.edit", lesson.id, changes(lesson, changed))
-        return _json(live_state(changed, rooms, recordings))
+        return _json(await state(changed))
 
     async def end_lesson(request: web.Request) -> web.Response:
         who = admin(request)
