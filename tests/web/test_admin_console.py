@@ -177,6 +177,10 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
     assert server.api(f"/api/admin/lessons/{lesson_id}", method="PATCH", token=admin, body={"id": "z"})[0] == 400
     assert server.api("/api/admin/lessons/nope/links", method="POST", token=admin)[0] == 404
 
+    # the rural part is what `twinclass schedule solve` takes as classrooms.csv (master rooms are not in it)
+    status, text = server.api("/api/admin/directory/classrooms.csv?kind=rural", token=admin)
+    assert [r[0] for r in csv.reader(io.StringIO(text))] == ["id", "hexi-g3", "hexi-g4"]
+
     # an ended lesson stays ended when its title changes, and opens again with new times
     path = f"/api/admin/lessons/{lesson_id}"
     assert server.api(path + "/end", method="POST", token=admin)[1]["disconnected"] == []

@@ -125,19 +125,25 @@ class SchoolDirectory:
                                                               grades=grades_text(c.grades)))
         return {"schools": len(schools), "classrooms": len(classrooms)}
 
-    def export_csv(self, table: str) -> str:
-        """`schools.csv` or `classrooms.csv` in the timetable input's format."""
+    def export_csv(self, table: str, kind: str = "") -> str:
+        """`schools.csv` or `classrooms.csv` in the timetable input's format; `kind` "rural" or
+        "urban" keeps only that kind's schools (and their classrooms). The timetable's own
+        classrooms.csv lists rural classrooms only (master rooms are the `room` of classes.csv):
+        `kind="rural"` is the file `twinclass schedule solve` accepts."""
         columns = TABLES[table][0]
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(columns)
         with self._engine.connect() as conn:
+            kinds = {r.id: r.kind for r in conn.execute(schools_table.select())}
             if table == "schools":
                 for r in conn.execute(schools_table.select().order_by(schools_table.c.id)):
-                    w.writerow([r.id, r.name, r.county, r.kind, "" if r.link_capacity is None else r.link_capacity])
+                    if kind in ("", r.kind):
+                        w.writerow([r.id, r.name, r.county, r.kind, "" if r.link_capacity is None else r.link_capacity])
             else:
                 for r in conn.execute(classrooms_table.select().order_by(classrooms_table.c.id)):
-                    w.writerow([r.id, r.name, r.school, r.grades])
+                    if kind in ("", kinds.get(r.school)):
+                        w.writerow([r.id, r.name, r.school, r.grades])
         return out.getvalue()
 
     def to_json(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Pages (static shells under ``web/static/admin/``; data from the API below):
 API:
     GET   /api/admin/directory                      schools and classrooms (county, school, role)
     POST  /api/admin/directory/import               {schools: CSV text, classrooms: CSV text}
-    GET   /api/admin/directory/{schools|classrooms}.csv
+    GET   /api/admin/directory/{schools|classrooms}.csv[?kind=rural|urban]
     GET   /api/admin/lessons?from=&to=              lessons planned in [from, to) (default: this week)
                                                     and every live one, with connected classrooms
     POST  /api/admin/lessons                        {title, master, rurals, planned_start, planned_end, …}
@@ -43,7 +43,7 @@ from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.store import LessonStore
 from sfu.tokens import Claims, TokenIssuer
-from twinclass.http_input import InputError, date_param, float_param, http_error, int_param, json_body
+from twinclass.http_input import InputError, choice_param, date_param, float_param, http_error, int_param, json_body
 from web.admin.audit import AuditLog
 from web.admin.directory import CSV_TABLES, SchoolDirectory
 from web.admin.hooks import audit_middleware
@@ -132,7 +132,8 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         table = request.match_info["table"]
         if table not in CSV_TABLES:
             raise _fail(404, f"table: {table!r} is not one of {', '.join(CSV_TABLES)}")
-        text = await asyncio.to_thread(directory.export_csv, table)
+        kind = choice_param(request, "kind", ("rural", "urban"), "")  # "": every school
+        text = await asyncio.to_thread(directory.export_csv, table, kind)
         return web.Response(text=text, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})
 

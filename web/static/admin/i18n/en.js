@@ -21,6 +21,7 @@ export default {
   "directory.import": "Import",
   "directory.export_schools": "Export schools",
   "directory.export_classrooms": "Export classrooms",
+  "directory.export_rural": "Export rural classrooms (timetable input)",
   "directory.format": "The same format as the timetable input: schools.csv (id,name,county,kind,link_capacity), classrooms.csv (id,name,school,grades). An urban school's classrooms are master classrooms, a rural school's are rural classrooms. An import is written whole or not at all.",
   "directory.links_of": "Join links: {title}",
   "directory.no_lesson": "no lesson this week",

@@ -21,6 +21,7 @@ export default {
   "directory.import": "导入",
   "directory.export_schools": "导出学校表",
   "directory.export_classrooms": "导出教室表",
+  "directory.export_rural": "导出听讲教室（排课输入）",
   "directory.format": "格式与学期排课输入相同：schools.csv（id,name,county,kind,link_capacity），classrooms.csv（id,name,school,grades）。城区学校的教室为主讲教室，农村学校的教室为听讲教室。导入全部成功或全部不写入。",
   "directory.links_of": "加入链接：{title}",
   "directory.no_lesson": "本周无课",

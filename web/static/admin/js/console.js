@@ -251,6 +251,7 @@ setupPage(render);
 $("import-form").addEventListener("submit", importCsv);
 $("btn-export-schools").addEventListener("click", () => download("/api/admin/directory/schools.csv", "schools.csv").catch(showError));
 $("btn-export-classrooms").addEventListener("click", () => download("/api/admin/directory/classrooms.csv", "classrooms.csv").catch(showError));
+$("btn-export-rural").addEventListener("click", () => download("/api/admin/directory/classrooms.csv?kind=rural", "classrooms.csv").catch(showError));
 $("lesson-form").addEventListener("submit", saveLesson);
 $("btn-cancel").addEventListener("click", stopEdit);
 loadDirectory().catch(showError).finally(poll);
