@@ -63,6 +63,11 @@ def test_console_adds_classrooms_makes_a_lesson_and_shows_it_live(
         expect(row).to_contain_text("河西村小")
         expect(row).to_contain_text("听讲教室")
         expect(page.locator("#classrooms-table tr[data-classroom=shiyan-301]")).to_contain_text("主讲教室")
+        with page.expect_download() as download:  # export: the same file back, rows by id
+            page.click("#btn-export-classrooms")
+        assert download.value.suggested_filename == "classrooms.csv"
+        header, *given = list(csv.reader(io.StringIO(CLASSROOMS_CSV)))
+        assert list(csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8")))) == [header, *sorted(given)]
 
         form = page.locator("#lesson-form")
         now = datetime.now()
