@@ -123,8 +123,15 @@ def test_console_adds_classrooms_makes_a_lesson_and_shows_it_live(
         assert "kicked" in master.log.read_text()
         expect(rural.locator("body")).to_contain_text("管理员已结束本节课", timeout=10_000)
         expect(lesson_row.locator("[data-live]")).to_have_text("已结束", timeout=10_000)
+        expect(lesson_row.locator("[data-recording]")).to_have_attribute("data-recording", "off")  # stopped at once
         rural.reload()  # an ended lesson refuses joins (until its times are edited)
         expect(rural.locator("body")).to_contain_text("管理员已结束本节课", timeout=10_000)
+
+        page.click("#btn-lang")  # English, the same page
+        expect(page.locator("h1")).to_have_text("Admin console")
+        expect(lesson_row.locator("[data-live]")).to_have_text("ended")
+        expect(page.locator("#classrooms-table tr[data-classroom=hexi-g3]")).to_contain_text("rural classroom")
+        pages.screenshot(page, "english")
 
         # the audit log, newest first, in English too
         audit = pages.open(f"{server.url}/admin/audit?token={admin}&lang=en", "audit", lang="en")
