@@ -74,7 +74,8 @@ class RecorderService:
     # -- lessons -----------------------------------------------------------------------------
 
     def should_record(self, lesson: Lesson) -> bool:
-        return self.config.enabled and lesson.record
+        """Recording is on for the server and the lesson, and no administrator ended the lesson."""
+        return self.config.enabled and lesson.record and not lesson.extra.get("ended_at")
 
     def on_room_created(self, room: LessonRoom) -> None:
         room.add_listener(lambda event, data: self._on_room_event(room, event, data))
@@ -109,8 +110,9 @@ class RecorderService:
         """`PATCH /api/lessons/{id}` changed the lesson: stop or start recording, keep the title."""
         lesson = room.lesson
         if live is not None and not self.should_record(lesson):
-            logger.info("lesson %s: recording turned off, stopping %s", lesson.id, live.record.id)
-            self._spawn(self._end(lesson.id, "recording turned off"))
+            reason = "lesson ended by an administrator" if lesson.extra.get("ended_at") else "recording turned off"
+            logger.info("lesson %s: %s, stopping %s", lesson.id, reason, live.record.id)
+            self._spawn(self._end(lesson.id, reason))
         elif live is not None and live.record.title != lesson.title:
             live.record.title = lesson.title
             self.catalog.save(live.record)

@@ -399,3 +399,29 @@ def load_problem(path: Path) -> Problem:
     if path.is_dir():
         return build_problem(io_csv.read_tables(path))
     return build_problem(io_json.read_tables(path))
+
+
+def read_directory(tables: Tables, known_schools: dict[str, School] | None = None
+                   ) -> tuple[dict[str, School], dict[str, Classroom]]:
+    """Validate a directory of schools and classrooms alone (no bells, needs or classes): the admin
+    console keeps it in the database. Same files and columns as the timetable input; a classroom
+    may be in an urban school (a master classroom) or a rural one, and may refer to a school that
+    is already known. Raises InputError listing every issue."""
+    b = _Builder(tables)
+    b.check_columns()
+    schools = b.schools()
+    everywhere = {**(known_schools or {}), **schools}
+    rows = b.unique(b.t.rows("classrooms"))
+    classrooms: dict[str, Classroom] = {}
+    for cid, row in rows.items():
+        sid = _text(row.values.get("school"))
+        if sid and sid not in everywhere:
+            if not any(_text(r.values.get("id")) == sid for r in b.t.rows("schools")):
+                b.bad(row, "school", f"unknown school {sid!r} (not in schools)")
+            continue
+        grades = b.get(row, "grades", lambda v: parse_set(v, lambda x: parse_int(x, low=1, high=12), "grade"))
+        if sid and grades:
+            classrooms[cid] = Classroom(cid, _text(row.values.get("name")) or cid, sid, frozenset(grades))
+    if b.issues:
+        raise InputError(_dedupe(b.issues))
+    return schools, classrooms

@@ -23,7 +23,12 @@ def _read_csv(path: Path, columns: tuple[str, ...], issues: list[InputIssue]) ->
     except UnicodeDecodeError:
         issues.append(InputIssue(path.name, "-", "-", "not UTF-8 text (save the sheet as 'CSV UTF-8')"))
         return []
-    reader = csv.reader(io.StringIO(text))
+    return parse_csv(path.name, text, columns, issues)
+
+
+def parse_csv(name: str, text: str, columns: tuple[str, ...], issues: list[InputIssue]) -> list[Row]:
+    """The rows of one CSV table `name` (its text, decoded); problems are added to `issues`."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     header: list[str] | None = None
     rows: list[Row] = []
     for record in reader:
@@ -32,17 +37,17 @@ def _read_csv(path: Path, columns: tuple[str, ...], issues: list[InputIssue]) ->
             header = [h.strip() for h in record]
             for h in header:
                 if h and h not in columns:
-                    issues.append(InputIssue(path.name, line, h,
+                    issues.append(InputIssue(name, line, h,
                                              f"unknown column (expected {', '.join(columns)})"))
             continue
         if not any(c.strip() for c in record):
             continue
         if len(record) > len(header) and any(c.strip() for c in record[len(header):]):
-            issues.append(InputIssue(path.name, line, "-", f"{len(record)} cells but {len(header)} columns"))
+            issues.append(InputIssue(name, line, "-", f"{len(record)} cells but {len(header)} columns"))
             continue
         values: dict[str, Any] = {h: (record[i].strip() if i < len(record) else "")
                                   for i, h in enumerate(header) if h}
-        rows.append(Row(path.name, line, values))
+        rows.append(Row(name, line, values))
     return rows
 
 

@@ -10,7 +10,8 @@ Client -> server (each answered through the socket.io ack as {"ok": true, ...} o
   raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
   request_mute {classroom} / courseware {on} / leave {}
 Server -> client events: classroom_joined, classroom_left, hand_raised, hand_lowered, hands,
-  floor, mute_requested, courseware, slots, error, kicked, and server_stopping {reason,
+  floor, mute_requested, courseware, slots, error, kicked {reason, code?: "lesson_ended" when an
+  administrator ended the lesson}, and server_stopping {reason,
   retry_after_s} when the server drains (SIGTERM): it then closes the socket; come back after
   retry_after_s (twinclass/server.py `drain`).
 
@@ -312,6 +313,9 @@ class Signaling:
             lesson = await asyncio.to_thread(self.store.get, lesson_id)
         if lesson is None:
             return await self._refuse(sid, "not_found", f"lesson {lesson_id!r} not found", close=True)
+        if lesson.extra.get("ended_at"):  # an administrator ended it (until its times are edited again)
+            ended = f"lesson {lesson.id} was ended at {lesson.extra['ended_at']}"
+            return await self._refuse(sid, "lesson_ended", ended, close=True)
         if role in (Role.MASTER, Role.RURAL):
             actual = lesson.role_of(claims.classroom)
             if actual is None:
@@ -352,6 +356,21 @@ class Signaling:
             "you": {"classroom": classroom, "name": participant.name, "role": str(role)},
             **room.state(),
         }
+
+    async def end_lesson(self, lesson_id: str, reason: str = "the lesson was ended by an administrator") -> list[str]:
+        """Close every session of a lesson on this node: each is told `kicked` {reason, code:
+        "lesson_ended"} (the page and the terminal then stay away) and its socket is closed.
+        Returns the classrooms that were connected (observers are not counted)."""
+        ended = [s for s in self.sessions.values() if s.lesson_id == lesson_id]
+        for session in ended:
+            await self.sio.emit("kicked", {"reason": reason, "code": "lesson_ended"}, to=session.sid)
+            await self._drop(session.sid, reason)
+            # let the event go out before the socket closes
+            asyncio.get_running_loop().call_later(0.2, self._close_socket, session.sid)
+        return [s.participant.classroom for s in ended if s.participant.visible]
+
+    def _close_socket(self, sid: str) -> None:
+        self._spawn(self.sio.disconnect(sid))
 
     # -- handlers ------------------------------------------------------------------------------
 

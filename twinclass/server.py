@@ -37,6 +37,7 @@ from twinclass.web_sessions import SessionStore
 from web import routes as web_routes
 from web import study_routes
 from web import timetable as timetable_pages
+from web.admin import routes as admin_routes
 
 logger = logging.getLogger("twinclass")
 
@@ -145,6 +146,9 @@ def build(config: ServerConfig) -> Services:
 
     recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
     metrics.attach(app, rooms=rooms, tokens=tokens, recorder=recorder, signaling=signaling, port=config.metrics_port)
+    admin_routes.add_admin_routes(app, store=store, tokens=tokens, rooms=rooms, engine=engine, signaling=signaling,
+                                  recordings=recorder, public_url=config.public_url, data_dir=config.data_dir,
+                                  registry=registry)
 
     async def close_rooms(app: web.Application) -> None:
         await rooms.close()

@@ -97,6 +97,7 @@ export default {
   "fatal.no_token": "The link is incomplete (no token) and you are not logged in with an account for this lesson. Use the full lesson link you were given, or log in.",
   "fatal.bad_token": "This lesson link is invalid or has expired; ask the administrator for a new one. ({message})",
   "fatal.not_found": "The lesson does not exist or has ended. ({message})",
+  "fatal.ended": "The administrator ended this lesson.",
   "fatal.kicked": "This classroom was opened in another window or on another device; this page was disconnected.",
   "fatal.generic": "Something went wrong: {message}",
 

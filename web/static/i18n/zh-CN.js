@@ -97,6 +97,7 @@ export default {
   "fatal.no_token": "链接不完整（缺少 token），你也没有以能进入本课堂的账号登录。请使用收到的完整课堂链接，或先登录。",
   "fatal.bad_token": "课堂链接无效或已过期，请向管理员索取新的链接。（{message}）",
   "fatal.not_found": "课堂不存在或已经结束。（{message}）",
+  "fatal.ended": "管理员已结束本节课。",
   "fatal.kicked": "这个教室已在其他窗口或设备上打开，本页面已断开。",
   "fatal.generic": "出错了：{message}",
 

@@ -80,5 +80,22 @@ export function createI18n(tables) {
     return current === "en" ? item.name_en || item.name : item.name;
   }
 
-  return { initLanguage, language, otherLanguage, setLanguage, onLanguageChange, t, translateTree, localName };
+  /** A page's start: the language chosen, [data-i18n] filled, the #btn-lang switch labelled and
+   * wired; `render` runs again whenever the language changes. */
+  function setupPage(render) {
+    initLanguage();
+    const button = document.getElementById("btn-lang");
+    const label = () => {
+      translateTree(document);
+      if (button) button.textContent = t("lang.switch");
+    };
+    if (button) button.addEventListener("click", () => setLanguage(otherLanguage()));
+    onLanguageChange(() => {
+      label();
+      render();
+    });
+    label();
+  }
+
+  return { initLanguage, language, otherLanguage, setLanguage, onLanguageChange, t, translateTree, localName, setupPage };
 }

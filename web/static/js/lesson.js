@@ -17,7 +17,7 @@ const BITRATES = {
 };
 const UNSTABLE_GRACE_MS = 8000; // a connection "disconnected" this long is rebuilt
 const STATS_EVERY_MS = 2000;
-const FATAL_CODES = { bad_token: "fatal.bad_token", not_found: "fatal.not_found" };
+const FATAL_CODES = { bad_token: "fatal.bad_token", not_found: "fatal.not_found", lesson_ended: "fatal.ended" };
 
 export class LessonApp {
   constructor({ lessonId, token, config, root }) {
@@ -130,7 +130,7 @@ export class LessonApp {
     sig.on("error", (err) => {
       if (FATAL_CODES[err?.code]) this._fatal(FATAL_CODES[err.code], { message: err.message });
     });
-    sig.on("kicked", () => this._fatal("fatal.kicked"));
+    sig.on("kicked", (info) => this._fatal(info?.code === "lesson_ended" ? "fatal.ended" : "fatal.kicked"));
     sig.on("server_stopping", (info) => {
       // the server drains (restart, upgrade): it closes our socket next; come back after retry_after_s
       const retry = Number(info?.retry_after_s);

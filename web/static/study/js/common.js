@@ -1,6 +1,6 @@
 // What every lesson-study page shares: the token, the JSON API, the header, formatting helpers.
 
-import { initLanguage, language, onLanguageChange, setLanguage, t, translateTree } from "./i18n.js";
+import { language, setupPage as setupLanguage, t } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -50,18 +50,7 @@ export async function api(path, { method = "GET", body, accept202 = false } = {}
 
 /** Language switch, page title and static strings; `render` runs again when the language changes. */
 export function setupPage(render) {
-  initLanguage();
-  const button = document.getElementById("btn-lang");
-  const label = () => {
-    translateTree(document);
-    if (button) button.textContent = t("lang.switch");
-  };
-  if (button) button.addEventListener("click", () => setLanguage(language() === "en" ? "zh-CN" : "en"));
-  onLanguageChange(() => {
-    label();
-    render();
-  });
-  label();
+  setupLanguage(render);
   if (!token()) showLogin();
 }
 

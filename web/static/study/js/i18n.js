@@ -5,7 +5,7 @@ import { createI18n } from "../../js/i18n-core.js";
 import zhCN from "../i18n/zh-CN.js";
 import en from "../i18n/en.js";
 
-export const { initLanguage, language, setLanguage, onLanguageChange, t, translateTree, localName } = createI18n({
+export const { initLanguage, language, setLanguage, onLanguageChange, t, translateTree, localName, setupPage } = createI18n({
   "zh-CN": zhCN,
   en,
 });
