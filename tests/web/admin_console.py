@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,27 @@ def console_apis(lesson_id: str) -> list[tuple[str, str, Any]]:
         ("GET", "/api/admin/timetable/x/check", None),
         ("POST", "/api/admin/timetable/x/apply", {"week": "2025-09-01"}),
     ]
+
+
+def upload(page: Page, schools: str | None, classrooms: str | None) -> None:
+    """Choose the CSV files in the console's import form and import them."""
+    for name, text in (("schools", schools), ("classrooms", classrooms)):
+        files = [] if text is None else [{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": text.encode()}]
+        page.set_input_files(f"#file-{name}", files)
+    page.click("#btn-import")
+
+
+def fill_lesson(page: Page, title: str, master: str, rurals: list[str], start: datetime, end: datetime) -> None:
+    """Fill the console's lesson form and save it."""
+    form = page.locator("#lesson-form")
+    form.locator("input[name=title]").fill(title)
+    form.locator("input[name=subject]").fill("英语")
+    form.locator("select[name=master]").select_option(master)
+    for rural in rurals:
+        form.locator(f"input[name=rural][value={rural}]").check()
+    form.locator("input[name=planned_start]").fill(start.strftime("%Y-%m-%dT%H:%M"))
+    form.locator("input[name=planned_end]").fill(end.strftime("%Y-%m-%dT%H:%M"))
+    page.click("#btn-save")
 
 
 def decode_qr(png: bytes) -> str:

@@ -19,9 +19,11 @@ from admin_console import (
     console_apis,
     console_pages,
     decode_qr,
+    fill_lesson,
+    upload,
 )
 from harness import ClassroomLauncher, ServerProcess, mint_token, start_server
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 
 @pytest.fixture
@@ -29,17 +31,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     # recording on (the console shows it), but no archive is built after the lesson (CPU)
     with start_server(tmp_path / "var", env={"TWINCLASS_RECORDER_AUTOBUILD": "0"}) as srv:
         yield srv
-
-
-def upload(page: Page, schools: str | None, classrooms: str | None) -> None:
-    for name, text in (("schools", schools), ("classrooms", classrooms)):
-        files = [] if text is None else [{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": text.encode()}]
-        page.set_input_files(f"#file-{name}", files)
-    page.click("#btn-import")
-
-
-def local(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M")
 
 
 def test_console_adds_classrooms_makes_a_lesson_and_shows_it_live(
@@ -71,14 +62,8 @@ def test_console_adds_classrooms_makes_a_lesson_and_shows_it_live(
 
         form = page.locator("#lesson-form")
         now = datetime.now()
-        form.locator("input[name=title]").fill("三年级英语 同步课堂")
-        form.locator("input[name=subject]").fill("英语")
-        form.locator("select[name=master]").select_option("shiyan-301")
-        form.locator("input[name=rural][value=hexi-g3]").check()
-        form.locator("input[name=rural][value=hexi-g4]").check()
-        form.locator("input[name=planned_start]").fill(local(now - timedelta(minutes=5)))
-        form.locator("input[name=planned_end]").fill(local(now + timedelta(minutes=40)))
-        page.click("#btn-save")
+        fill_lesson(page, "三年级英语 同步课堂", "shiyan-301", ["hexi-g3", "hexi-g4"], now - timedelta(minutes=5),
+                    now + timedelta(minutes=40))
         expect(page.locator("#notice")).to_contain_text("已创建课程")
         lesson_row = page.locator("#lessons-table tr[data-lesson]").filter(has_text="三年级英语 同步课堂")
         expect(lesson_row).to_have_count(1)
