@@ -37,9 +37,12 @@ def lesson_chromium() -> Iterator[Browser]:
         yield browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One Chromium for the whole of tests/web."""
+    """One Chromium per test module. Not per session: while Playwright's sync API is open it holds
+    the main thread's event loop as running, so every later `asyncio.run` (and pytest-asyncio test,
+    and a second `sync_playwright()`) in the session would fail with "cannot be called from a
+    running event loop"."""
     yield from lesson_chromium()
 
 
