@@ -125,9 +125,10 @@ class SchoolDirectory:
                                                               grades=grades_text(c.grades)))
         return {"schools": len(schools), "classrooms": len(classrooms)}
 
-    def export_csv(self, table: str, kind: str = "") -> str:
+    def export_csv(self, table: str, kind: str = "", school: str = "") -> str:
         """`schools.csv` or `classrooms.csv` in the timetable input's format; `kind` "rural" or
-        "urban" keeps only that kind's schools (and their classrooms). The timetable's own
+        "urban" keeps only that kind's schools (and their classrooms), `school` (an id or a name)
+        only that school's. The timetable's own
         classrooms.csv lists rural classrooms only (master rooms are the `room` of classes.csv):
         `kind="rural"` is the file `twinclass schedule solve` accepts."""
         columns = TABLES[table][0]
@@ -135,14 +136,15 @@ class SchoolDirectory:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(columns)
         with self._engine.connect() as conn:
-            kinds = {r.id: r.kind for r in conn.execute(schools_table.select())}
+            kinds = {r.id: r.kind for r in conn.execute(schools_table.select())
+                     if school in ("", r.id, r.name)}
             if table == "schools":
                 for r in conn.execute(schools_table.select().order_by(schools_table.c.id)):
-                    if kind in ("", r.kind):
+                    if r.id in kinds and kind in ("", r.kind):
                         w.writerow([r.id, r.name, r.county, r.kind, "" if r.link_capacity is None else r.link_capacity])
             else:
                 for r in conn.execute(classrooms_table.select().order_by(classrooms_table.c.id)):
-                    if kind in ("", kinds.get(r.school)):
+                    if (not school or r.school in kinds) and kind in ("", kinds.get(r.school)):
                         w.writerow([r.id, r.name, r.school, r.grades])
         return out.getvalue()
 

@@ -1,6 +1,7 @@
-"""The admin console's pages and JSON API. Every API call is an administrator's: the decision is
-`sfu.http_api.require_admin` (a bearer token today; a logged-in session once login is merged),
-and every change is written to the audit log.
+"""The admin console's pages and JSON API. Every API call is an administrator's: the bureau's
+(`sfu.http_api.require_admin`: an admin token or a bureau admin's login) for planning, or a school
+admin's login for their own school's day (`web.admin.school_scope`: marked [school] below, answers
+scoped to the school); every change is written to the audit log.
 
 Pages (static shells under ``web/static/admin/``; data from the API below):
     GET /admin                 schools and classrooms, lessons, live state, join links and QR codes
@@ -8,17 +9,19 @@ Pages (static shells under ``web/static/admin/``; data from the API below):
     GET /admin/timetable       the term timetable: upload, solve, unmet needs, check, apply a week
 
 API:
-    GET   /api/admin/directory                      schools and classrooms (county, school, role)
+    GET   /api/admin/me                             [school] who is using the console, and its scope
+    GET   /api/admin/directory                      [school] schools and classrooms (county, school, role)
     POST  /api/admin/directory/import               {schools: CSV text, classrooms: CSV text}
-    GET   /api/admin/directory/{schools|classrooms}.csv[?kind=rural|urban]
-    GET   /api/admin/lessons?from=&to=              lessons planned in [from, to) (default: this week)
+    GET   /api/admin/directory/{schools|classrooms}.csv[?kind=rural|urban]   [school]
+    GET   /api/admin/lessons?from=&to=              [school] lessons planned in [from, to) (default: this week)
                                                     and every live one, with connected classrooms
     POST  /api/admin/lessons                        {title, master, rurals, planned_start, planned_end, …}
-    GET   /api/admin/lessons/{id}                   one lesson, live state
+    GET   /api/admin/lessons/{id}                   [school] one lesson, live state
     PATCH /api/admin/lessons/{id}                   change it (classrooms only while not live)
-    POST  /api/admin/lessons/{id}/end               end it now: every connection is closed, and joins are
+    POST  /api/admin/lessons/{id}/end               [school] end it now: every connection is closed, and joins are
                                                     refused until its planned times are edited
-    POST  /api/admin/lessons/{id}/links?ttl=        join links with expiry and QR code
+    POST  /api/admin/lessons/{id}/links?ttl=        [school] join links with expiry and QR code (a school
+                                                    admin gets their own classrooms' links only)
     GET   /api/admin/audit?limit=&offset=
     …/api/admin/timetable…                          the term timetable (`web.admin.timetable_routes`)
 """
@@ -49,6 +52,7 @@ from web.admin.directory import CSV_TABLES, SchoolDirectory
 from web.admin.hooks import audit_middleware
 from web.admin.lessons import Recordings, changes, edited_lesson, ended_lesson, live_state, new_lesson
 from web.admin.links import join_links
+from web.admin.school_scope import ConsoleUser, console_user
 from web.admin.timetable_routes import timetable_routes
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
@@ -88,6 +92,9 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     def admin(request: web.Request) -> Claims:
         return require_admin(request, tokens)
 
+    def user(request: web.Request) -> ConsoleUser:
+        return console_user(request, tokens)
+
     async def record(who: Claims, action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
         await asyncio.to_thread(audit.record, who, action, target, detail)
 
@@ -95,9 +102,10 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         elsewhere = None if rooms.get(lesson.id) is not None else await nodes.presence(lesson.id)
         return live_state(lesson, rooms, recordings, elsewhere)
 
-    async def lesson_of(request: web.Request) -> Lesson:
+    async def lesson_of(request: web.Request, by: ConsoleUser | None = None) -> Lesson:
+        """The lesson of the path; 404 also when it is outside a school admin's scope (as if absent)."""
         lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
-        if lesson is None:
+        if lesson is None or (by is not None and not by.sees_lesson(lesson)):
             raise _fail(404, f"lesson: no lesson {request.match_info['lesson_id']!r}")
         return lesson
 
@@ -109,9 +117,16 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
 
     # -- schools and classrooms ---------------------------------------------------------------------
 
+    async def whoami(request: web.Request) -> web.Response:
+        return _json(user(request).to_json())
+
     async def list_directory(request: web.Request) -> web.Response:
-        admin(request)
-        return _json(await asyncio.to_thread(directory.to_json))
+        by = user(request)
+        data = await asyncio.to_thread(directory.to_json)
+        places = [p.to_json() for p in by.places(await asyncio.to_thread(directory.places))]
+        data = {"schools": [s for s in data["schools"] if by.bureau or by.school in (s["id"], s["name"])],
+                "classrooms": places}
+        return _json(data)
 
     async def import_directory(request: web.Request) -> web.Response:
         who = admin(request)
@@ -128,19 +143,19 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         return _json({"imported": counts, **await asyncio.to_thread(directory.to_json)})
 
     async def export_directory(request: web.Request) -> web.Response:
-        admin(request)
+        by = user(request)
         table = request.match_info["table"]
         if table not in CSV_TABLES:
             raise _fail(404, f"table: {table!r} is not one of {', '.join(CSV_TABLES)}")
         kind = choice_param(request, "kind", ("rural", "urban"), "")  # "": every school
-        text = await asyncio.to_thread(directory.export_csv, table, kind)
+        text = await asyncio.to_thread(directory.export_csv, table, kind, by.school)
         return web.Response(text=text, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})
 
     # -- lessons ------------------------------------------------------------------------------------
 
     async def list_lessons(request: web.Request) -> web.Response:
-        admin(request)
+        by = user(request)
         today = date.today()
         since = date_param(request, "from") or today - timedelta(days=today.weekday())
         until = date_param(request, "to") or since + timedelta(days=7)
@@ -151,7 +166,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         ids = {lesson.id for lesson in planned}
         live = [room.lesson for lesson_id, room in sorted(rooms.rooms.items())
                 if lesson_id not in ids and room.connected_classrooms()]
-        lessons = [await state(lesson) for lesson in [*live, *planned]]
+        lessons = [await state(lesson) for lesson in [*live, *planned] if by.sees_lesson(lesson)]
         return _json({"from": since.isoformat(), "to": until.isoformat(), "today": today.isoformat(),
                       "lessons": lessons})
 
@@ -173,8 +188,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         return _json(await state(lesson), status=201)
 
     async def get_lesson(request: web.Request) -> web.Response:
-        admin(request)
-        return _json(await state(await lesson_of(request)))
+        return _json(await state(await lesson_of(request, user(request))))
 
     async def edit_lesson(request: web.Request) -> web.Response:
         who = admin(request)
@@ -193,21 +207,23 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
         return _json(await state(changed))
 
     async def end_lesson(request: web.Request) -> web.Response:
-        who = admin(request)
-        lesson = await asyncio.to_thread(store.update, ended_lesson(await lesson_of(request), datetime.now()))
+        by = user(request)
+        lesson = await asyncio.to_thread(store.update, ended_lesson(await lesson_of(request, by), datetime.now()))
         room = rooms.get(lesson.id)
         if room is not None:
             room.update_lesson(lesson)
         ended = await signaling.end_lesson(lesson.id)
-        await record(who, "lesson.end", lesson.id, {"disconnected": ended})
+        await record(by.claims, "lesson.end", lesson.id, {"disconnected": ended})
         return _json({"lesson": lesson.id, "disconnected": ended, "ended_at": lesson.extra["ended_at"]})
 
     async def lesson_links(request: web.Request) -> web.Response:
-        who = admin(request)
-        lesson = await lesson_of(request)
+        by = user(request)
+        lesson = await lesson_of(request, by)
         ttl = float_param(request, "ttl", 0, MAX_LINK_TTL_S, _default_ttl(lesson), lo_open=True)
-        links = await asyncio.to_thread(join_links, lesson, tokens, public_url, ttl)
-        await record(who, "lesson.links", lesson.id, {"ttl_s": round(ttl), "expires_at": links[0]["expires_at"]})
+        links = by.link_rows(lesson, await asyncio.to_thread(join_links, lesson, tokens, public_url, ttl))
+        await record(by.claims, "lesson.links", lesson.id, {
+            "ttl_s": round(ttl), "classrooms": [x["classroom"] for x in links],
+            "expires_at": links[0]["expires_at"] if links else None})
         return _json({"lesson": lesson.id, "links": links})
 
     # -- audit --------------------------------------------------------------------------------------
@@ -222,6 +238,7 @@ def add_admin_routes(app: web.Application, *, store: LessonStore, tokens: TokenI
     app.add_routes(timetable_routes(admin, record, data_dir, store, tokens))
     for path, name in PAGES.items():
         app.router.add_get(path, page(name))
+    app.router.add_get("/api/admin/me", whoami)
     app.router.add_get("/api/admin/directory", list_directory)
     app.router.add_post("/api/admin/directory/import", import_directory)
     app.router.add_get("/api/admin/directory/{table}.csv", export_directory)

@@ -6,6 +6,8 @@ export default {
   "nav.console": "Admin console",
   "nav.timetable": "Term timetable",
   "nav.audit": "Audit log",
+  "session.logout": "Log out",
+  "console.school_scope": "{school}: your school's classrooms and lessons. The education bureau plans lessons and keeps the directory.",
 
   "error.token": "The admin token in this link is invalid or expired; get a new one.",
   "error.forbidden": "This needs an administrator.",

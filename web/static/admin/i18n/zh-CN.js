@@ -6,6 +6,8 @@ export default {
   "nav.console": "管理控制台",
   "nav.timetable": "学期课表",
   "nav.audit": "操作日志",
+  "session.logout": "退出登录",
+  "console.school_scope": "{school}：本校的教室和课程。课程安排和学校名录由教育局维护。",
 
   "error.token": "链接中的管理员令牌无效或已过期，请重新获取。",
   "error.forbidden": "需要管理员身份。",

@@ -34,6 +34,11 @@ function readToken() {
 
 const token = readToken();
 
+/** Whether this tab holds an admin token (else the calls ride on the login's cookie). */
+export function adminToken() {
+  return token;
+}
+
 function headers(extra = {}) {
   const out = { Accept: "application/json", ...extra };
   if (token) out.Authorization = `Bearer ${token}`;

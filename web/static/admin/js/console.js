@@ -5,7 +5,7 @@ import { api, download } from "./api.js";
 import { clearError, clockTime, dateTime, el, localInput, notice, setupPage, showError, t } from "./page.js";
 
 const POLL_MS = 2000;
-const state = { directory: { schools: [], classrooms: [] }, lessons: [], range: null, editing: null, links: null, today: "", pickersFor: "" };
+const state = { me: { bureau: true, school: "" }, directory: { schools: [], classrooms: [] }, lessons: [], range: null, editing: null, links: null, today: "", pickersFor: "" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -110,7 +110,7 @@ function renderLessons() {
       el("span", { class: l.recording ? "rec-on" : "state-off", "data-recording": l.recording ? "on" : "off", text: t(l.recording ? "lessons.recording" : l.record ? "lessons.will_record" : "lessons.no_record") })),
     el("td", { class: "actions-cell" }, [
       el("button", { type: "button", class: "secondary", "data-action": "links", onclick: () => showLinks(l.id), text: t("action.links") }),
-      el("button", { type: "button", class: "secondary", "data-action": "edit", onclick: () => startEdit(l), text: t("action.edit") }),
+      state.me.bureau ? el("button", { type: "button", class: "secondary", "data-action": "edit", onclick: () => startEdit(l), text: t("action.edit") }) : null,
       l.live ? el("button", { type: "button", class: "primary", "data-action": "end", onclick: () => endLesson(l), text: t("action.end") }) : null,
     ]),
   ]));
@@ -239,8 +239,22 @@ async function saveLesson(event) {
   }
 }
 
+/** A school admin runs their school's day; the bureau's planning parts are left out (the API refuses them anyway). */
+function renderScope() {
+  for (const part of document.querySelectorAll(".bureau-only")) part.hidden = !state.me.bureau;
+  const line = $("scope");
+  line.hidden = state.me.bureau;
+  line.textContent = state.me.bureau ? "" : t("console.school_scope", { school: state.me.school });
+}
+
+async function loadMe() {
+  state.me = await api("/api/admin/me");
+  renderScope();
+}
+
 function render() {
   state.pickersFor = ""; // option labels are translated too
+  renderScope();
   renderDirectory();
   renderLessons();
   renderLinks();
@@ -254,4 +268,4 @@ $("btn-export-classrooms").addEventListener("click", () => download("/api/admin/
 $("btn-export-rural").addEventListener("click", () => download("/api/admin/directory/classrooms.csv?kind=rural", "classrooms.csv").catch(showError));
 $("lesson-form").addEventListener("submit", saveLesson);
 $("btn-cancel").addEventListener("click", stopEdit);
-loadDirectory().catch(showError).finally(poll);
+loadMe().then(loadDirectory).catch(showError).finally(poll);

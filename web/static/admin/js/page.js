@@ -1,15 +1,25 @@
 // What every console page shares: the language switch, errors and notices, and formatting.
 
 import { createI18n } from "../../js/i18n-core.js";
+import { showLogin } from "../../study/js/common.js";
+import { adminToken } from "./api.js";
 import zhCN from "../i18n/zh-CN.js";
 import en from "../i18n/en.js";
 
-export const { language, setupPage, t } = createI18n({
+const i18n = createI18n({
   "zh-CN": zhCN,
   en,
 });
+export const { language, t } = i18n;
 
 export { el } from "../../study/js/common.js";
+
+/** Language switch and static strings (`render` runs again when the language changes); without an
+ * admin token in this tab, who is logged in, with a logout button. */
+export function setupPage(render) {
+  i18n.setupPage(render);
+  if (!adminToken()) showLogin();
+}
 
 export function showError(err) {
   const box = document.getElementById("error");

@@ -54,8 +54,9 @@ export function setupPage(render) {
   if (!token()) showLogin();
 }
 
-/** Without a token in the address: who is logged in, with a logout button, in the top bar. */
-async function showLogin() {
+/** Without a token in the address: who is logged in, with a logout button, in the top bar
+ * (the console's pages call it too; their strings have "session.logout" as well). */
+export async function showLogin() {
   const actions = document.querySelector(".topbar .actions");
   const resp = await fetch("/api/session", { headers: { Accept: "application/json" } }).catch(() => null);
   if (!actions || !resp || !resp.ok) return;
