@@ -135,9 +135,14 @@ class ClassroomClient:
                 # (a restart, a protocol error): we do, unless we were refused or replaced
                 self._reconnect()
 
-        for name in ("classroom_joined", "classroom_left", "hand_raised", "hand_lowered", "mute_requested",
-                     "courseware"):
+        for name in ("classroom_left", "hand_raised", "hand_lowered", "mute_requested", "courseware"):
             sio.on(name, self._make_logger(name))
+
+        @sio.on("classroom_joined")
+        async def classroom_joined(data: dict[str, Any]) -> None:
+            self._log_event("classroom_joined", data)
+            if isinstance(data, dict) and isinstance(data.get("classroom"), str):  # a listening one brought in
+                self.reception.tags.setdefault(source_tag(data["classroom"]), data["classroom"])
 
         @sio.on("hands")
         async def hands(data: dict[str, Any]) -> None:
@@ -150,6 +155,22 @@ class ClassroomClient:
             self._log_event("floor", data)
             if self.floor == self.classroom:
                 logger.info("we have the floor")
+
+        @sio.on("brought_in")
+        async def brought_in(data: dict[str, Any]) -> None:
+            self._log_event("brought_in", data)
+            if isinstance(data, dict) and data.get("classroom") == self.classroom:
+                logger.info("the master brought us in: publishing")
+                self._spawn(self._publish_now())
+
+        @sio.on("sent_back")
+        async def sent_back(data: dict[str, Any]) -> None:
+            self._log_event("sent_back", data)
+            if isinstance(data, dict) and data.get("classroom") == self.classroom:
+                logger.info("the master sent us back to listening")
+                pc, self._pub = self._pub, None
+                if pc is not None:
+                    self._spawn(_close_all([pc]))
 
         @sio.on("slots")
         async def slots(data: dict[str, Any]) -> None:
@@ -277,9 +298,18 @@ class ClassroomClient:
             if pc.connectionState == "failed" and (pc is self._pub or pc is self._sub):
                 await self._restart()
 
+    async def _publish_now(self) -> None:
+        """Publish in the lesson we are in (a listening classroom the master brought in)."""
+        if not self.config.publish or self._stop.is_set():
+            return
+        async with self._setup_lock:
+            if self._pub is None:
+                await self._publish([self.lesson["master"], *self.lesson.get("rurals", [])])
+
     async def _publish(self, classrooms: list[dict[str, Any]]) -> None:
         if self._video is None and self._audio is None:
-            index = next((i for i, c in enumerate(classrooms) if c["id"] == self.classroom), 0)
+            # a listening classroom is not listed: the tone after the listed classrooms'
+            index = next((i for i, c in enumerate(classrooms) if c["id"] == self.classroom), len(classrooms))
             self._video, self._audio, self._players = open_sources(
                 self.config.sources, self.classroom, source_tag(self.classroom), TONES_HZ[index % 9]
             )
@@ -326,6 +356,13 @@ class ClassroomClient:
 
     async def take_floor(self) -> None:
         await self.call("take_floor")
+
+    async def bring_in(self, classroom: str) -> None:
+        """(master of a broadcast) A listening classroom joins the interactive part and publishes."""
+        await self.call("bring_in", {"classroom": classroom})
+
+    async def send_back(self, classroom: str) -> None:
+        await self.call("send_back", {"classroom": classroom})
 
     # -- running -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from sfu.cluster import LocalRegistry, NodeRegistry
-from sfu.lessons import Lesson, LessonError, Role
+from sfu.lessons import CLASSROOM_ID, Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import decoders_created
 from sfu.room import RoomDirectory
 from sfu.scope import covers, is_full_admin, is_scoped
@@ -78,6 +78,27 @@ def _err(message: str) -> str:
 
 
 MAX_TOKEN_TTL_S = 366 * 24 * 3600
+MAX_LISTENER_TOKENS = 1000  # one request's listener tokens
+
+
+def listener_ids(request: web.Request, lesson: Lesson) -> list[str]:
+    """The `listeners` query parameter: listening classroom ids of a broadcast lesson (400 naming it)."""
+    raw = request.query.get("listeners", "")
+    if not raw:
+        return []
+    ids = [i.strip() for i in raw.split(",") if i.strip()]
+
+    def bad(message: str) -> web.HTTPBadRequest:
+        return web.HTTPBadRequest(text=_err(f"listeners: {message}"), content_type="application/json")
+
+    if not lesson.broadcast:
+        raise bad(f"lesson {lesson.id!r} is a {lesson.kind} lesson; listening classrooms are for broadcasts")
+    if len(ids) > MAX_LISTENER_TOKENS:
+        raise bad(f"at most {MAX_LISTENER_TOKENS} at a time")
+    for listener in ids:
+        if not CLASSROOM_ID.match(listener) or lesson.role_of(listener) is not None:
+            raise bad(f"{listener[:64]!r} is not a free classroom id (1-64 letters, digits, '_', '.', '-')")
+    return ids
 
 
 def _ttl(request: web.Request) -> float:
@@ -85,7 +106,7 @@ def _ttl(request: web.Request) -> float:
     return float_param(request, "ttl", 0, MAX_TOKEN_TTL_S, 6 * 3600, lo_open=True)
 
 
-CREATABLE = ("id", "title", "subject", "grade", "master", "rurals", "planned_start", "planned_end",
+CREATABLE = ("id", "kind", "title", "subject", "grade", "master", "rurals", "planned_start", "planned_end",
              "rural_see_each_other", "record", "extra")
 
 
@@ -195,7 +216,8 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         return web.json_response(lesson.to_json(), status=201)
 
     async def mint_tokens(request: web.Request) -> web.Response:
-        """Join tokens for every classroom of a lesson (admin), so other systems can hand out links."""
+        """Join tokens for every classroom of a lesson (admin), so other systems can hand out links;
+        `?listeners=ID,ID…` adds listener tokens for a broadcast's listening classrooms."""
         require_admin(request, tokens)
         lesson = await asyncio.to_thread(store.get, request.match_info["lesson_id"])
         if lesson is None:
@@ -208,6 +230,9 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         }
         out["observer"] = tokens.mint(lesson=lesson.id, classroom="observer", name="observer", role=Role.OBSERVER,
                                       ttl_s=ttl, sub=new_subject())  # each link its own author
+        for listener in listener_ids(request, lesson):
+            out[listener] = tokens.mint(lesson=lesson.id, classroom=listener, name=listener, role=Role.LISTENER,
+                                        ttl_s=ttl)
         return web.json_response({"lesson": lesson.id, "tokens": out})
 
     async def update_lesson(request: web.Request) -> web.Response:

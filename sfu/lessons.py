@@ -1,4 +1,11 @@
-"""Lessons and classrooms: what a twinning lesson is, and who may see whom in it."""
+"""Lessons and classrooms: what a lesson is, and who may see whom in it.
+
+Two kinds: a **twinning** lesson (专递课堂) joins one master classroom with one to eight rural
+classrooms; a **broadcast** lesson (名师课堂) has the same interactive part (the master and up to
+eight rural classrooms) and any number of listening classrooms (听课教室), which join with a
+`listener` token naming their own classroom id: they receive the master, the courseware and the
+classroom that has the floor, raise hands, and publish only while the master has brought them in.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-MAX_RURAL_CLASSROOMS = 8
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_RURAL_CLASSROOMS = 8  # interactive classrooms besides the master (a broadcast's brought-in listeners count)
+TWINNING = "twinning"
+BROADCAST = "broadcast"
+KINDS = (TWINNING, BROADCAST)
+CLASSROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # lesson and classroom ids
+_ID_RE = CLASSROOM_ID
 
 
 class Role(enum.StrEnum):
@@ -18,6 +29,8 @@ class Role(enum.StrEnum):
 
     MASTER = "master"  # the master-teacher classroom: publishes, receives every rural classroom
     RURAL = "rural"  # a rural classroom: publishes, receives the master (and others if allowed)
+    LISTENER = "listener"  # a listening classroom of a broadcast lesson: receives, raises hands; publishes
+    # only while the master has brought it in (then it counts as one of the eight interactive classrooms)
     OBSERVER = "observer"  # watches everything, never publishes, invisible to classrooms
     ADMIN = "admin"  # manages lessons through the API
     SYSTEM = "system"  # the recorder and other hidden server-side participants
@@ -47,7 +60,8 @@ class Classroom:
 
 @dataclass
 class Lesson:
-    """A twinning lesson: one master classroom and one to eight rural classrooms."""
+    """One master classroom and one to eight rural classrooms (a broadcast: zero to eight, and
+    any number of listening classrooms, who are not listed)."""
 
     id: str
     title: str
@@ -61,6 +75,11 @@ class Lesson:
     record: bool = True
     created_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = TWINNING
+
+    @property
+    def broadcast(self) -> bool:
+        return self.kind == BROADCAST
 
     def classroom(self, classroom_id: str) -> Classroom | None:
         if self.master.id == classroom_id:
@@ -86,8 +105,11 @@ class Lesson:
             raise LessonError(f"id: {self.id!r} must be 1-64 letters, digits, '_', '.' or '-'")
         if not self.title.strip():
             raise LessonError("title: must not be empty")
-        if not 1 <= len(self.rurals) <= MAX_RURAL_CLASSROOMS:
-            raise LessonError(f"rurals: a lesson has 1 to {MAX_RURAL_CLASSROOMS} rural classrooms")
+        if self.kind not in KINDS:
+            raise LessonError(f"kind: {self.kind!r} is not one of {', '.join(KINDS)}")
+        least = 0 if self.broadcast else 1
+        if not least <= len(self.rurals) <= MAX_RURAL_CLASSROOMS:
+            raise LessonError(f"rurals: a {self.kind} lesson has {least} to {MAX_RURAL_CLASSROOMS} rural classrooms")
         ids = [c.id for c in self.classrooms]
         for cid in ids:
             if not _ID_RE.match(cid):
@@ -100,6 +122,7 @@ class Lesson:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "kind": self.kind,
             "title": self.title,
             "subject": self.subject,
             "grade": self.grade,
@@ -150,6 +173,9 @@ class Lesson:
         record = data.get("record", True)
         if not isinstance(see, bool) or not isinstance(record, bool):
             raise LessonError("rural_see_each_other/record: must be true or false")
+        kind = data.get("kind", TWINNING)
+        if kind not in KINDS:
+            raise LessonError(f"kind: must be one of {', '.join(KINDS)}")
         lesson = cls(
             id=text("id", uuid.uuid4().hex[:12]),
             title=text("title"),
@@ -162,6 +188,7 @@ class Lesson:
             rural_see_each_other=see,
             record=record,
             extra=dict(data.get("extra") or {}),
+            kind=kind,
         )
         lesson.validate()
         return lesson

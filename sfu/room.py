@@ -1,4 +1,5 @@
-"""A live lesson: who is connected, what they publish, who sees whom, hands and the floor.
+"""A live lesson: who is connected, what they publish, who sees whom, hands and the floor (and, in
+a broadcast, which listening classrooms the master has brought in: `sfu.slot_plan`'s guest places).
 
 The room decides which published track feeds each subscriber slot; the forwarding plane
 (`sfu.media`) moves the packets. Every change (join, leave, publish, floor) re-resolves the
@@ -16,11 +17,12 @@ from typing import Any
 from sfu.lessons import Lesson, Role
 from sfu.media.endpoint import DEFAULT_VIDEO_CODECS, PublisherEndpoint, SubscriberEndpoint
 from sfu.media.forwarder import PublishedTrack, Slot
+from sfu.slot_plan import FLOOR, GUEST, SlotSpec, guest_index, guest_places, slot_specs
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "mic", "courseware")
-FLOOR = "floor"  # the slot group that shows whichever rural classroom has the floor
+CLASSROOM_ROLES = (Role.MASTER, Role.RURAL, Role.LISTENER)  # one connection per classroom id
 
 
 class RoomError(Exception):
@@ -29,20 +31,6 @@ class RoomError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class SlotSpec:
-    key: str  # "<classroom id>:<source>" or "floor:<source>"
-    kind: str  # "audio" | "video"
-
-    @property
-    def group(self) -> str:
-        return self.key.split(":", 1)[0]
-
-    @property
-    def source(self) -> str:
-        return self.key.split(":", 1)[1]
 
 
 @dataclass
@@ -58,11 +46,18 @@ class Participant:
     subscriber: SubscriberEndpoint | None = None
     published: dict[str, PublishedTrack] = field(default_factory=dict)  # source -> track
     slot_specs: list[SlotSpec] = field(default_factory=list)
+    brought_in: bool = False  # a listening classroom the master has brought in (it publishes)
 
     @property
     def visible(self) -> bool:
-        """Classrooms see each other; observers and system participants are invisible."""
-        return self.role in (Role.MASTER, Role.RURAL)
+        """Interactive classrooms see each other; listening classrooms (until brought in),
+        observers and system participants are invisible."""
+        return self.role in (Role.MASTER, Role.RURAL) or self.brought_in
+
+    @property
+    def interactive(self) -> bool:
+        """May publish: the master, a rural classroom, a listening classroom brought in."""
+        return self.visible
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +93,7 @@ class LessonRoom:
         self.hands: list[tuple[str, float]] = []  # (classroom, raised at), in order
         self.floor: str | None = None
         self.courseware = False
+        self.guests: list[str | None] = [None] * guest_places(lesson)  # brought-in listeners, by place
         self.started_at = time.time()
         self._listeners: list[RoomListener] = []
 
@@ -122,15 +118,24 @@ class LessonRoom:
         if lesson.id != self.lesson.id:
             raise ValueError(f"room of lesson {self.lesson.id!r} cannot take lesson {lesson.id!r}")
         self.lesson = lesson
+        places = guest_places(lesson)
+        if places != len(self.guests):  # rurals or kind edited while live: keep who fits
+            kept = [g for g in self.guests if g is not None][:places]
+            self.guests = kept + [None] * (places - len(kept))
         self._emit("lesson_updated", {"lesson": lesson.id, "title": lesson.title, "record": lesson.record})
 
     # -- membership --------------------------------------------------------------------------
 
-    def by_classroom(self, classroom: str) -> Participant | None:
+    def by_classroom(self, classroom: str, *, listening: bool = False) -> Participant | None:
+        """The interactive classroom of this id (with `listening`, a listening one too)."""
         for p in self.participants.values():
-            if p.classroom == classroom and p.visible:
+            if p.classroom == classroom and (p.visible or (listening and p.role in CLASSROOM_ROLES)):
                 return p
         return None
+
+    def listeners(self) -> list[Participant]:
+        """The listening classrooms connected (brought-in ones included)."""
+        return [p for p in self.participants.values() if p.role == Role.LISTENER]
 
     def connected_classrooms(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.visible]
@@ -142,23 +147,31 @@ class LessonRoom:
             "hands": self.hands_json(),
             "floor": self.floor,
             "courseware": self.courseware,
+            "guests": list(self.guests),
+            "listening": len(self.listeners()),
         }
+
+    def _name_of(self, classroom: str) -> str:
+        room = self.lesson.classroom(classroom)
+        if room is not None:
+            return room.name
+        p = self.by_classroom(classroom, listening=True)
+        return p.name if p is not None else classroom
 
     def hands_json(self) -> list[dict[str, Any]]:
         out = []
         for classroom, at in self.hands:
-            room = self.lesson.classroom(classroom)
-            out.append({"classroom": classroom, "name": room.name if room else classroom, "raised_at": at})
+            out.append({"classroom": classroom, "name": self._name_of(classroom), "raised_at": at})
         return out
 
     async def join(self, participant: Participant) -> Participant | None:
         """Add a participant. Returns a stale participant of the same classroom that it replaces."""
         replaced = None
-        if participant.visible:
-            replaced = self.by_classroom(participant.classroom)
+        if participant.role in CLASSROOM_ROLES:
+            replaced = self.by_classroom(participant.classroom, listening=True)
             if replaced is not None:
                 await self.leave(replaced.sid, reason="replaced by a new connection")
-        participant.slot_specs = self._slot_specs_for(participant)
+        participant.slot_specs = slot_specs(self.lesson, participant.role, participant.classroom)
         self.participants[participant.sid] = participant
         if participant.visible:
             self._emit("classroom_joined", participant.to_json())
@@ -174,10 +187,12 @@ class LessonRoom:
             await p.publisher.close()
         if p.subscriber:
             await p.subscriber.close()
+        if p.brought_in:
+            self.guests = [None if g == p.classroom else g for g in self.guests]
+        if any(c == p.classroom for c, _ in self.hands) and p.role in CLASSROOM_ROLES:
+            self.hands = [(c, t) for c, t in self.hands if c != p.classroom]
+            self._emit("hands", {"queue": self.hands_json()})
         if p.visible:
-            if any(c == p.classroom for c, _ in self.hands):
-                self.hands = [(c, t) for c, t in self.hands if c != p.classroom]
-                self._emit("hands", {"queue": self.hands_json()})
             if p.role == Role.MASTER and self.courseware:
                 self.courseware = False
                 self._emit("courseware", {"on": False, "classroom": p.classroom})
@@ -189,39 +204,10 @@ class LessonRoom:
 
     # -- media -------------------------------------------------------------------------------
 
-    def _slot_specs_for(self, p: Participant) -> list[SlotSpec]:
-        lesson = self.lesson
-        specs: list[SlotSpec] = []
-
-        def add(classroom: str, *, courseware: bool = False) -> None:
-            specs.append(SlotSpec(f"{classroom}:camera", "video"))
-            specs.append(SlotSpec(f"{classroom}:mic", "audio"))
-            if courseware:
-                specs.append(SlotSpec(f"{classroom}:courseware", "video"))
-
-        if p.role == Role.MASTER:
-            for r in lesson.rurals:
-                add(r.id)
-        elif p.role == Role.RURAL:
-            add(lesson.master.id, courseware=True)
-            if lesson.rural_see_each_other:
-                for r in lesson.rurals:
-                    if r.id != p.classroom:
-                        add(r.id)
-            else:
-                add(FLOOR)
-        else:  # observers and system participants receive everything
-            add(lesson.master.id, courseware=True)
-            for r in lesson.rurals:
-                add(r.id)
-        return specs
-
     def _resolve(self, spec: SlotSpec, viewer: Participant) -> PublishedTrack | None:
-        group = spec.group
-        if group == FLOOR:
-            if self.floor is None or self.floor == viewer.classroom:
-                return None
-            group = self.floor
+        group = self.group_classroom(spec.group)
+        if group is None:
+            return None
         if group == viewer.classroom:
             return None
         owner = self.by_classroom(group)
@@ -234,11 +220,20 @@ class LessonRoom:
             return None
         return track
 
+    def group_classroom(self, group: str) -> str | None:
+        """The classroom a slot group stands for now: the floor's holder, a guest place's classroom."""
+        if group == FLOOR:
+            return self.floor
+        index = guest_index(group)
+        if index is not None:
+            return self.guests[index] if index < len(self.guests) else None
+        return group
+
     def bound_classroom(self, spec: SlotSpec, viewer: Participant) -> str | None:
         track = self._resolve(spec, viewer)
         if track is None:
             return None
-        return self.floor if spec.group == FLOOR else spec.group
+        return self.group_classroom(spec.group)
 
     def rebind(self) -> None:
         """Point every subscriber slot at the track it should carry now."""
@@ -259,7 +254,9 @@ class LessonRoom:
 
     async def publish(self, sid: str, sdp: str, sources: dict[str, str]) -> str:
         p = self._participant(sid)
-        if p.role not in (Role.MASTER, Role.RURAL):
+        if p.role == Role.LISTENER and not p.brought_in:
+            raise RoomError("forbidden", "a listening classroom publishes once the master brings it in")
+        if not p.interactive:
             raise RoomError("forbidden", f"a {p.role} cannot publish in a lesson")
         for mid, source in sources.items():
             if source not in SOURCES:
@@ -341,14 +338,17 @@ class LessonRoom:
             raise RoomError("forbidden", f"only the master classroom can {what}")
 
     def _require_rural(self, classroom: object) -> str:
+        """A rural classroom of the lesson, or a listening classroom the master has brought in."""
+        if isinstance(classroom, str) and classroom in self.guests:
+            return classroom
         if not isinstance(classroom, str) or self.lesson.role_of(classroom) != Role.RURAL:
             raise RoomError("bad_request", f"classroom: {classroom!r} is not a rural classroom of this lesson")
         return classroom
 
     def raise_hand(self, sid: str) -> None:
         p = self._participant(sid)
-        if p.role != Role.RURAL:
-            raise RoomError("forbidden", "only rural classrooms raise hands")
+        if p.role not in (Role.RURAL, Role.LISTENER):
+            raise RoomError("forbidden", "only rural and listening classrooms raise hands")
         if all(c != p.classroom for c, _ in self.hands):
             self.hands.append((p.classroom, time.time()))
             self._emit("hand_raised", {"classroom": p.classroom, "name": p.name})
@@ -396,6 +396,56 @@ class LessonRoom:
             self.courseware = on
             self.rebind()
             self._emit("courseware", {"on": on, "classroom": p.classroom})
+
+    # -- a broadcast's listening classrooms -----------------------------------------------------
+
+    def _listener(self, classroom: object) -> Participant:
+        p = self.by_classroom(classroom, listening=True) if isinstance(classroom, str) else None
+        if p is None or p.role != Role.LISTENER:
+            raise RoomError("bad_request", f"classroom: {classroom!r} is not a listening classroom connected now")
+        return p
+
+    def bring_in(self, sid: str, classroom: object) -> None:
+        """The master brings a listening classroom in: it takes a guest place, publishes, is seen."""
+        self._require_master(self._participant(sid), "bring a listening classroom in")
+        if not self.lesson.broadcast:
+            raise RoomError("bad_request", "only a broadcast lesson has listening classrooms")
+        p = self._listener(classroom)
+        if p.brought_in:
+            return
+        if None not in self.guests:
+            raise RoomError("limit_guests", f"all {len(self.guests)} places for interactive classrooms are "
+                                            "taken: send a classroom back first")
+        place = self.guests.index(None)
+        self.guests[place] = p.classroom
+        p.brought_in = True
+        self.hands = [(c, t) for c, t in self.hands if c != p.classroom]
+        self._emit("hands", {"queue": self.hands_json()})
+        self._emit("brought_in", {"classroom": p.classroom, "name": p.name, "place": f"{GUEST}{place + 1}"})
+        self._emit("classroom_joined", p.to_json())
+        self.rebind()
+
+    async def send_back(self, sid: str, classroom: object) -> None:
+        """The master sends a brought-in classroom back to listening: its publishing ends."""
+        master = self._participant(sid)
+        self._require_master(master, "send a classroom back")
+        p = self._listener(classroom)
+        if not p.brought_in:
+            return
+        p.brought_in = False
+        self.guests = [None if g == p.classroom else g for g in self.guests]
+        for track in p.published.values():
+            track.close()
+        p.published.clear()
+        if p.publisher is not None:
+            publisher, p.publisher = p.publisher, None
+            await publisher.close()
+        if self.floor == p.classroom:
+            self.floor = None
+            self._emit("floor", {"classroom": None, "by": master.classroom, "previous": p.classroom})
+        self._emit("sent_back", {"classroom": p.classroom, "name": p.name})
+        self._emit("classroom_left", {"classroom": p.classroom, "name": p.name, "reason": "sent back to listening"})
+        self.rebind()
 
     async def close(self) -> None:
         for sid in list(self.participants):

@@ -38,7 +38,7 @@ from sfu.admission import Admission, LimitError, Limits
 from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.lessons import Role
 from sfu.media.endpoint import SdpError
-from sfu.room import LessonRoom, Participant, RoomDirectory, RoomError
+from sfu.room import CLASSROOM_ROLES, LessonRoom, Participant, RoomDirectory, RoomError
 from sfu.store import AttendanceLog, LessonStore
 from sfu.tokens import TokenError, TokenIssuer
 
@@ -137,6 +137,8 @@ class Signaling:
             "take_floor": self._take_floor,
             "request_mute": self._request_mute,
             "courseware": self._courseware,
+            "bring_in": self._bring_in,
+            "send_back": self._send_back,
             "leave": self._leave,
         }
         for event, handler in handlers.items():
@@ -254,7 +256,7 @@ class Signaling:
                 return
             if event != "published":
                 self._spawn(self.sio.emit(event, data, room=channel))
-            if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published"):
+            if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published", "sent_back"):
                 for p in room.participants.values():
                     if p.subscriber is not None:
                         self._spawn(self.sio.emit("slots", {"slots": room.slots_json(p)}, to=p.sid))
@@ -316,7 +318,14 @@ class Signaling:
         if lesson.extra.get("ended_at"):  # an administrator ended it (until its times are edited again)
             ended = f"lesson {lesson.id} was ended at {lesson.extra['ended_at']}"
             return await self._refuse(sid, "lesson_ended", ended, close=True)
-        if role in (Role.MASTER, Role.RURAL):
+        if role == Role.LISTENER:
+            if not lesson.broadcast:
+                return await self._refuse(sid, "bad_token", "listener tokens are for broadcast lessons", close=True)
+            if lesson.role_of(claims.classroom) is not None:
+                return await self._refuse(
+                    sid, "bad_token", f"classroom {claims.classroom!r} is an interactive classroom of this lesson: "
+                    "its token must say so", close=True)
+        elif role in (Role.MASTER, Role.RURAL):
             actual = lesson.role_of(claims.classroom)
             if actual is None:
                 return await self._refuse(
@@ -329,7 +338,7 @@ class Signaling:
         owner = await self.registry.claim(lesson.id)
         if owner != self.registry.node_url:
             return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {owner}", close=True, url=owner)
-        classroom = claims.classroom if role in (Role.MASTER, Role.RURAL) else f"observer-{sid[:8]}"
+        classroom = claims.classroom if role in CLASSROOM_ROLES else f"observer-{sid[:8]}"
         room = self.rooms.get_or_create(lesson)
         self._listen(room)
         participant = Participant(sid=sid, classroom=classroom, name=claims.name or classroom, role=role)
@@ -422,6 +431,12 @@ class Signaling:
 
     async def _courseware(self, session: Session, data: dict[str, Any]) -> None:
         self._room(session).set_courseware(session.sid, bool(_field(data, "on", bool)))
+
+    async def _bring_in(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).bring_in(session.sid, _field(data, "classroom", str, max_len=64))
+
+    async def _send_back(self, session: Session, data: dict[str, Any]) -> None:
+        await self._room(session).send_back(session.sid, _field(data, "classroom", str, max_len=64))
 
     async def _leave(self, session: Session, data: dict[str, Any]) -> None:
         await self._drop(session.sid, "left")

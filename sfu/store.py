@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sfu.lessons import Classroom, Lesson, LessonError, LessonExists
+from sfu.lessons import TWINNING, Classroom, Lesson, LessonError, LessonExists
 
 metadata = sa.MetaData()
 _IN_CHUNK = 500  # ids per `IN (...)`: well under any database's limit on bound parameters
@@ -30,6 +30,7 @@ lessons_table = sa.Table(
     sa.Column("record", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("extra", sa.Text, nullable=False, default="{}"),
+    sa.Column("kind", sa.String(16), nullable=True),  # "twinning" | "broadcast" (NULL: rows from before: twinning)
 )
 
 
@@ -49,7 +50,7 @@ attendance_table = sa.Table(
 
 # Columns added to a table after its first release: (table, column DDL). `make_engine` adds those
 # an existing database lacks; the rows already there keep their data (the new column is NULL).
-_ADDED_COLUMNS = [(attendance_table, "node TEXT")]
+_ADDED_COLUMNS = [(attendance_table, "node TEXT"), (lessons_table, "kind VARCHAR(16)")]
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -179,6 +180,7 @@ def _definition(lesson: Lesson) -> dict[str, object]:
         "rural_see_each_other": lesson.rural_see_each_other,
         "record": lesson.record,
         "extra": json.dumps(lesson.extra),
+        "kind": lesson.kind,
     }
 
 
@@ -207,6 +209,7 @@ def _row_to_lesson(row: sa.Row) -> Lesson:
         record=bool(m["record"]),
         created_at=m["created_at"],
         extra=json.loads(m["extra"] or "{}"),
+        kind=m["kind"] or TWINNING,
     )
 
 

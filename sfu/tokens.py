@@ -117,6 +117,6 @@ class TokenIssuer:
             fields[key] = value
         if role != Role.ADMIN and not fields["lesson"]:
             raise TokenError("token lacks the claim 'lesson'")
-        if role in (Role.MASTER, Role.RURAL) and not fields["classroom"]:
+        if role in (Role.MASTER, Role.RURAL, Role.LISTENER) and not fields["classroom"]:
             raise TokenError("token lacks the claim 'classroom'")
         return Claims(role=role, exp=int(exp), **fields)

@@ -160,6 +160,8 @@ def run_token(args: argparse.Namespace) -> int:
     if not args.lesson:
         raise SystemExit("twinclass token: --lesson is required for this role")
     name = args.name
+    if role == Role.LISTENER and not args.classroom:
+        raise SystemExit("twinclass token: --classroom is required for a listening classroom (its own id)")
     if role in (Role.MASTER, Role.RURAL):
         if not args.classroom:
             raise SystemExit("twinclass token: --classroom is required for this role")

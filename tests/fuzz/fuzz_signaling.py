@@ -31,6 +31,8 @@ EVENTS: dict[str, tuple[str, ...]] = {  # event -> the fields its handler reads
     "take_floor": (),
     "request_mute": ("classroom",),
     "courseware": ("on",),
+    "bring_in": ("classroom",),
+    "send_back": ("classroom",),
     "leave": (),
 }
 SENDERS = ("rural", "observer", "admin", "other_master", "unjoined")
