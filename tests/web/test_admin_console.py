@@ -165,6 +165,9 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
         ("/api/admin/lessons", {"title": "x", "master": "shiyan-301", "rurals": ["hexi-g3"],
                                 "planned_start": "tomorrow"}, "planned_start:"),
         ("/api/admin/lessons", {"title": "", "master": "shiyan-301", "rurals": ["hexi-g3"]}, "title:"),
+        ("/api/admin/lessons", {"title": "x", "kind": "lecture", "master": "shiyan-301", "rurals": ["hexi-g3"]},
+         "kind:"),
+        ("/api/admin/lessons", {"title": "x", "master": "shiyan-301", "rurals": []}, "rurals:"),  # twinning: 1+
     ]
     before = server.api("/api/admin/directory", token=admin)[1]
     for path, payload, named in cases:
@@ -173,6 +176,14 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
     assert server.api("/api/admin/directory", token=admin)[1] == before
     assert server.api(f"/api/admin/lessons/{lesson_id}", method="PATCH", token=admin, body={"id": "z"})[0] == 400
     assert server.api("/api/admin/lessons/nope/links", method="POST", token=admin)[0] == 404
+
+    # a broadcast (名师课堂) may list no rural classroom: listening classrooms join by their own links
+    status, body = server.api("/api/admin/lessons", method="POST", token=admin,
+                              body={"title": "名师课堂", "kind": "broadcast", "master": "shiyan-301", "rurals": []})
+    assert status == 201 and body["kind"] == "broadcast" and body["rurals"] == [] and body["listening"] == 0, body
+    status, body = server.api(f"/api/admin/lessons/{body['id']}", method="PATCH", token=admin,
+                              body={"kind": "twinning"})
+    assert status == 400 and "rurals:" in body["error"], body  # a twinning lesson needs its rural classrooms
 
     # the rural part is what `twinclass schedule solve` takes as classrooms.csv (master rooms are not in it)
     status, text = server.api("/api/admin/directory/classrooms.csv?kind=rural", token=admin)
@@ -201,7 +212,7 @@ def test_console_apis_are_for_administrators_and_bad_input_is_named(server: Serv
     assert [(e["action"], e["target"]) for e in page["entries"]] == [("api.lesson.tokens", "api-1"),
                                                                       ("api.lesson.edit", "api-1")]
     assert page["entries"][1]["detail"] == {"fields": ["title"]}
-    assert page["total"] == 8  # + import, create, end, 2 edits, api.lesson.create; refusals wrote nothing
-    status, older = server.api("/api/admin/audit?limit=2&offset=6", token=admin)
+    assert page["total"] == 9  # + import, 2 creates, end, 2 edits, api.lesson.create; refusals wrote nothing
+    status, older = server.api("/api/admin/audit?limit=2&offset=7", token=admin)
     assert [e["action"] for e in older["entries"]] == ["lesson.create", "directory.import"]
     assert "eyJ" not in str(older) + str(page)  # no token in the log

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sfu.lessons import Classroom, Lesson, LessonError
+from sfu.lessons import BROADCAST, KINDS, TWINNING, Classroom, Lesson, LessonError
 from sfu.room import RoomDirectory
 from twinclass.http_input import InputError, local_naive
 from web.admin.directory import Place
 
-EDITABLE = ("title", "subject", "grade", "master", "rurals", "planned_start", "planned_end", "record")
+EDITABLE = ("title", "kind", "subject", "grade", "master", "rurals", "planned_start", "planned_end", "record")
 
 
 class Recordings(Protocol):
@@ -37,6 +37,12 @@ class LessonForm:
             raise InputError(key, "must be a non-empty string" if required else "must be a string")
         return value.strip()
 
+    def kind(self, default: str) -> str:
+        value = self.values.get("kind", default)
+        if value not in KINDS:
+            raise InputError("kind", f"must be one of {', '.join(KINDS)}")
+        return str(value)
+
     def when(self, key: str) -> datetime | None:
         value = self.values.get(key)
         return None if value in (None, "") else local_naive(value, key)
@@ -49,15 +55,16 @@ def classroom_of(place: Place) -> Classroom:
 Picked = tuple[Classroom, list[Classroom], dict[str, str]]  # master, rurals, {classroom: county}
 
 
-def pick_classrooms(body: dict[str, Any], places: dict[str, Place]) -> Picked:
-    """The master and rural classrooms a body names by directory id, and their counties."""
+def pick_classrooms(body: dict[str, Any], places: dict[str, Place], kind: str = TWINNING) -> Picked:
+    """The master and rural classrooms a body names by directory id, and their counties (a
+    broadcast may name no rural classroom: its listening classrooms join by their own links)."""
     master_id = body.get("master")
     if not isinstance(master_id, str) or master_id not in places:
         raise InputError("master", f"{master_id!r} is not a classroom of the directory")
     if places[master_id].role != "master":
         raise InputError("master", f"{master_id!r} is in a rural school: choose a master classroom")
     rural_ids = body.get("rurals")
-    if not isinstance(rural_ids, list) or not rural_ids:
+    if not isinstance(rural_ids, list) or (not rural_ids and kind != BROADCAST):
         raise InputError("rurals", "choose one or more rural classrooms")
     for i, rid in enumerate(rural_ids):
         if not isinstance(rid, str) or rid not in places:
@@ -76,14 +83,15 @@ def new_lesson(body: Any, places: dict[str, Place], lesson_id: str) -> Lesson:
     if unknown:
         raise InputError(unknown[0], f"unknown field (a lesson has {', '.join(('id', *EDITABLE))})")
     form = LessonForm(body)
-    master, rurals, counties = pick_classrooms(body, places)
+    kind = form.kind(TWINNING)
+    master, rurals, counties = pick_classrooms(body, places, kind)
     record = body.get("record", True)
     if not isinstance(record, bool):
         raise InputError("record", "must be true or false")
     lesson = Lesson(id=form.text("id") or lesson_id, title=form.text("title", required=True) or "",
                     subject=form.text("subject") or "", grade=form.text("grade") or "", master=master, rurals=rurals,
                     planned_start=form.when("planned_start"), planned_end=form.when("planned_end"), record=record,
-                    extra={"counties": counties, "created_by": "admin console"})
+                    extra={"counties": counties, "created_by": "admin console"}, kind=kind)
     _checked(lesson)
     return lesson
 
@@ -111,12 +119,16 @@ def edited_lesson(lesson: Lesson, body: Any, places: dict[str, Place], *, live: 
         if not isinstance(body["record"], bool):
             raise InputError("record", "must be true or false")
         changed.record = body["record"]
-    if "master" in body or "rurals" in body:
-        if live:
+    if "kind" in body:
+        if live and body["kind"] != lesson.kind:
+            raise InputError("kind", "the lesson is live: its kind changes after it ends")
+        changed.kind = form.kind(lesson.kind)
+    if "master" in body or "rurals" in body or "kind" in body:
+        if live and ("master" in body or "rurals" in body):
             raise InputError("rurals" if "rurals" in body else "master",
                              "the lesson is live: its classrooms change after it ends")
         merged = {"master": lesson.master.id, "rurals": [r.id for r in lesson.rurals], **body}
-        changed.master, changed.rurals, counties = pick_classrooms(merged, places)
+        changed.master, changed.rurals, counties = pick_classrooms(merged, places, changed.kind)
         changed.extra["counties"] = counties
     _checked(changed)
     return changed
@@ -164,6 +176,7 @@ def live_state(lesson: Lesson, rooms: RoomDirectory, recordings: Recordings | No
     connected = [p.to_json() for p in room.connected_classrooms()] if room is not None else (elsewhere or [])
     data["connected"] = connected
     data["live"] = bool(connected)
+    data["listening"] = len(room.listeners()) if room is not None else 0  # a broadcast's listening classrooms
     data["ended_at"] = lesson.extra.get("ended_at")
     data["recording"] = bool(recordings is not None and lesson.id in recordings.live) if local else None
     return data

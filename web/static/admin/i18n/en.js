@@ -49,6 +49,9 @@ export default {
   "lessons.connected": "connected",
   "lessons.offline": "not connected",
   "lessons.live": "live",
+  "lessons.listening": "{n} listening classrooms",
+  "kind.twinning": "Twinning lesson",
+  "kind.broadcast": "Broadcast (listening classrooms)",
   "lessons.not_live": "not live",
   "lessons.ended_state": "ended",
   "lessons.recording": "recording",
@@ -76,6 +79,7 @@ export default {
   "editor.saved": "Saved “{title}”.",
 
   "field.title": "Title",
+  "field.kind": "Kind",
   "field.subject": "Subject",
   "field.grade": "Grade",
   "field.master": "Master classroom",

@@ -49,6 +49,9 @@ export default {
   "lessons.connected": "在线",
   "lessons.offline": "未连接",
   "lessons.live": "进行中",
+  "lessons.listening": "{n} 个听课教室",
+  "kind.twinning": "专递课堂",
+  "kind.broadcast": "名师课堂（可带听课教室）",
   "lessons.not_live": "未开始",
   "lessons.ended_state": "已结束",
   "lessons.recording": "录制中",
@@ -76,6 +79,7 @@ export default {
   "editor.saved": "已保存“{title}”。",
 
   "field.title": "课程名称",
+  "field.kind": "课程类型",
   "field.subject": "学科",
   "field.grade": "年级",
   "field.master": "主讲教室",

@@ -103,9 +103,11 @@ function renderLessons() {
   const head = el("tr", {}, ["time", "lesson", "master", "rurals", "state", "actions"].map((k) => el("th", { text: t(`col.${k}`) })));
   const rows = state.lessons.map((l) => el("tr", { "data-lesson": l.id, class: l.planned_start && l.planned_start.startsWith(state.today) ? "today" : null }, [
     el("td", { text: timeRange(l) }),
-    el("td", {}, l.title, " ", el("span", { class: "muted", text: `(${l.id})` })),
+    el("td", {}, l.title, " ", el("span", { class: "muted", text: `(${l.id})` }),
+      l.kind === "broadcast" ? [el("br"), el("span", { class: "muted", "data-kind": "broadcast", text: t("kind.broadcast") })] : null),
     el("td", {}, classroomState(l, l.master)),
-    el("td", {}, l.rurals.flatMap((r, i) => [i ? el("br") : null, classroomState(l, r)])),
+    el("td", {}, l.rurals.flatMap((r, i) => [i ? el("br") : null, classroomState(l, r)]),
+      l.listening ? [el("br"), el("span", { class: "muted", "data-listening": String(l.listening), text: t("lessons.listening", { n: l.listening }) })] : null),
     el("td", {}, el("span", { class: l.live ? "state-live" : "state-off", "data-live": l.live ? "yes" : l.ended_at ? "ended" : "no", text: t(l.live ? "lessons.live" : l.ended_at ? "lessons.ended_state" : "lessons.not_live") }), el("br"),
       el("span", { class: l.recording ? "rec-on" : "state-off", "data-recording": l.recording ? "on" : "off", text: t(l.recording ? "lessons.recording" : l.record ? "lessons.will_record" : "lessons.no_record") })),
     el("td", { class: "actions-cell" }, [
@@ -183,6 +185,7 @@ function startEdit(lesson) {
   state.editing = lesson;
   const form = $("lesson-form");
   form.title.value = lesson.title;
+  form.kind.value = lesson.kind || "twinning";
   form.subject.value = lesson.subject;
   form.grade.value = lesson.grade;
   form.planned_start.value = localInput(lesson.planned_start);
@@ -214,6 +217,7 @@ async function saveLesson(event) {
   const form = $("lesson-form");
   const body = {
     title: form.title.value,
+    kind: form.kind.value,
     subject: form.subject.value,
     grade: form.grade.value,
     master: form.master.value,
