@@ -8,6 +8,11 @@ export default {
 
   "role.master": "Master classroom",
   "role.rural": "Rural classroom",
+  "role.listener": "Listening classroom",
+  "action.bring_in": "Bring in",
+  "action.send_back": "Send back",
+  "notice.brought_in": "The master classroom brought you in: your camera and microphone are on",
+  "notice.sent_back": "Back to listening: your camera and microphone are off",
   "role.observer": "Observer",
 
   "status.connecting": "Connecting…",

@@ -8,6 +8,11 @@ export default {
 
   "role.master": "主讲教室",
   "role.rural": "听讲教室",
+  "role.listener": "听课教室",
+  "action.bring_in": "请上台",
+  "action.send_back": "回到听课",
+  "notice.brought_in": "主讲教室请你们上台：摄像头和麦克风已打开",
+  "notice.sent_back": "已回到听课：摄像头和麦克风已关闭",
   "role.observer": "观摩",
 
   "status.connecting": "正在连接…",

@@ -8,6 +8,9 @@
 
 export const COURSEWARE = "courseware";
 export const FLOOR = "floor";
+export const GUEST = "guest-"; // a broadcast's places for listening classrooms the master brought in
+
+const isGuestKey = (key) => typeof key === "string" && key.startsWith(GUEST);
 
 export function tileKeyOf(slot) {
   return slot.kind === "video" && slot.source === COURSEWARE ? COURSEWARE : slot.group;
@@ -18,11 +21,11 @@ export function tierOf(videoSlot) {
   return videoSlot?.tier || "full";
 }
 
-export function classroomName(lesson, id) {
+export function classroomName(lesson, id, names = null) {
   if (!lesson || !id) return id || "";
   if (lesson.master?.id === id) return lesson.master.name || id;
   const rural = (lesson.rurals || []).find((c) => c.id === id);
-  return rural ? rural.name || id : id;
+  return rural ? rural.name || id : names?.get(id) || id; // names: listening classrooms, as they told theirs
 }
 
 /** Tiles in display order: master, courseware, rural classrooms in lesson order, floor. */
@@ -30,7 +33,8 @@ export function tileKeys(lesson, slots) {
   const keys = new Set();
   for (const slot of slots) keys.add(tileKeyOf(slot));
   const order = [lesson?.master?.id, COURSEWARE, ...(lesson?.rurals || []).map((c) => c.id), FLOOR];
-  return [...keys].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  const rank = (key) => (isGuestKey(key) ? order.length + Number(key.slice(GUEST.length)) : order.indexOf(key));
+  return [...keys].sort((a, b) => rank(a) - rank(b));
 }
 
 function slotFor(slots, key, kind) {
@@ -40,7 +44,7 @@ function slotFor(slots, key, kind) {
 /** The classroom whose picture a tile shows now (null: nobody). */
 function tileClassroom(key, videoSlot, audioSlot) {
   if (key === COURSEWARE) return videoSlot?.classroom || null;
-  if (key === FLOOR) return videoSlot?.classroom || audioSlot?.classroom || null;
+  if (key === FLOOR || isGuestKey(key)) return videoSlot?.classroom || audioSlot?.classroom || null;
   return key;
 }
 
@@ -61,6 +65,7 @@ export function computeLayout(state) {
     let visible = true;
     if (key === COURSEWARE) visible = Boolean(state.courseware);
     if (key === FLOOR) visible = classroom !== null; // someone else has the floor
+    if (isGuestKey(key)) visible = classroom !== null; // a place the master has filled
     let placeholder = null;
     if (state.connection === "reconnecting") placeholder = "tile.reconnecting";
     else if (!online) placeholder = classroom === lesson?.master?.id ? "tile.waiting_master" : "tile.not_connected";
@@ -72,12 +77,14 @@ export function computeLayout(state) {
     if (tier !== "full") badges.push("tile.low_tier");
     const actions = [];
     const isRural = classroom && lesson?.rurals?.some((c) => c.id === classroom);
-    if (role === "master" && isRural && key !== COURSEWARE) {
+    const isGuest = isGuestKey(key) && classroom !== null;
+    if (role === "master" && (isRural || isGuest) && key !== COURSEWARE) {
       if (classroom === state.floor) actions.push("take-floor");
       else if (online) actions.push("give-floor");
       if (online) actions.push("ask-mute");
+      if (isGuest) actions.push("send-back");
     }
-    let name = classroomName(lesson, classroom);
+    let name = classroomName(lesson, classroom, state.names);
     if (key === COURSEWARE) name = null; // labelled "courseware"
     return {
       key, classroom, name, visible, videoSlot, audioSlot, placeholder, badges, actions,

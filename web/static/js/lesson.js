@@ -31,6 +31,8 @@ export class LessonApp {
       lesson: null,
       online: new Set(),
       hands: [],
+      names: new Map(), // listening classrooms of a broadcast: id -> name (they are not in the lesson)
+      broughtIn: false, // we are a listening classroom the master brought in (we publish)
       floor: null,
       courseware: false,
       slots: [],
@@ -96,6 +98,7 @@ export class LessonApp {
     });
     sig.on("classroom_joined", (c) => {
       s.online.add(c.classroom);
+      if (c.name) s.names.set(c.classroom, c.name);
       if (this._isOther(c.classroom)) this.view.toast("notice.joined", { name: this._name(c.classroom) });
       this.render();
     });
@@ -105,9 +108,27 @@ export class LessonApp {
       this.render();
     });
     sig.on("hand_raised", (h) => {
+      if (h.name && h.classroom && !this._isListed(h.classroom)) s.names.set(h.classroom, h.name);
       if (s.you?.role === "master") this.view.toast("notice.hand_raised", { name: this._name(h.classroom) });
     });
     sig.on("hands", ({ queue }) => this._setHands(queue || []));
+    sig.on("brought_in", ({ classroom, name }) => {
+      if (name) s.names.set(classroom, name);
+      if (classroom !== s.you?.classroom) return;
+      s.broughtIn = true;
+      this.view.toast("notice.brought_in", {}, "success");
+      this._publish(this.session).catch((err) => console.warn("publishing when brought in failed", err));
+      this.render();
+    });
+    sig.on("sent_back", ({ classroom }) => {
+      if (classroom !== s.you?.classroom) return;
+      s.broughtIn = false;
+      this.pub?.close();
+      this.pub = null;
+      s.publishing = false;
+      this.view.toast("notice.sent_back");
+      this.render();
+    });
     sig.on("floor", ({ classroom }) => this._setFloor(classroom));
     sig.on("mute_requested", ({ classroom }) => {
       if (classroom === s.you?.classroom) this._muteRequested();
@@ -174,6 +195,8 @@ export class LessonApp {
     s.you = reply.you;
     s.lesson = reply.lesson;
     s.online = new Set((reply.classrooms || []).map((c) => c.classroom));
+    for (const c of reply.classrooms || []) if (c.name) s.names.set(c.classroom, c.name);
+    s.broughtIn = false; // a listening classroom comes back listening
     s.hands = reply.hands || [];
     s.floor = reply.floor ?? null;
     s.courseware = Boolean(reply.courseware);
@@ -406,6 +429,7 @@ export class LessonApp {
     const newest = queue[queue.length - 1];
     if (newest && !before.has(newest.classroom)) s.clockSkew = Date.now() / 1000 - newest.raised_at;
     s.hands = queue;
+    for (const hand of queue) if (hand.name) s.names.set(hand.classroom, hand.name);
     this.render();
   }
 
@@ -421,11 +445,16 @@ export class LessonApp {
     this.render();
   }
 
+  _isListed(classroom) {
+    const lesson = this.state.lesson;
+    return Boolean(lesson && [lesson.master, ...(lesson.rurals || [])].some((c) => c.id === classroom));
+  }
+
   _name(classroom) {
     const lesson = this.state.lesson;
     if (!lesson) return classroom;
     const all = [lesson.master, ...(lesson.rurals || [])];
-    return all.find((c) => c.id === classroom)?.name || classroom;
+    return all.find((c) => c.id === classroom)?.name || this.state.names.get(classroom) || classroom;
   }
 
   _muteRequested() {
@@ -501,6 +530,8 @@ export class LessonApp {
     const s = this.state;
     return {
       giveFloor: (classroom) => this._call("give_floor", { classroom }),
+      bringIn: (classroom) => this._call("bring_in", { classroom }),
+      sendBack: (classroom) => this._call("send_back", { classroom }),
       takeFloor: () => this._call("take_floor"),
       askMute: (classroom) =>
         this._call("request_mute", { classroom }, { key: "notice.mute_sent", vars: { name: this._name(classroom) } }),

@@ -19,6 +19,10 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+function classroomIn(lesson, id) {
+  return Boolean(lesson && (lesson.master?.id === id || (lesson.rurals || []).some((c) => c.id === id)));
+}
+
 function statsLine(key, q) {
   if (!q) return t("stats.none");
   return t(key, { rate: formatRate(q.kbps), loss: formatLoss(q.loss), rtt: formatRtt(q.rtt) });
@@ -30,6 +34,7 @@ const ACTION_LABELS = {
   "give-floor": "action.give_floor",
   "take-floor": "action.take_floor",
   "ask-mute": "action.ask_mute",
+  "send-back": "action.send_back",
 };
 
 export class LessonView {
@@ -156,7 +161,8 @@ export class LessonView {
     this.$("lesson-title").textContent = lesson ? lesson.title : "";
     document.title = lesson ? `${lesson.title} · ${t("app.name")}` : t("app.name");
     const you = state.you;
-    const ownName = you && you.role !== "observer" ? classroomName(lesson, you.classroom) : you?.name;
+    const ownName = you && you.role !== "observer" && you.role !== "listener" ? classroomName(lesson, you.classroom)
+      : you?.name;
     this.$("my-name").textContent = ownName || "";
     this.$("my-role").textContent = state.you ? t(`role.${state.you.role}`) : "";
     const status = this.$("conn-status");
@@ -247,6 +253,7 @@ export class LessonView {
     if (name === "give-floor") this.actions.giveFloor(classroom);
     else if (name === "take-floor") this.actions.takeFloor();
     else if (name === "ask-mute") this.actions.askMute(classroom);
+    else if (name === "send-back") this.actions.sendBack(classroom);
   }
 
   _renderSelf(state) {
@@ -276,7 +283,7 @@ export class LessonView {
   _renderFloor(state) {
     const holder = state.floor;
     this.$("floor-text").textContent = holder
-      ? t("side.floor_holder", { name: classroomName(state.lesson, holder) })
+      ? t("side.floor_holder", { name: classroomName(state.lesson, holder, state.names) })
       : t("side.floor_none");
     this.$("floor-panel").dataset.floor = holder || "";
     this.$("btn-take-floor").hidden = !(holder && state.you.role === "master");
@@ -291,10 +298,15 @@ export class LessonView {
         h("span", { class: "pos" }, String(i + 1)),
         h("span", { class: "name" }, name),
         h("span", { class: "waited" }, t("side.waited", { t: waited(hand.raised_at, state.clockSkew) })));
+      // a listening classroom of a broadcast is brought in first (it then publishes); a rural one gets the floor
+      const listening = !classroomIn(state.lesson, hand.classroom);
       if (isMaster) {
         li.append(h("span", { class: "buttons" },
-          h("button", { type: "button", class: "primary", dataset: { action: "give-floor" },
-            onclick: () => this.actions.giveFloor(hand.classroom) }, t("action.give_floor")),
+          listening
+            ? h("button", { type: "button", class: "primary", dataset: { action: "bring-in" },
+              onclick: () => this.actions.bringIn(hand.classroom) }, t("action.bring_in"))
+            : h("button", { type: "button", class: "primary", dataset: { action: "give-floor" },
+              onclick: () => this.actions.giveFloor(hand.classroom) }, t("action.give_floor")),
           h("button", { type: "button", class: "secondary", dataset: { action: "lower-hand" },
             onclick: () => this.actions.lowerHandOf(hand.classroom) }, t("action.lower_hand_of"))));
       }
@@ -319,7 +331,7 @@ export class LessonView {
   _renderToolbar(state) {
     const role = state.you.role;
     const hand = this.$("btn-hand");
-    hand.hidden = role !== "rural";
+    hand.hidden = role !== "rural" && role !== "listener";
     const raised = state.hands.some((x) => x.classroom === state.you.classroom);
     hand.textContent = t(raised ? "action.lower_hand" : "action.raise_hand");
     hand.classList.toggle("active", raised);
