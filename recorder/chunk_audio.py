@@ -18,7 +18,7 @@ import numpy as np
 
 from recorder.analysis import VoiceActivity
 from recorder.audio import AAC_FRAME, RATE, AudioSource, add_blocks, decoded_blocks, encode_aac, window_levels
-from recorder.chunks import AAC_PREROLL, VAD_FRAME_S, Span
+from recorder.chunks import AAC_PREROLL, VAD_FRAME_S, VAD_PREROLL_S, Span
 
 
 @dataclass
@@ -53,17 +53,21 @@ def render_audio_chunk(job: AudioChunkJob) -> dict[str, Any]:
     a = min(mix_from, level_first * window, round(span.start * RATE))
     b = max(mix_until, (level_first + level_count) * window, round(span.end * RATE))
     vad_first, vad_count = span.vad_frames(job.duration)
-    vad_a = round(vad_first * VAD_FRAME_S * RATE)
+    # webrtcvad adapts to each microphone: it starts on the seconds before the chunk, as it would
+    # have run through them, and its decisions there are dropped
+    pre = min(vad_first, round(VAD_PREROLL_S / VAD_FRAME_S))
+    vad_a = round((vad_first - pre) * VAD_FRAME_S * RATE)
+    a = min(a, vad_a)
     mix = np.zeros(max(0, mix_until - mix_from), np.float32)
     arrays: dict[str, np.ndarray] = {}
     for source in job.sources:
         blocks = list(decoded_blocks(source, since_s=a / RATE, until_s=b / RATE))
         arrays[f"levels:{source.classroom}"] = window_levels(blocks, level_first, level_count)
-        vad = VoiceActivity(RATE, vad_count * VAD_FRAME_S, job.vad_mode)
-        for start, samples in _cut(blocks, vad_a, vad_a + round(vad_count * VAD_FRAME_S * RATE)):
+        vad = VoiceActivity(RATE, (pre + vad_count) * VAD_FRAME_S, job.vad_mode)
+        for start, samples in _cut(blocks, vad_a, vad_a + round((pre + vad_count) * VAD_FRAME_S * RATE)):
             vad.feed(start - vad_a, samples)
         vad.finish()
-        arrays[f"speech:{source.classroom}"] = vad.speech[:vad_count]
+        arrays[f"speech:{source.classroom}"] = vad.speech[pre:pre + vad_count]
         add_blocks(mix, mix_from, blocks)
     if job.gain != 1.0:
         mix *= job.gain

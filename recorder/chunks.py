@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ LOOKAHEAD_S = 30.0  # a chunk is rendered live once the capture runs this far pa
 AUDIO_SETTLE_S = 2.0  # ... its sound once the capture runs this far past it
 THUMB_EVERY_S = 5.0  # thumbnails are rendered on this grid; the manifest picks some of them
 VAD_FRAME_S = 0.03  # the analysis' voice activity frames (webrtcvad, 30 ms)
+VAD_PREROLL_S = 10.0  # the voice activity detector warms up on this much before a chunk
 AAC_PREROLL = 4  # AAC packets encoded before (and after) a chunk's own, then dropped
 DIRNAME = ".chunks"
 LEDGER = "ledger.json"
@@ -196,6 +196,3 @@ def read_status(directory: Path) -> dict[str, Any] | None:
         return None
     return data
 
-
-def replace_into(tmp: Path, target: Path) -> None:
-    os.replace(tmp, target)
