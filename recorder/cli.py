@@ -102,7 +102,7 @@ def run_chunks(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s chunks %(levelname)s %(message)s")
-    applied = lower_priority()
+    applied = lower_priority() if args.priority == "idle" else []
     logging.getLogger(__name__).info("chunk worker %d: %s", os.getpid(), ", ".join(applied))
     ChunkWorker(args.root, BuildOptions(fps=args.fps, preset=args.preset, parent_pid=args.parent_pid),
                 poll_s=args.poll).run()
@@ -165,6 +165,8 @@ def _add_archive_commands(asub: Any) -> None:
     c.add_argument("--fps", type=int, default=15, help="frame rate of lesson.mp4 (as the final build's)")
     c.add_argument("--preset", default="ultrafast", help="x264 preset (as the final build's)")
     c.add_argument("--poll", type=float, default=1.0, help="seconds between looks when nothing is due")
+    c.add_argument("--priority", choices=("idle", "normal"), default="idle",
+                   help="idle: SCHED_IDLE, nice 19, idle I/O (default); normal: as started (tests on a busy machine)")
     c.add_argument("--verbose", action="store_true")
     c.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     c.set_defaults(func=run_chunks)

@@ -48,22 +48,25 @@ REPLAN_S = 10.0  # a recording that had nothing due is looked at again after thi
 
 
 def lower_priority() -> list[str]:
-    """SCHED_IDLE + nice 19 + idle I/O for this process (and the threads it starts later)."""
-    done = []
-    with contextlib.suppress(OSError):
-        os.nice(19)
-        done.append("nice 19")
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        done.append("SCHED_IDLE")
+    """SCHED_IDLE + nice 19 + idle I/O for this process: every thread it has (libraries start
+    some when imported) and, inherited, every thread it starts later."""
+    done = set()
+    tids = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, 19)  # per thread on Linux
+            done.add("nice 19")
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            done.add("SCHED_IDLE")
     if shutil.which("ionice"):
         result = subprocess.run(["ionice", "-c", "3", "-p", str(os.getpid())], capture_output=True, check=False)
         if result.returncode == 0:
-            done.append("ionice idle")
+            done.add("ionice idle")
     import cv2
 
     cv2.setNumThreads(1)
-    return done
+    return sorted(done)
 
 
 def nobody_left(capture: Capture) -> bool:
