@@ -44,7 +44,8 @@ from recorder.timeline import Capture, CaptureError, initial_state, load_capture
 
 logger = logging.getLogger(__name__)
 
-REPLAN_S = 10.0  # a recording that had nothing due is looked at again after this long
+REPLAN_S = 10.0  # a recording that had nothing due is read again at most this often (0: every step)
+REUSE_S = 20.0  # after a step that built something, the next one keeps the capture read this recently
 
 
 def lower_priority() -> list[str]:
@@ -92,6 +93,8 @@ class LiveRecording:
         self.jobs: ChunkJobs | None = None
         self.loaded_at = 0.0
         self.idle = False  # the last step found nothing to do
+        self.wake_at = 0.0  # ... and the next chunk falls due about then (monotonic time)
+        self.events_stamp: tuple[int, int] | None = None
         self.steps = 0
 
     def _load(self) -> ChunkJobs:
@@ -99,14 +102,27 @@ class LiveRecording:
         self.loaded_at = time.monotonic()
         return ChunkJobs(capture, self.options, Ledger(self.directory))
 
+    def _events(self) -> tuple[int, int] | None:
+        with contextlib.suppress(OSError):
+            st = (self.directory / "capture" / "events.jsonl").stat()
+            return st.st_mtime_ns, st.st_size
+        return None
+
     def step(self) -> bool:
-        """Build one thing that is due; False when nothing is (or the final build holds the chunks)."""
-        if self.idle and time.monotonic() - self.loaded_at < self.replan_s:
+        """Build one thing that is due; False when nothing is (or the final build holds the chunks).
+
+        Reading a capture scans every track file, so a recording with nothing due is read
+        again only when its next chunk falls due, or when something happened (a classroom left)."""
+        now = time.monotonic()
+        if self.idle and self.replan_s and (now < self.wake_at or now - self.loaded_at < self.replan_s) \
+                and self._events() == self.events_stamp:
             return False
         with chunk_lock(self.directory, wait=False) as mine:
             if not mine:
                 return False
-            self.jobs = self._load()  # the capture grew since the last step
+            if self.jobs is None or self.idle or not self.replan_s or now - self.loaded_at > REUSE_S:
+                self.events_stamp = self._events()
+                self.jobs = self._load()  # the capture grew since it was read
             did = self._step(self.jobs)
         self.idle = not did
         self.steps += did
@@ -133,7 +149,13 @@ class LiveRecording:
                 return True
         built = self._video(jobs, audio, video)
         self._status(jobs, built, "waiting for the lesson to end" if over else "recording")
-        return built is not None and built >= 0
+        if built is not None and built >= 0:
+            return True
+        # nothing due: the next chunk's sound or pictures fall due when the capture has grown this much
+        due = min((len(audio) + 1) * CHUNK_S + AUDIO_SETTLE_S, (len(video) + 1) * CHUNK_S + LOOKAHEAD_S)
+        grow = due - jobs.duration
+        self.wake_at = time.monotonic() + (self.replan_s if over else max(1.0, grow))
+        return False
 
     def _video(self, jobs: ChunkJobs, audio: list[Span], video: list[Span]) -> int | None:
         """Render the first video chunk due; its index, -1 if none was due, None if nothing can be yet."""
