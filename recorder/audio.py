@@ -7,6 +7,7 @@ timestamps agree within a few milliseconds (so rounding never clicks).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ def decoded_blocks(source: AudioSource, since_s: float | None = None,
                 decoder.layout = "mono"  # type: ignore[attr-defined]
             resampler = AudioResampler(format="flt", layout="mono", rate=RATE) if codec_name != "opus" else None
             expected: int | None = None
+            if first_s is not None:  # skip what comes before in C (the matroska demuxer seeks without cues too)
+                with contextlib.suppress(av.FFmpegError, OSError, ValueError):
+                    container.seek(max(0, int((first_s - source.offset - 1.0) / tb)), stream=stream, backward=True,
+                                   any_frame=True)
             try:
                 for packet in container.demux(stream):
                     if packet.pts is None or packet.size == 0:

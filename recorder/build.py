@@ -1,12 +1,15 @@
-"""Building the archive of a recording directory: lesson.mp4, poster, thumbnails, manifest.json.
+"""Building the archive of a recording directory: lesson.mp4, poster, thumbnails, analysis, manifest.json.
 
-    capture/ ──levels (per microphone, in parallel)──▶ director ──▶ shots
-             ──mix──▶ AAC                 ┐
-             ──render chunks (parallel)──▶ H.264 ├─▶ lesson.mp4 (+faststart) ─▶ manifest.json
-                                          ┘
-Everything heavy runs in worker processes (one per core by default), so a build never holds
-the lesson server's event loop; the server starts builds as a separate process anyway.
-A lock file keeps two builds of one directory from running at once.
+    capture/ ─▶ per 30 s chunk: sound (levels, voice activity, AAC) ─▶ director (whole lesson) ─▶ shots
+             ─▶ per chunk: pictures (H.264) ─▶ lesson.mp4 (joined, +faststart) ─▶ poster, thumbs,
+                                                analysis.json ─▶ manifest.json
+
+The chunks live in ``.chunks/`` (`recorder.chunks`): most were built while the lesson was
+recorded (`recorder.live_build`); this final step reuses every one whose fingerprint still
+matches and builds the rest in worker processes (one per core by default), so a build never
+holds the lesson server's event loop; the server starts builds as a separate process anyway.
+A lock file keeps two builds of one directory from running at once; the chunk lock makes the
+live worker finish its step first.
 """
 
 from __future__ import annotations

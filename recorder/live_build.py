@@ -95,10 +95,11 @@ class LiveRecording:
         self.idle = False  # the last step found nothing to do
         self.wake_at = 0.0  # ... and the next chunk falls due about then (monotonic time)
         self.events_stamp: tuple[int, int] | None = None
+        self.scans: dict[str, dict[str, Any]] = {}  # track scans so far: a new read only reads what was added
         self.steps = 0
 
     def _load(self) -> ChunkJobs:
-        capture = load_capture(self.directory)
+        capture = load_capture(self.directory, self.scans)
         self.loaded_at = time.monotonic()
         return ChunkJobs(capture, self.options, Ledger(self.directory))
 

@@ -29,7 +29,7 @@ from synthetic_live import LiveCapture
 from recorder.analysis import analyze_archive
 from recorder.build import BuildOptions, build_archive
 from recorder.chunks import DIRNAME, read_status
-from recorder.live_build import LiveRecording
+from recorder.live_build import ChunkWorker, LiveRecording
 from recorder.manifest import verify
 
 FPS = 10
@@ -204,3 +204,24 @@ def test_the_chunk_worker_runs_at_idle_priority(tmp_path: Path) -> None:
         worker.terminate()
         worker.wait(10)
     assert worker.returncode == 0
+
+
+def test_lessons_recorded_at_once_share_the_worker_in_turn(parts: CaptureParts, tmp_path: Path) -> None:
+    """One step per recording per round: a long backlog in one lesson does not starve another."""
+    root = tmp_path / "recordings"
+    lives = [LiveCapture(root / name, parts) for name in ("a-lesson", "b-lesson")]
+    for live in lives:
+        live.advance(66.0)  # each has two chunks' sound and one chunk's pictures due
+    worker = ChunkWorker(root, OPTIONS)
+    progress = []
+    for _round in range(3):
+        assert worker.run_round() == 2
+        progress.append([sum(len(v) for v in json.loads((live.capture.parent / DIRNAME / "ledger.json")
+                                                         .read_text()).values()) for live in lives])
+    assert progress == [[1, 1], [2, 2], [3, 3]], progress
+    for live in lives:
+        status = read_status(live.capture.parent)
+        assert status is not None and status["built_s"] == 30 and 30 <= status["behind_s"] <= 40, status
+    lives[0].finish()  # an ended lesson is the final build's; the worker leaves it
+    assert worker.run_round() == 0 and set(worker.recordings) == {root / "b-lesson"}
+    lives[1].finish()
