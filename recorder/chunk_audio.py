@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from recorder.analysis import VoiceActivity
-from recorder.audio import AAC_FRAME, RATE, AudioSource, add_blocks, decoded_blocks, encode_aac, window_levels
-from recorder.chunks import AAC_PREROLL, VAD_FRAME_S, VAD_PREROLL_S, Span
+from recorder.audio import AAC_FRAME, LEVEL_HZ, RATE, AudioSource, add_blocks, decoded_blocks, encode_aac, window_levels
+from recorder.chunks import AAC_PREROLL, CHUNK_S, VAD_FRAME_S, VAD_PREROLL_S, Span
 
 
 @dataclass
@@ -41,6 +41,18 @@ def _cut(blocks: list[tuple[int, np.ndarray]], a: int, b: int) -> list[tuple[int
     return out
 
 
+def decode_from(span: Span) -> int:
+    """The first sample a chunk's sound is decoded from: its own, less the pre-roll of the AAC
+    encoder and of the voice activity detector. Whatever reads a chunk's levels decodes from
+    here, so the blocks (their placement on the timeline) are the same."""
+    mix_from = max(0, span.samples(0)[0] - AAC_PREROLL * AAC_FRAME)
+    vad_first = span.index * round(CHUNK_S / VAD_FRAME_S)
+    pre = min(vad_first, round(VAD_PREROLL_S / VAD_FRAME_S))
+    vad_a = round((vad_first - pre) * VAD_FRAME_S * RATE)
+    level_a = span.index * round(CHUNK_S * LEVEL_HZ) * (RATE // LEVEL_HZ)
+    return min(mix_from, level_a, round(span.start * RATE), vad_a)
+
+
 def render_audio_chunk(job: AudioChunkJob) -> dict[str, Any]:
     started = time.perf_counter()
     span = job.span
@@ -49,15 +61,14 @@ def render_audio_chunk(job: AudioChunkJob) -> dict[str, Any]:
     mix_from = max(0, keep[0] - AAC_PREROLL * AAC_FRAME)
     mix_until = total if keep[1] is None else min(total, keep[1] + AAC_PREROLL * AAC_FRAME)
     level_first, level_count = span.level_windows(job.duration)
-    window = RATE // 10
-    a = min(mix_from, level_first * window, round(span.start * RATE))
+    window = RATE // LEVEL_HZ
+    a = decode_from(span)
     b = max(mix_until, (level_first + level_count) * window, round(span.end * RATE))
     vad_first, vad_count = span.vad_frames(job.duration)
     # webrtcvad adapts to each microphone: it starts on the seconds before the chunk, as it would
     # have run through them, and its decisions there are dropped
     pre = min(vad_first, round(VAD_PREROLL_S / VAD_FRAME_S))
     vad_a = round((vad_first - pre) * VAD_FRAME_S * RATE)
-    a = min(a, vad_a)
     mix = np.zeros(max(0, mix_until - mix_from), np.float32)
     arrays: dict[str, np.ndarray] = {}
     for source in job.sources:

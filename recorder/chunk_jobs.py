@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from recorder import director
-from recorder.audio import RATE, AudioSource, decoded_blocks, mix_gain, window_levels
-from recorder.chunk_audio import AudioChunkJob, load_arrays
-from recorder.chunks import THUMB_EVERY_S, Ledger, Span, audio_key, shots_in, video_key
+from recorder.audio import LEVEL_HZ, RATE, AudioSource, decoded_blocks, mix_gain, window_levels
+from recorder.chunk_audio import AudioChunkJob, decode_from, load_arrays
+from recorder.chunks import CHUNK_S, THUMB_EVERY_S, Ledger, Span, audio_key, shots_in, video_key
 from recorder.render import ChunkJob, SegmentSpec, ShotSpec, SourceSpec
 from recorder.timeline import Capture
 
@@ -110,12 +110,23 @@ class ChunkJobs:
                 parts[classroom].append(data[f"{prefix}:{classroom}"])
         return {c: np.concatenate(p) if p else np.zeros(0, np.float32) for c, p in parts.items()}
 
-    def tail_levels(self, first_window: int) -> dict[str, np.ndarray]:
-        """Levels from window `first_window` to the end of a growing capture (not kept)."""
-        count = max(0, int(self.duration * 10) - first_window)
-        since = first_window / 10
-        return {s.classroom: window_levels(list(decoded_blocks(s, since_s=since)), first_window, count)
-                for s in self.audio}
+    def tail_levels(self, built: int) -> dict[str, np.ndarray]:
+        """Levels after the first `built` chunks, to the end of a growing capture (not kept).
+
+        Each chunk's part is decoded from where that chunk's own sound job will decode, so the
+        levels are those the chunk will have (but for the last, still incomplete, 100 ms)."""
+        per = round(CHUNK_S * LEVEL_HZ)
+        total = int(self.duration * LEVEL_HZ)
+        out: dict[str, list[np.ndarray]] = {s.classroom: [] for s in self.audio}
+        k = built
+        while k * per < total:
+            span = Span(k, round(k * CHUNK_S * self.fps), round((k + 1) * CHUNK_S * self.fps), self.fps, False)
+            count = min(per, total - k * per)
+            for s in self.audio:
+                blocks = list(decoded_blocks(s, since_s=decode_from(span) / RATE, until_s=(k + 1) * CHUNK_S + 1))
+                out[s.classroom].append(window_levels(blocks, k * per, count))
+            k += 1
+        return {c: np.concatenate(p) if p else np.zeros(0, np.float32) for c, p in out.items()}
 
     # -- pictures --------------------------------------------------------------------------------
 

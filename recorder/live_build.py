@@ -163,9 +163,8 @@ class LiveRecording:
         if not video:
             return None
         # the built chunks' levels, then those of the rest of the capture so far
-        first_window = sum(s.level_windows(jobs.duration)[1] for s in audio)
         levels = jobs.arrays(audio, "levels") if audio else {}
-        tail = jobs.tail_levels(first_window)
+        tail = jobs.tail_levels(len(audio))
         levels = {c: _join(levels.get(c), tail.get(c)) for c in {*levels, *tail}}
         shots = shot_specs(jobs.shots(levels))
         for span in video:
