@@ -36,7 +36,7 @@ from recorder.analysis import AnalysisOptions, Room, analyze, speech_segments
 from recorder.capture import write_json_atomic
 from recorder.chunk_audio import render_audio_chunk
 from recorder.chunk_jobs import BuildOptions, ChunkJobs, shot_specs, thumb_name
-from recorder.chunks import THUMB_EVERY_S, Ledger, Span, chunk_lock, spans
+from recorder.chunks import THUMB_EVERY_S, Ledger, Span, changed, chunk_lock, spans
 from recorder.manifest import FORMAT, MANIFEST, file_entry
 from recorder.mux import join_chunks
 from recorder.progress import read_progress
@@ -231,6 +231,7 @@ def _chunks(pool: ProcessPoolExecutor, jobs: ChunkJobs, plan: list[Span], option
             progress: _Progress) -> tuple[list[director.Shot], dict[str, Any]]:
     """Every chunk's sound, the director's shots, every chunk's pictures: reused or built."""
     reused = {"audio": 0, "video": 0}
+    rebuilt: dict[str, list[str]] = {}  # chunks built before whose inputs changed since: which
     # 1. sound (levels for the director, voice activity, the mix) for the chunks not built yet
     pending = []
     for span in plan:
@@ -239,6 +240,7 @@ def _chunks(pool: ProcessPoolExecutor, jobs: ChunkJobs, plan: list[Span], option
             reused["audio"] += 1
             progress.finish_one("audio")
         else:
+            _note_rebuilt(rebuilt, jobs.ledger, "audio", span, key)
             pending.append((span, key, pool.submit(render_audio_chunk, sound)))
     for (span, key, _f), result in zip(pending, _wait([f for _s, _k, f in pending], progress, options.parent_pid),
                                        strict=True):
@@ -256,6 +258,7 @@ def _chunks(pool: ProcessPoolExecutor, jobs: ChunkJobs, plan: list[Span], option
             reused["video"] += 1
             progress.add_done("video", span.last - span.first)
             continue
+        _note_rebuilt(rebuilt, jobs.ledger, "video", span, key)
         job.progress = str(work / f"video-{span.index}.progress")
         todo.append((span, key, job, pool.submit(render_chunk, job)))
     results = _wait([t[3] for t in todo], progress, options.parent_pid)
@@ -270,7 +273,14 @@ def _chunks(pool: ProcessPoolExecutor, jobs: ChunkJobs, plan: list[Span], option
             decoded[k] = decoded.get(k, 0) + n
         for k, n in entry.get("decode_errors", {}).items():
             errors[k] = errors.get(k, 0) + n
-    return shots, {"chunks": len(plan), "chunks_reused": reused, "decoded_frames": decoded, "decode_errors": errors}
+    return shots, {"chunks": len(plan), "chunks_reused": reused, "chunks_changed": rebuilt,
+                   "decoded_frames": decoded, "decode_errors": errors}
+
+
+def _note_rebuilt(rebuilt: dict[str, list[str]], ledger: Ledger, kind: str, span: Span, key: str) -> None:
+    entry = ledger.data[kind].get(str(span.index))
+    if entry is not None:
+        rebuilt[f"{kind} {span.index}"] = changed(str(entry.get("key", "")), key) or ["files missing"]
 
 
 def _poster(ledger: Ledger, plan: list[Span], frame: int, out: Path) -> bool:

@@ -101,8 +101,21 @@ def stable_spans(duration: float, fps: int, horizon: float) -> list[Span]:
     return [Span(k, k * per, (k + 1) * per, fps, False) for k in range(count)]
 
 
-def fingerprint(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+def fingerprint(data: dict[str, Any]) -> str:
+    """A hash per input, joined ("shots:1a2b3c4d|sources:..."): equal keys mean equal inputs, and
+    two keys tell which input changed (`changed`)."""
+    return "|".join(f"{k}:{_hash(v)}" for k, v in sorted(data.items()))
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def changed(old: str, new: str) -> list[str]:
+    """The inputs whose hashes differ between two keys."""
+    a = dict(p.split(":", 1) for p in old.split("|") if ":" in p)
+    b = dict(p.split(":", 1) for p in new.split("|") if ":" in p)
+    return sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
 
 
 def shots_in(shots: list[ShotSpec], span: Span) -> list[ShotSpec]:

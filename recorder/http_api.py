@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,10 @@ def _backlogs(service: RecorderService, records: list[Recording]) -> dict[str, d
             continue
         status = read_status(service.root / r.directory)
         if status is not None:
-            out[r.id] = {"behind_live_s": status["behind_s"], "built_s": status["built_s"],
-                         "recorded_s": status["capture_s"], "state": status["state"],
+            # the capture has kept growing since the worker last looked (it may be starved of CPU)
+            since = max(0.0, time.time() - float(status["at"]))
+            out[r.id] = {"behind_live_s": round(float(status["behind_s"]) + since, 1), "built_s": status["built_s"],
+                         "recorded_s": round(float(status["capture_s"]) + since, 1), "state": status["state"],
                          "updated": status["at"]}
     return out
 
