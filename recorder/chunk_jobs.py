@@ -92,10 +92,6 @@ class ChunkJobs:
         return key, AudioChunkJob(span, self.audio, self.duration, self.gain, str(self.ledger.file(name + ".mp4")),
                                   str(self.ledger.file(name + ".npz")))
 
-    def audio_built(self, span: Span) -> dict[str, Any] | None:
-        key, _job = self.audio_job(span)
-        return self.ledger.get("audio", span, key)
-
     def record_audio(self, span: Span, key: str, result: dict[str, Any]) -> None:
         name = f"audio-{span.index:04d}"
         self.ledger.put("audio", span, {"key": key, "files": [name + ".mp4", name + ".npz"],
@@ -154,14 +150,6 @@ class ChunkJobs:
                                         "decoded": result.get("decoded", {}),
                                         "decode_errors": result.get("decode_errors", {})})
 
-    def video_built(self, span: Span, shots: list[ShotSpec]) -> tuple[str, ChunkJob, dict[str, Any] | None]:
-        key, job = self.video_job(span, shots, threads=1)
-        return key, job, self.ledger.get("video", span, key)
-
 
 def shot_specs(shots: list[director.Shot]) -> list[ShotSpec]:
     return [ShotSpec(s.start, s.end, s.layout.large, s.layout.inset) for s in shots]
-
-
-def relpath(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()

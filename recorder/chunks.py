@@ -5,7 +5,7 @@
         video-0003.mp4       H.264 of frames [3 * CHUNK_S * fps, 4 * CHUNK_S * fps), starting on an IDR
         audio-0003.mp4       the AAC mix of the same span (pre-rolled, so chunks join without a click)
         audio-0003.npz       the span's microphone levels (for the director) and voice activity (analysis)
-        thumbs/0035.jpg      a thumbnail every THUMB_EVERY_S seconds (here at 35 s)
+        thumbs/00035.jpg     a thumbnail every THUMB_EVERY_S seconds (here at 35 s)
         status.json          how far behind live the chunk worker is (for GET /api/recordings)
 
 Chunk boundaries depend on nothing but the frame rate, so a chunk built while the lesson is
