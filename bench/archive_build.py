@@ -13,6 +13,12 @@ pattern + tone, publishing only) in every phase of the same run:
 4. `twinclass archive build` of that recording on all cores: build time as a multiple of
    real time (target ≥ 10x on 2 cores: an archive ready within a tenth of the lesson's length).
 
+With ``--incremental`` (or ``--incremental-only``) a second server, with the recorder's automatic
+build on, records another 1+3 lesson of ``--minutes`` while its chunk worker builds the archive:
+time from the lesson's end to ``ready``, the live lesson's fps and latency with the worker stopped
+and running in alternating windows of ``--window`` seconds, the worker's CPU share
+(see bench/archive_incremental.py).
+
 Prints a table. The machine's load average is printed too: other work on the same 2 cores
 makes every figure worse.
 """
@@ -48,10 +54,11 @@ def api(url: str, token: str, body: Any = None, method: str = "GET") -> Any:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, auto_build: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TWINCLASS_RECORDER_AUTOBUILD": "0", "TWINCLASS_RECORDER_IDLE_S": "1"}
+        env = {**os.environ, "TWINCLASS_RECORDER_AUTOBUILD": "1" if auto_build else "0",
+               "TWINCLASS_RECORDER_IDLE_S": "1"}
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = (data_dir / "server.log").open("wb")
         self.proc = subprocess.Popen([str(BIN / "twinclass"), "serve", "--port", str(self.port), "--data-dir",
@@ -164,6 +171,9 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--measure", type=float, default=30.0, help="seconds per CPU measurement window")
+    parser.add_argument("--incremental", action="store_true", help="also the incremental build row")
+    parser.add_argument("--incremental-only", action="store_true", help="only the incremental build row")
+    parser.add_argument("--window", type=float, default=110.0, help="seconds per stopped/running window")
     parser.add_argument("--keep", action="store_true", help="keep the data directory (recording and archive)")
     parser.add_argument("--observer", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,6 +181,8 @@ def main() -> int:
         asyncio.run(observe(*args.observer))
         return 0
 
+    if args.incremental_only:
+        return print_rows(incremental(args))
     load0 = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-"))
     data_dir = tmp / "var"
@@ -264,11 +276,35 @@ def main() -> int:
          ""),
         ("load average (start -> end of lesson)", f"{load0[0]:.1f} -> {load1[0]:.1f} (2 cores)", ""),
     ]
+    if args.incremental:
+        rows += incremental(args)
+    return print_rows(rows)
+
+
+def incremental(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    from bench import archive_incremental
+
+    print(f"incremental build: recorded lesson, {args.minutes:.1f} min ...", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="archive-bench-inc-"))
+    server = Server(tmp / "var", auto_build=True)
+    try:
+        admin = token(tmp / "var", "--role", "admin")
+        result = archive_incremental.run(server, tmp / "var", admin, args.minutes, args.window, args.size,
+                                         args.fps, api)
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return archive_incremental.rows(result)
+
+
+def print_rows(rows: list[tuple[str, str, str]]) -> int:
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'metric':{width}s} | {'value':52s} | target")
-    print(f"{'-' * width}-|-{'-' * 52}-|-------")
+    value_w = max(52, *(len(r[1]) for r in rows))
+    print(f"\n{'metric':{width}s} | {'value':{value_w}s} | target")
+    print(f"{'-' * width}-|-{'-' * value_w}-|-------")
     for name, value, target in rows:
-        print(f"{name:{width}s} | {value:52s} | {target}")
+        print(f"{name:{width}s} | {value:{value_w}s} | {target}")
     return 0
 
 

@@ -7,8 +7,8 @@ timestamps agree within a few milliseconds (so rounding never clicks).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ RATE = 48000
 LEVEL_HZ = 10  # level samples per second (auto-directing works on 100 ms windows)
 SILENCE_DB = -120.0
 CONTIGUOUS_S = 0.004  # timestamps this close to where the previous frame ended: no gap
+PREROLL_S = 0.1  # decoding a window starts this much earlier (Opus settles within 80 ms)
+AAC_FRAME = 1024  # samples per AAC packet
 
 
 @dataclass
@@ -31,8 +33,16 @@ class AudioSource:
     offset: float  # add to a file timestamp (s) to get video time
 
 
-def decoded_blocks(source: AudioSource) -> Iterator[tuple[int, np.ndarray]]:
-    """(first sample index on the video timeline, mono float32 samples at 48 kHz), in order."""
+def decoded_blocks(source: AudioSource, since_s: float | None = None,
+                   until_s: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first sample index on the video timeline, mono float32 samples at 48 kHz), in order.
+
+    With `since_s`/`until_s` only packets from a little before `since_s` (the decoder's
+    pre-roll) up to `until_s` are decoded; the rest is demuxed and skipped, which costs little.
+    The result then depends only on the packets of that window, so a window decoded while
+    the lesson is being recorded equals the same window decoded after it.
+    """
+    first_s = None if since_s is None else since_s - PREROLL_S
     for path in source.files:
         try:
             container = av.open(path)
@@ -50,11 +60,20 @@ def decoded_blocks(source: AudioSource) -> Iterator[tuple[int, np.ndarray]]:
                 decoder.layout = "mono"  # type: ignore[attr-defined]
             resampler = AudioResampler(format="flt", layout="mono", rate=RATE) if codec_name != "opus" else None
             expected: int | None = None
+            if first_s is not None:  # skip what comes before in C (the matroska demuxer seeks without cues too)
+                with contextlib.suppress(av.FFmpegError, OSError, ValueError):
+                    container.seek(max(0, int((first_s - source.offset - 1.0) / tb)), stream=stream, backward=True,
+                                   any_frame=True)
             try:
                 for packet in container.demux(stream):
                     if packet.pts is None or packet.size == 0:
                         continue
-                    start = round((packet.pts * tb + source.offset) * RATE)
+                    at = packet.pts * tb + source.offset
+                    if until_s is not None and at >= until_s:
+                        break
+                    if first_s is not None and at < first_s:
+                        continue
+                    start = round(at * RATE)
                     if expected is not None and abs(start - expected) <= CONTIGUOUS_S * RATE:
                         start = expected
                     skip = expected - start if expected is not None and start < expected else 0
@@ -88,76 +107,66 @@ def _mono48k(frame: av.AudioFrame, resampler: AudioResampler | None) -> list[np.
     return [out.to_ndarray().reshape(-1).astype(np.float32, copy=False) for out in resampler.resample(frame)]
 
 
-def levels(source: AudioSource, duration: float) -> np.ndarray:
-    """Loudness in dBFS per 100 ms window over the whole video timeline (NaN where nothing was sent)."""
-    n = max(1, math.ceil(duration * LEVEL_HZ))
+def window_levels(blocks: list[tuple[int, np.ndarray]], first: int, count: int) -> np.ndarray:
+    """Loudness in dBFS of the 100 ms windows first .. first+count (NaN where nothing was sent).
+
+    A 20 ms frame counts towards the window it starts in: close enough for directing."""
     window = RATE // LEVEL_HZ
-    energy = np.zeros(n, np.float64)
-    count = np.zeros(n, np.int64)
-    for start, samples in decoded_blocks(source):
-        # a 20 ms frame counts towards the 100 ms window it starts in: close enough for directing
-        i = start // window
-        if 0 <= i < n:
+    energy = np.zeros(count, np.float64)
+    n = np.zeros(count, np.int64)
+    for start, samples in blocks:
+        i = start // window - first
+        if 0 <= i < count:
             energy[i] += float(np.dot(samples, samples))
-            count[i] += samples.shape[0]
-    rms = np.sqrt(energy / np.maximum(count, 1))
+            n[i] += samples.shape[0]
+    rms = np.sqrt(energy / np.maximum(n, 1))
     db = np.where(rms > 0, 20 * np.log10(np.maximum(rms, 1e-9)), SILENCE_DB)
-    return np.where(count > 0, db, np.nan).astype(np.float32)
+    return np.where(n > 0, db, np.nan).astype(np.float32)
 
 
-class _Cursor:
-    """Feeds one source's decoded blocks into consecutive mix windows."""
-
-    def __init__(self, source: AudioSource) -> None:
-        self._blocks = decoded_blocks(source)
-        self._pending: tuple[int, np.ndarray] | None = None
-        self._done = False
-
-    def add_into(self, mix: np.ndarray, start: int) -> None:
-        end = start + mix.shape[0]
-        while not self._done:
-            if self._pending is None:
-                try:
-                    self._pending = next(self._blocks)
-                except StopIteration:
-                    self._done = True
-                    return
-            first, samples = self._pending
-            last = first + samples.shape[0]
-            a, b = max(first, start), min(last, end)
-            if b > a:
-                mix[a - start:b - start] += samples[a - first:b - first]
-            if last > end:
-                return  # the rest belongs to the next window
-            self._pending = None
+def add_blocks(mix: np.ndarray, start: int, blocks: list[tuple[int, np.ndarray]]) -> None:
+    """Add the parts of `blocks` that fall in mix's samples [start, start + len(mix))."""
+    end = start + mix.shape[0]
+    for first, samples in blocks:
+        a, b = max(first, start), min(first + samples.shape[0], end)
+        if b > a:
+            mix[a - start:b - start] += samples[a - first:b - first]
 
 
-def mix_to_aac(sources: list[AudioSource], duration: float, out_path: Path, *, bitrate: int = 96000,
-               progress: Callable[[float], None] | None = None, window_s: float = 10.0) -> None:
-    """Mix every source into one mono AAC track of exactly `duration` seconds (an .mp4 file)."""
-    total = max(1, round(duration * RATE))
+def mix_gain(classrooms: int) -> float:
+    """Fixed by the lesson's classroom count (not by who joined yet), so every chunk mixes alike."""
+    return 1.0 if classrooms <= 2 else 2.0 / classrooms ** 0.5
+
+
+def encode_aac(mix: np.ndarray, start: int, keep: tuple[int, int | None], out_path: Path, *,
+               bitrate: int = 96000) -> int:
+    """Encode samples [start, start + len(mix)) to AAC in an .mp4 of its own; returns the packets kept.
+
+    Only packets whose time (in samples on the lesson timeline) is in keep = [from, until)
+    are kept (until None: to the end). What lies outside is pre-roll and post-roll that warm
+    the encoder up and let it finish the last kept packet, so consecutive chunks, each encoded
+    on its own, join without a gap or a click. `from` and `until` are multiples of AAC_FRAME."""
     container = av.open(str(out_path), "w", format="mp4")
     stream = container.add_stream("aac", rate=RATE, layout="mono")
     stream.bit_rate = bitrate
-    cursors = [_Cursor(s) for s in sources]
-    gain = 1.0 if len(sources) <= 2 else 2.0 / len(sources) ** 0.5
-    window = round(window_s * RATE)
-    pts = 0
-    for start in range(0, total, window):
-        mix = np.zeros(min(window, total - start), np.float32)
-        for cursor in cursors:
-            cursor.add_into(mix, start)
-        if gain != 1.0:
-            mix *= gain
-        np.clip(mix, -1.0, 1.0, out=mix)
-        frame = av.AudioFrame.from_ndarray(mix.reshape(1, -1), format="flt", layout="mono")
+    keep_from, keep_until = keep
+    kept = 0
+
+    def mux(packets: list[av.Packet]) -> None:
+        nonlocal kept
+        for packet in packets:
+            pts = packet.pts if packet.pts is not None else 0
+            if pts >= keep_from and (keep_until is None or pts < keep_until):
+                container.mux(packet)
+                kept += 1
+
+    step = RATE  # a second at a time
+    for a in range(0, mix.shape[0], step):
+        part = np.ascontiguousarray(mix[a:a + step])
+        frame = av.AudioFrame.from_ndarray(part.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = RATE
-        frame.pts = pts
-        pts += mix.shape[0]
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        if progress is not None:
-            progress(mix.shape[0] / RATE)
-    for packet in stream.encode(None):
-        container.mux(packet)
+        frame.pts = start + a
+        mux(list(stream.encode(frame)))
+    mux(list(stream.encode(None)))
     container.close()
+    return kept

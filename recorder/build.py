@@ -1,19 +1,21 @@
-"""Building the archive of a recording directory: lesson.mp4, poster, thumbnails, manifest.json.
+"""Building the archive of a recording directory: lesson.mp4, poster, thumbnails, analysis, manifest.json.
 
-    capture/ ──levels (per microphone, in parallel)──▶ director ──▶ shots
-             ──mix──▶ AAC                 ┐
-             ──render chunks (parallel)──▶ H.264 ├─▶ lesson.mp4 (+faststart) ─▶ manifest.json
-                                          ┘
-Everything heavy runs in worker processes (one per core by default), so a build never holds
-the lesson server's event loop; the server starts builds as a separate process anyway.
-A lock file keeps two builds of one directory from running at once.
+    capture/ ─▶ per 30 s chunk: sound (levels, voice activity, AAC) ─▶ director (whole lesson) ─▶ shots
+             ─▶ per chunk: pictures (H.264) ─▶ lesson.mp4 (joined, +faststart) ─▶ poster, thumbs,
+                                                analysis.json ─▶ manifest.json
+
+The chunks live in ``.chunks/`` (`recorder.chunks`): most were built while the lesson was
+recorded (`recorder.live_build`); this final step reuses every one whose fingerprint still
+matches and builds the rest in worker processes (one per core by default), so a build never
+holds the lesson server's event loop; the server starts builds as a separate process anyway.
+A lock file keeps two builds of one directory from running at once; the chunk lock makes the
+live worker finish its step first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import heapq
 import logging
 import math
 import multiprocessing
@@ -22,45 +24,37 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 
 from recorder import director
-from recorder.audio import AudioSource, levels, mix_to_aac
+from recorder.analysis import AnalysisOptions, Room, analyze, speech_segments
 from recorder.capture import write_json_atomic
+from recorder.chunk_audio import render_audio_chunk
+from recorder.chunk_jobs import BuildOptions, ChunkJobs, shot_specs, thumb_name
+from recorder.chunks import THUMB_EVERY_S, Ledger, Span, changed, chunk_lock, spans
 from recorder.manifest import FORMAT, MANIFEST, file_entry
-from recorder.progress import ProgressFile, read_progress
-from recorder.render import ChunkJob, SegmentSpec, ShotSpec, SourceSpec, render_chunk
+from recorder.mux import join_chunks
+from recorder.progress import read_progress
+from recorder.render import render_chunk
 from recorder.timeline import Capture, CaptureError, load_capture
+
+__all__ = ["BuildAborted", "BuildBusy", "BuildOptions", "build_archive", "is_building"]
 
 logger = logging.getLogger(__name__)
 
 LOCK = ".build.lock"
 OUTPUTS = ("lesson.mp4", "poster.jpg", "thumbs")
-CHUNK_S = 60.0
+ANALYSIS = "analysis.json"
 ProgressFn = Callable[[str, float], None]  # (stage, fraction of the whole build done)
 
 
 class BuildBusy(Exception):
     """Another build of the same directory is running."""
-
-
-@dataclass
-class BuildOptions:
-    fps: int = 15
-    workers: int = 0  # 0: one per core
-    preset: str = "ultrafast"
-    crf: int = 23
-    min_shot_s: float = director.MIN_SHOT_S
-    parent_pid: int | None = None  # stop if this process (the server) goes away
-
-    @property
-    def processes(self) -> int:
-        return self.workers or max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -90,34 +84,9 @@ def is_building(directory: Path) -> bool:
     return False
 
 
-def _audio_sources(capture: Capture) -> list[AudioSource]:
-    out = []
-    for c in capture.classrooms():
-        files = capture.tracks_of(c["id"], "mic")
-        if files:
-            out.append(AudioSource(c["id"], [str(t.path) for t in files], capture.offset))
-    return out
-
-
-def _video_sources(capture: Capture) -> dict[str, SourceSpec]:
-    out: dict[str, SourceSpec] = {}
-    for track in capture.tracks:
-        if track.kind != "video":
-            continue
-        key = f"{track.classroom}:{track.source}"
-        spec = out.get(key)
-        if spec is None:
-            label = capture.name_of(track.classroom)
-            if track.source == "courseware":
-                label = f"{label} · 课件 courseware"
-            spec = out[key] = SourceSpec(key, label, [])
-        spec.segments.append(SegmentSpec(str(track.path), capture.offset, track.start, track.end, track.width,
-                                         track.height, track.keyframes))
-    return out
-
-
 def _thumb_times(duration: float) -> list[float]:
-    step = max(5.0, math.ceil(duration / 100))
+    """About a hundred at most, on the grid the chunks render thumbnails on."""
+    step = THUMB_EVERY_S * max(1, math.ceil(duration / (100 * THUMB_EVERY_S)))
     return [i * step for i in range(int(duration // step) + 1) if i * step < duration - 0.5] or [0.0]
 
 
@@ -143,14 +112,24 @@ class _Progress:
         self.weights = weights
         self.totals = totals
         self.done = {k: 0.0 for k in weights}
+        self.base: dict[str, float] = {}
 
     def poll(self) -> None:
         for stage in self.weights:
             files = list(self.work.glob(f"{stage}-*.progress"))
             if files:
-                reported = min(self.totals[stage], sum(read_progress(f) for f in files))
+                reported = min(self.totals[stage], self.base.get(stage, 0.0) + sum(read_progress(f) for f in files))
                 self.done[stage] = max(self.done[stage], reported)
         self.report()
+
+    def add_done(self, stage: str, amount: float) -> None:
+        """Work that needed no doing (a chunk reused from the ledger)."""
+        self.base[stage] = self.base.get(stage, 0.0) + amount
+        self.done[stage] = max(self.done[stage], self.base[stage])
+        self.report()
+
+    def finish_one(self, stage: str) -> None:
+        self.add_done(stage, 1)
 
     def finish(self, stage: str) -> None:
         self.done[stage] = self.totals[stage]
@@ -185,24 +164,12 @@ def _kill(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _mix_job(sources: list[AudioSource], duration: float, out: str, progress_path: str) -> None:
-    report = ProgressFile(progress_path)
-    mix_to_aac(sources, duration, Path(out), progress=report.add)
-    report.flush()
-
-
-def _levels_job(source: AudioSource, duration: float, progress_path: str) -> Any:
-    result = levels(source, duration)
-    ProgressFile(progress_path).add(duration, flush=True)
-    return result
-
-
 def build_archive(directory: Path, options: BuildOptions | None = None,
                   on_progress: ProgressFn | None = None) -> dict[str, Any]:
     """Build (or rebuild) the archive in `directory`; returns the manifest."""
     options = options or BuildOptions()
     directory = directory.resolve()
-    with build_lock(directory):
+    with build_lock(directory), chunk_lock(directory, wait=True):  # the live worker finishes its step first
         return _build(directory, options, on_progress)
 
 
@@ -224,30 +191,29 @@ def _build_in(directory: Path, work: Path, options: BuildOptions, on_progress: P
         raise CaptureError(f"{directory}: nothing was recorded ({duration:.1f} s, {len(capture.tracks)} tracks)")
     fps = options.fps
     frames = max(1, round(duration * fps))
-    audio_sources = _audio_sources(capture)
-    video_sources = _video_sources(capture)
-    progress = _Progress(
-        on_progress, work,
-        weights={"levels": 0.1, "video": 0.8, "audio": 0.05, "mux": 0.05},
-        totals={"levels": duration * max(1, len(audio_sources)), "video": frames, "audio": duration, "mux": 1},
-    )
-    processes = options.processes
+    ledger = Ledger(directory)
+    jobs = ChunkJobs(capture, options, ledger)
+    plan = spans(frames, fps)
+    progress = _Progress(on_progress, work, weights={"audio": 0.15, "video": 0.8, "mux": 0.05},
+                         totals={"audio": len(plan), "video": frames, "mux": 1})
     # fork: workers inherit the imports, so they start at once (the pool forks them all before
     # it starts any thread of its own)
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(options.processes, mp_context=multiprocessing.get_context("fork"))
     try:
-        shots, chunk_paths, thumb_frames, results = _render_all(
-            pool, capture, options, work, audio_sources, video_sources, frames, progress)
+        shots, stats = _chunks(pool, jobs, plan, options, work, progress)
     except BaseException:
         _kill(pool)
         raise
     pool.shutdown(wait=True)
-    chunk_stats = results[1:]
-    # 4. one file a browser can play and seek while it downloads
     lesson_tmp = work / "lesson.mp4"
-    _mux(chunk_paths, fps, work / "audio.mp4", lesson_tmp)
+    join_chunks([(s.first, ledger.file(f"video-{s.index:04d}.mp4")) for s in plan],
+         [(int(ledger.data["audio"][str(s.index)]["first_pts"]), ledger.file(f"audio-{s.index:04d}.mp4"))
+          for s in plan], fps, lesson_tmp)
     progress.finish("mux")
-    for name in OUTPUTS:
+    poster = _poster(ledger, plan, min(frames - 1, round(_poster_time(duration, shots) * fps)), work / "poster.jpg")
+    thumbs = _thumbs(ledger, duration, work / "thumbs")
+    analysis = _analysis(capture, jobs, plan, work / ANALYSIS)
+    for name in (*OUTPUTS, ANALYSIS):
         target = directory / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -255,123 +221,120 @@ def _build_in(directory: Path, work: Path, options: BuildOptions, on_progress: P
             target.unlink()
         if (work / name).exists():
             os.replace(work / name, target)
-    thumbs = [{"t": round(thumb_frames[n], 3), "file": f"thumbs/{i:04d}.jpg"}
-              for i, n in enumerate(sorted(thumb_frames))]
-    manifest = _manifest(capture, shots, fps, thumbs, time.perf_counter() - started, chunk_stats)
+    stats["seconds"] = time.perf_counter() - started
+    manifest = _manifest(capture, shots, fps, thumbs, stats, poster=poster, analysis=analysis)
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest
 
 
-def _render_all(pool: ProcessPoolExecutor, capture: Capture, options: BuildOptions, work: Path,
-                audio_sources: list[AudioSource], video_sources: dict[str, SourceSpec], frames: int,
-                progress: _Progress) -> tuple[list[director.Shot], list[tuple[int, Path]], dict[int, float], list[Any]]:
-    duration, fps, processes = capture.duration, options.fps, options.processes
-    # 1. how loud each microphone is, for the director
-    level_futures = [pool.submit(_levels_job, s, duration, str(work / f"levels-{i}.progress"))
-                     for i, s in enumerate(audio_sources)]
-    level_results = _wait(level_futures, progress, options.parent_pid) if level_futures else []
-    mic_levels = {s.classroom: lv for s, lv in zip(audio_sources, level_results, strict=True)}
-    progress.finish("levels")
-    # 2. the shots
-    shots = director.direct(capture, mic_levels, min_shot_s=options.min_shot_s)
-    # 3. sound and picture, in parallel
-    audio_out = work / "audio.mp4"
-    futures: list[Future[Any]] = [pool.submit(_mix_job, audio_sources, duration, str(audio_out),
-                                              str(work / "audio-0.progress"))]
-    thumbs_dir = work / "thumbs"
-    thumb_frames = {min(frames - 1, round(t * fps)): t for t in _thumb_times(duration)}
-    poster_frame = min(frames - 1, round(_poster_time(duration, shots) * fps))
-    n_chunks = max(1, min(processes * 4, math.ceil(duration / CHUNK_S)))
-    if n_chunks < processes and duration > 8:
-        n_chunks = processes
-    bounds = [round(frames * k / n_chunks) for k in range(n_chunks + 1)]
-    shot_specs = [ShotSpec(s.start, s.end, s.layout.large, s.layout.inset) for s in shots]
-    chunk_paths = []
-    for k in range(n_chunks):
-        first, last = bounds[k], bounds[k + 1]
-        if last <= first:
+def _chunks(pool: ProcessPoolExecutor, jobs: ChunkJobs, plan: list[Span], options: BuildOptions, work: Path,
+            progress: _Progress) -> tuple[list[director.Shot], dict[str, Any]]:
+    """Every chunk's sound, the director's shots, every chunk's pictures: reused or built."""
+    reused = {"audio": 0, "video": 0}
+    rebuilt: dict[str, list[str]] = {}  # chunks built before whose inputs changed since: which
+    # 1. sound (levels for the director, voice activity, the mix) for the chunks not built yet
+    pending = []
+    for span in plan:
+        key, sound = jobs.audio_job(span)
+        if jobs.ledger.get("audio", span, key) is not None:
+            reused["audio"] += 1
+            progress.finish_one("audio")
+        else:
+            _note_rebuilt(rebuilt, jobs.ledger, "audio", span, key)
+            pending.append((span, key, pool.submit(render_audio_chunk, sound)))
+    for (span, key, _f), result in zip(pending, _wait([f for _s, _k, f in pending], progress, options.parent_pid),
+                                       strict=True):
+        jobs.record_audio(span, key, result)
+        progress.finish_one("audio")
+    # 2. the shots, decided over the whole lesson
+    shots = jobs.shots(jobs.arrays(plan, "levels"))
+    specs = shot_specs(shots)
+    # 3. pictures, in parallel
+    threads = 1 if options.processes > 1 else 0
+    todo = []
+    for span in plan:
+        key, job = jobs.video_job(span, specs, threads)
+        if jobs.ledger.get("video", span, key) is not None:
+            reused["video"] += 1
+            progress.add_done("video", span.last - span.first)
             continue
-        path = work / f"video-{k:03d}.mp4"
-        chunk_paths.append((first, path))
-        job = ChunkJob(
-            index=k, out=str(path), first=first, last=last, fps=fps, shots=shot_specs,
-            sources=video_sources, title=str(capture.lesson.get("title", "")),
-            thumbs=[(n, str(thumbs_dir / f"{i:04d}.jpg")) for i, n in enumerate(sorted(thumb_frames))
-                    if first <= n < last],
-            poster=(poster_frame, str(work / "poster.jpg")) if first <= poster_frame < last else None,
-            preset=options.preset, crf=options.crf, threads=1 if processes > 1 else 0,
-            progress=str(work / f"video-{k}.progress"),
-        )
-        futures.append(pool.submit(render_chunk, job))
-    results = _wait(futures, progress, options.parent_pid)
-    progress.finish("audio")
+        _note_rebuilt(rebuilt, jobs.ledger, "video", span, key)
+        job.progress = str(work / f"video-{span.index}.progress")
+        todo.append((span, key, job, pool.submit(render_chunk, job)))
+    results = _wait([t[3] for t in todo], progress, options.parent_pid)
+    for (span, key, job, _f), result in zip(todo, results, strict=True):
+        jobs.record_video(span, key, job, result)
     progress.finish("video")
-    return shots, chunk_paths, thumb_frames, results
+    decoded: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for span in plan:
+        entry = jobs.ledger.data["video"][str(span.index)]
+        for k, n in entry.get("decoded", {}).items():
+            decoded[k] = decoded.get(k, 0) + n
+        for k, n in entry.get("decode_errors", {}).items():
+            errors[k] = errors.get(k, 0) + n
+    return shots, {"chunks": len(plan), "chunks_reused": reused, "chunks_changed": rebuilt,
+                   "decoded_frames": decoded, "decode_errors": errors}
 
 
-def _mux(chunks: list[tuple[int, Path]], fps: int, audio: Path, out: Path) -> None:
-    """Join the chunks' H.264 and the AAC into one .mp4 with its index at the front."""
-    inputs = [(first, av.open(str(path))) for first, path in chunks]
-    audio_in = av.open(str(audio))
-    try:
-        output = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
-        v_template = inputs[0][1].streams.video[0]
-        ov = output.add_stream_from_template(v_template)
-        oa = output.add_stream_from_template(audio_in.streams.audio[0])
+def _note_rebuilt(rebuilt: dict[str, list[str]], ledger: Ledger, kind: str, span: Span, key: str) -> None:
+    entry = ledger.data[kind].get(str(span.index))
+    if entry is not None:
+        rebuilt[f"{kind} {span.index}"] = changed(str(entry.get("key", "")), key) or ["files missing"]
 
-        def video() -> Iterator[tuple[float, int, Any]]:
-            for first, container in inputs:
-                stream: Any = container.streams.video[0]
-                tb = stream.time_base
-                shift = round(first / fps / tb)
-                for packet in container.demux(stream):
-                    if packet.dts is None:
-                        continue
-                    packet.pts += shift
-                    packet.dts += shift
-                    packet.stream = ov
-                    yield float(packet.dts * tb), 0, packet
 
-        def sound() -> Iterator[tuple[float, int, Any]]:
-            stream: Any = audio_in.streams.audio[0]
-            for packet in audio_in.demux(stream):
-                if packet.dts is None:
-                    continue
-                packet.stream = oa
-                yield float(packet.dts * stream.time_base), 1, packet
+def _poster(ledger: Ledger, plan: list[Span], frame: int, out: Path) -> bool:
+    """The poster: frame `frame` of the archive, decoded from the chunk that holds it."""
+    span = next(s for s in plan if s.first <= frame < s.last)
+    with av.open(str(ledger.file(f"video-{span.index:04d}.mp4"))) as container:
+        for i, picture in enumerate(container.decode(video=0)):
+            if i == frame - span.first:
+                return bool(cv2.imwrite(str(out), picture.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, 85]))
+    return False
 
-        for _t, _k, packet in heapq.merge(video(), sound(), key=lambda x: (x[0], x[1])):
-            output.mux(packet)
-        output.close()
-    finally:
-        for _first, container in inputs:
-            container.close()
-        audio_in.close()
 
+def _thumbs(ledger: Ledger, duration: float, out: Path) -> list[dict[str, Any]]:
+    out.mkdir(exist_ok=True)
+    thumbs = []
+    for i, t in enumerate(_thumb_times(duration)):
+        source = ledger.file(thumb_name(t))
+        if source.exists():
+            shutil.copyfile(source, out / f"{i:04d}.jpg")
+            thumbs.append({"t": round(t, 3), "file": f"thumbs/{i:04d}.jpg"})
+    return thumbs
+
+
+def _analysis(capture: Capture, jobs: ChunkJobs, plan: list[Span], out: Path) -> bool:
+    """The classroom analysis from the chunks' voice activity (computed while recording)."""
+    options = AnalysisOptions()
+    speech = jobs.arrays(plan, "speech")
+    rooms = [Room(str(c["id"]), str(c.get("name") or c["id"]), str(c.get("role", "rural")))
+             for c in capture.classrooms()]
+    segments = {r.id: speech_segments(speech[r.id], options) if r.id in speech else [] for r in rooms}
+    result = analyze(rooms, segments, [e.to_json() for e in capture.events], capture.duration, options)
+    result["recording"] = capture.directory.name
+    write_json_atomic(out, result)
+    return True
 
 def _manifest(capture: Capture, shots: list[director.Shot], fps: int, thumbs: list[dict[str, Any]],
-              seconds: float, chunk_stats: list[Any]) -> dict[str, Any]:
+              stats: dict[str, Any], *, poster: bool, analysis: bool) -> dict[str, Any]:
     directory = capture.directory
     lesson = capture.lesson
     files = [file_entry(directory, "lesson.mp4", "video")]
-    if (directory / "poster.jpg").exists():
+    if poster:
         files.append(file_entry(directory, "poster.jpg", "poster"))
     files += [file_entry(directory, t["file"], "thumbnail") for t in thumbs if (directory / t["file"]).exists()]
+    if analysis:
+        files.append(file_entry(directory, ANALYSIS, "analysis"))
     files += [file_entry(directory, t.rel, "track") for t in capture.tracks]
     for name in ("session.json", "events.jsonl", "tracks.jsonl", "ended.json"):
         if (directory / "capture" / name).exists():
             files.append(file_entry(directory, f"capture/{name}", "capture"))
-    decoded: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    for stat in chunk_stats:
-        for key, n in (stat or {}).get("decoded", {}).items():
-            decoded[key] = decoded.get(key, 0) + n
-        for key, n in (stat or {}).get("decode_errors", {}).items():
-            errors[key] = errors.get(key, 0) + n
 
     def when(ts: float) -> str:
         return datetime.fromtimestamp(ts, UTC).isoformat()
 
+    seconds = stats.pop("seconds")
     return {
         "format": FORMAT,
         "recording": capture.recording_id,
@@ -386,14 +349,14 @@ def _manifest(capture: Capture, shots: list[director.Shot], fps: int, thumbs: li
         "end_reason": capture.end_reason,
         "video": {"file": "lesson.mp4", "width": 1280, "height": 720, "fps": fps, "video_codec": "h264",
                   "audio_codec": "aac", "audio_rate": 48000},
-        "poster": "poster.jpg" if (directory / "poster.jpg").exists() else None,
+        "poster": "poster.jpg" if poster else None,
         "thumbnails": thumbs,
+        "analysis": ANALYSIS if analysis else None,
         "shots": [s.to_json() for s in shots],
         "events": [e.to_json() for e in capture.events],
         "tracks": [t.to_json() for t in capture.tracks],
         "files": files,
         "warnings": capture.warnings,
         "build": {"at": datetime.now(UTC).isoformat(), "seconds": round(seconds, 2),
-                  "speed": round(capture.duration / max(seconds, 1e-6), 2), "decoded_frames": decoded,
-                  "decode_errors": errors},
+                  "speed": round(capture.duration / max(seconds, 1e-6), 2), **stats},
     }

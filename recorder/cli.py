@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -95,6 +96,19 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_chunks(args: argparse.Namespace) -> int:
+    """The chunk worker (started by the lesson server): builds chunks of the recordings in progress."""
+    from recorder.live_build import ChunkWorker, lower_priority
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s chunks %(levelname)s %(message)s")
+    applied = lower_priority() if args.priority == "idle" else []
+    logging.getLogger(__name__).info("chunk worker %d: %s", os.getpid(), ", ".join(applied))
+    ChunkWorker(args.root, BuildOptions(fps=args.fps, preset=args.preset, parent_pid=args.parent_pid),
+                poll_s=args.poll).run()
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
     report = verify(args.directory)
     if report.ok:
@@ -145,6 +159,17 @@ def _add_archive_commands(asub: Any) -> None:
     b.add_argument("--no-catalog", action="store_true", help="do not update the data dir's recordings catalog")
     b.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the server running us
     b.set_defaults(func=run_build)
+
+    c = asub.add_parser("chunks", help="build the archives' chunks while lessons are recorded (lowest priority)")
+    c.add_argument("--root", type=Path, required=True, help="the recordings directory (<data dir>/recordings)")
+    c.add_argument("--fps", type=int, default=15, help="frame rate of lesson.mp4 (as the final build's)")
+    c.add_argument("--preset", default="ultrafast", help="x264 preset (as the final build's)")
+    c.add_argument("--poll", type=float, default=1.0, help="seconds between looks when nothing is due")
+    c.add_argument("--priority", choices=("idle", "normal"), default="idle",
+                   help="idle: SCHED_IDLE, nice 19, idle I/O (default); normal: as started (tests on a busy machine)")
+    c.add_argument("--verbose", action="store_true")
+    c.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    c.set_defaults(func=run_chunks)
 
     v = asub.add_parser("verify", help="check an archive against its manifest and decode a sample")
     v.add_argument("directory", type=Path)

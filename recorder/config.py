@@ -13,6 +13,7 @@ class RecorderConfig:
     idle_s: float = 20.0  # a lesson is over when no classroom has been connected for this long
     keyframe_interval_s: float = 10.0  # the recorder asks each camera for a keyframe this often
     auto_build: bool = True  # build the archive as soon as a lesson is over
+    live_build: bool = True  # build it in chunks while the lesson is recorded (idle priority)
     build_fps: int = 15
     build_workers: int = 0  # 0: one per core
     build_nice: int = 10  # builds yield the CPU to live lessons
@@ -36,6 +37,7 @@ class RecorderConfig:
             idle_s=num("TWINCLASS_RECORDER_IDLE_S", cls.idle_s),
             keyframe_interval_s=num("TWINCLASS_RECORDER_KEYFRAME_S", cls.keyframe_interval_s),
             auto_build=flag("TWINCLASS_RECORDER_AUTOBUILD", True),
+            live_build=flag("TWINCLASS_RECORDER_LIVE_BUILD", True),
             build_fps=int(num("TWINCLASS_RECORDER_FPS", cls.build_fps)),
             build_workers=int(num("TWINCLASS_RECORDER_WORKERS", cls.build_workers)),
             build_nice=int(num("TWINCLASS_RECORDER_NICE", cls.build_nice)),

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from recorder.catalog import Recording, RecordingFilter
+from recorder.chunks import read_status
 from recorder.manifest import MANIFEST, read_manifest
 from sfu.http_api import bearer_claims, require_admin
 from sfu.lessons import Role
@@ -69,6 +71,22 @@ def _urls(record: Recording) -> dict[str, str]:
     return {"video": f"{base}/lesson.mp4", "poster": f"{base}/poster.jpg", "manifest": f"{base}/{MANIFEST}"}
 
 
+def _backlogs(service: RecorderService, records: list[Recording]) -> dict[str, dict[str, Any]]:
+    """For recordings in progress: how far behind live the chunk worker's archive build is."""
+    out = {}
+    for r in records:
+        if r.status != "recording":
+            continue
+        status = read_status(service.root / r.directory)
+        if status is not None:
+            # the capture has kept growing since the worker last looked (it may be starved of CPU)
+            since = max(0.0, time.time() - float(status["at"]))
+            out[r.id] = {"behind_live_s": round(float(status["behind_s"]) + since, 1), "built_s": status["built_s"],
+                         "recorded_s": round(float(status["capture_s"]) + since, 1), "state": status["state"],
+                         "updated": status["at"]}
+    return out
+
+
 def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.RouteDef]:
     catalog = service.catalog
 
@@ -102,7 +120,9 @@ def recording_routes(service: RecorderService, tokens: TokenIssuer) -> list[web.
                 raise _error(web.HTTPForbidden, "this token may only list its own lesson's recordings")
             f.lesson = claims.lesson
         records = await asyncio.to_thread(catalog.list, f)
-        return web.json_response({"recordings": [{**r.to_json(), "urls": _urls(r)} for r in records[:limit]],
+        backlog = await asyncio.to_thread(_backlogs, service, records[:limit])
+        return web.json_response({"recordings": [{**r.to_json(), "urls": _urls(r), "build": backlog.get(r.id)}
+                                                 for r in records[:limit]],
                                   "offset": f.offset, "limit": limit, "more": len(records) > limit})
 
     async def get_recording(request: web.Request) -> web.Response:

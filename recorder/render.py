@@ -1,13 +1,15 @@
 """Rendering a stretch of the archive video: decode what is shown, compose, encode H.264.
 
-A build splits the lesson into chunks rendered in parallel worker processes; each chunk is an
-independent H.264 stream that starts with an IDR frame, so they join without re-encoding.
+A build splits the lesson into chunks (`recorder.chunks`), rendered while the lesson is recorded
+or in parallel worker processes after it; each chunk is an independent H.264 stream that starts
+with an IDR frame, so they join without re-encoding.
 A source is decoded only while it is on screen: when it comes back, decoding jumps to its
 latest keyframe (the recorder asks for one every few seconds) instead of decoding the gap.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,6 @@ class ChunkJob:
     sources: dict[str, SourceSpec]
     title: str
     thumbs: list[tuple[int, str]] = field(default_factory=list)  # (output frame, jpeg path)
-    poster: tuple[int, str] | None = None
     preset: str = "ultrafast"
     crf: int = 23
     threads: int = 1
@@ -236,7 +237,8 @@ def render_chunk(job: ChunkJob) -> dict[str, Any]:
     started = time.perf_counter()
     readers = {key: SourceReader(spec) for key, spec in job.sources.items()}
     canvas = Canvas()
-    container = av.open(job.out, "w", format="mp4")
+    tmp = job.out + ".tmp.mp4"  # renamed when complete: a kill -9 never leaves half a chunk
+    container = av.open(tmp, "w", format="mp4")
     stream = container.add_stream("libx264", rate=job.fps)
     stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     ctx = stream.codec_context
@@ -260,13 +262,12 @@ def render_chunk(job: ChunkJob) -> dict[str, Any]:
             Path(thumbs[n]).parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(thumbs[n], cv2.resize(canvas.to_bgr(), THUMB_SIZE, interpolation=cv2.INTER_AREA),
                         [cv2.IMWRITE_JPEG_QUALITY, 80])
-        if job.poster is not None and n == job.poster[0]:
-            cv2.imwrite(job.poster[1], canvas.to_bgr(), [cv2.IMWRITE_JPEG_QUALITY, 85])
         if report is not None:
             report.add(1)
     for packet in stream.encode(None):
         container.mux(packet)
     container.close()
+    os.replace(tmp, job.out)
     for r in readers.values():
         r.close()
     if report is not None:

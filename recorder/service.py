@@ -4,8 +4,10 @@
   start comes) unless the lesson says ``record: false``.
 - It is over when no classroom has been connected for `idle_s`; the end is the moment the last
   one left. Classrooms that come back later start a new recording (a second part).
-- Then the archive is built by a separate, niced process (``python -m recorder build``), one at a
-  time, and the catalog row becomes ``ready`` (or ``failed`` with the reason).
+- While it records, one chunk worker process for the whole server (``python -m recorder chunks``,
+  SCHED_IDLE) builds the archive's chunks a bounded distance behind live (`recorder.live_build`).
+- Then the archive is finished by a separate, niced process (``python -m recorder build``), one at a
+  time, reusing those chunks, and the catalog row becomes ``ready`` (or ``failed`` with the reason).
 - On start-up, recordings that a crash left behind (``recording``/``building``) are built from
   what reached the disk. On shutdown, live recordings are closed cleanly and built next start; a build in
   progress is abandoned (killed) and redone then.
@@ -42,6 +44,7 @@ from sfu.tokens import TokenIssuer
 logger = logging.getLogger(__name__)
 
 BUILD_STOP_S = 2.0  # at shutdown, a build gets this long to go after SIGTERM (then SIGKILL)
+WORKER_RESTART_S = 5.0  # a chunk worker that died is started again after this long
 
 
 @dataclass
@@ -65,6 +68,7 @@ class RecorderService:
         self._queue: asyncio.Queue[str] | None = None
         self._queued: set[str] = set()
         self._build_proc: asyncio.subprocess.Process | None = None
+        self._chunk_proc: asyncio.subprocess.Process | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.builds_done = 0  # archive builds finished (for /metrics)
@@ -264,6 +268,23 @@ class RecorderService:
         else:
             self.builds_failed += 1
 
+    async def _chunk_worker(self) -> None:
+        """Keep the chunk worker running (it stops by itself if this server dies)."""
+        cmd = [sys.executable, "-m", "recorder", "chunks", "--root", str(self.root), "--parent-pid", str(os.getpid()),
+               "--fps", str(self.config.build_fps)]
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        while not self._closing:
+            proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)
+            self._chunk_proc = proc
+            _out, err = await proc.communicate()
+            self._chunk_proc = None
+            if self._closing:
+                return
+            logger.warning("the chunk worker exited (%s): %s", proc.returncode,
+                           (err.decode(errors="replace").strip().splitlines() or [""])[-1][:300])
+            await asyncio.sleep(WORKER_RESTART_S)
+
     @property
     def queue_length(self) -> int:
         """Recordings waiting for their archive build (not counting the one building)."""
@@ -274,6 +295,8 @@ class RecorderService:
     async def startup(self, app: web.Application) -> None:
         self._queue = asyncio.Queue()
         self._spawn(self._builder())
+        if self.config.auto_build and self.config.live_build:
+            self._spawn(self._chunk_worker())
         self._spawn(self._planned_starts())
         self.recover()
 
@@ -309,6 +332,10 @@ class RecorderService:
 
     async def shutdown(self, app: web.Application) -> None:
         await self.close_live()
+        worker = self._chunk_proc
+        if worker is not None and worker.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.terminate()  # a chunk it was building is dropped; its finished chunks stay
         proc = self._build_proc  # a build in progress is abandoned, and redone on the next start
         if proc is not None and proc.returncode is None:
             logger.info("stopping: the build in progress is abandoned (redone on the next start)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,33 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def scan_track(path: Path, offset: float) -> dict[str, Any]:
-    """Packet times, keyframes and picture size of a track file, without decoding."""
+def scan_track(path: Path, offset: float, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Packet times, keyframes and picture size of a track file, without decoding.
+
+    With `previous` (this function's result for the same file, earlier, while it was being
+    written) only what was added since is read: the demuxer seeks close to the previous end
+    (in C, fast even without cues) and the packets up to it are skipped; if the seek lands past
+    it, the whole file is read again."""
+    if previous is not None and previous["packets"]:
+        resumed = _scan(path, offset, previous)
+        if resumed is not None:
+            return resumed
+    result = _scan(path, offset, None)
+    assert result is not None
+    return result
+
+
+def _scan(path: Path, offset: float, previous: dict[str, Any] | None) -> dict[str, Any] | None:
     info: dict[str, Any] = {"packets": 0, "keyframes": [], "spans": [], "truncated": False, "width": 0,
                             "height": 0, "start": 0.0, "end": 0.0}
+    spans: list[list[float]] = []
+    index = 0
+    last = -math.inf
+    if previous is not None:
+        info["keyframes"] = list(previous["keyframes"])
+        spans = [[a, b] for a, b in previous["spans"]]
+        index = int(previous["packets"])
+        last = float(previous["end"])
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
@@ -139,13 +163,20 @@ def scan_track(path: Path, offset: float) -> dict[str, Any]:
         if stream.type == "video":
             info["width"], info["height"] = stream.codec_context.width, stream.codec_context.height
         tb = float(stream.time_base or 0.001)
-        spans: list[list[float]] = []
-        index = 0
+        first = True
         try:
+            if previous is not None:
+                container.seek(max(0, int((last - offset - 2.0) / tb)), stream=stream, backward=True, any_frame=True)
             for packet in container.demux(stream):
                 if packet.pts is None or packet.size == 0:
                     continue
                 t = packet.pts * tb + offset
+                if previous is not None:
+                    if first and t > last + 1e-6:
+                        return None  # the seek went too far: read it all
+                    first = False
+                    if t <= last + 1e-6:
+                        continue
                 if packet.is_keyframe:
                     info["keyframes"].append((t, index))
                 if spans and t - spans[-1][1] <= SPAN_GAP_S:
@@ -162,8 +193,11 @@ def scan_track(path: Path, offset: float) -> dict[str, Any]:
     return info
 
 
-def load_capture(directory: Path) -> Capture:
-    """Read ``<recording>/capture/`` (written live, possibly cut short by a crash)."""
+def load_capture(directory: Path, scans: dict[str, dict[str, Any]] | None = None) -> Capture:
+    """Read ``<recording>/capture/`` (written live, possibly cut short by a crash).
+
+    `scans` keeps each track file's scan between calls, so reading a capture that is still
+    growing again only reads what was added (the chunk worker passes one per recording)."""
     capture_dir = directory / "capture"
     session_path = capture_dir / "session.json"
     if not session_path.exists():
@@ -195,7 +229,9 @@ def load_capture(directory: Path) -> Capture:
     scanned: list[TrackFile] = []
     for track in tracks:
         try:
-            info = scan_track(track.path, 0.0)
+            info = scan_track(track.path, 0.0, scans.get(track.rel) if scans is not None else None)
+            if scans is not None:
+                scans[track.rel] = {**info, "keyframes": list(info["keyframes"]), "spans": list(info["spans"])}
         except CaptureError as exc:
             warnings.append(str(exc))
             continue

@@ -69,9 +69,18 @@ def _encoder(codec: str, width: int, height: int, fps: int) -> Any:
     return enc
 
 
-def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = True,
-                  epoch: float | None = None) -> float:
-    """Write ``directory/capture``; returns the epoch (unix time of t = 0)."""
+@dataclass
+class CaptureParts:
+    """Everything a synthetic lesson's capture holds, before it is written."""
+
+    epoch: float
+    timeline: Timeline
+    kinds: dict[str, str]
+    frames: list[CapturedFrame]
+    end_t: float  # seconds after the epoch when the last classroom left
+
+
+def capture_parts(lesson: SyntheticLesson, epoch: float | None = None) -> CaptureParts:
     epoch = epoch if epoch is not None else time.time() - lesson.duration - 60
     timeline: Timeline = []
     for c in lesson.classrooms:
@@ -96,9 +105,16 @@ def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = 
         frames += _video_frames("master:courseware", "slides", lesson.courseware[0] + 0.2, lesson.courseware[1],
                                 lesson, epoch, 640, 360)
     end_t = max((c.left or lesson.duration) for c in lesson.classrooms)
-    write_capture_dir(directory, lesson=LESSON, epoch=epoch, timeline=timeline, kinds=kinds, frames=frames,
-                      ended_at=epoch + end_t if complete else None)
-    return epoch
+    return CaptureParts(epoch, timeline, kinds, frames, end_t)
+
+
+def write_capture(directory: Path, lesson: SyntheticLesson, *, complete: bool = True,
+                  epoch: float | None = None) -> float:
+    """Write ``directory/capture``; returns the epoch (unix time of t = 0)."""
+    parts = capture_parts(lesson, epoch)
+    write_capture_dir(directory, lesson=LESSON, epoch=parts.epoch, timeline=parts.timeline, kinds=parts.kinds,
+                      frames=parts.frames, ended_at=parts.epoch + parts.end_t if complete else None)
+    return parts.epoch
 
 
 def _video_frames(key: str, label: str, start: float, end: float, lesson: SyntheticLesson, epoch: float,

@@ -28,6 +28,16 @@ def test_sigkill_mid_lesson_still_leaves_an_archive(tmp_path: Path, monkeypatch:
         wait_until(lambda: master.stats().get("sessions") and rural.stats().get("sessions"), 30,
                    message="both classrooms joined")
         time.sleep(9)
+
+        def backlog() -> dict | None:
+            code, body = server.api("/api/recordings?lesson=demo", token=admin)
+            assert code == 200 and [r["status"] for r in body["recordings"]] == ["recording"]
+            return body["recordings"][0]["build"]
+
+        # the chunk worker tells how far behind live the archive is (nothing built yet: < 30 s in)
+        wait_until(lambda: (backlog() or {}).get("recorded_s", 0) > 3, 30, message="the build backlog is shown")
+        build = backlog()
+        assert build is not None and build["built_s"] == 0 and build["behind_live_s"] == build["recorded_s"], build
         t_kill = time.time()
         os.kill(server.pid, signal.SIGKILL)
         server.proc.wait(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,17 @@ def test_seventy_thirty_lesson_through_a_recorder_archive(tmp_path: Path) -> Non
     hands = result["hands"]
     assert (hands["raised"], hands["answered"], hands["lowered"]) == (2, 1, 1)
     assert hands["items"][0]["wait_s"] == pytest.approx(3.5, abs=0.05)
+
+    # the archive build makes the same analysis from its chunks' voice activity (30 s at a time,
+    # each with a warm-up), so the recording page has it the moment the archive is ready
+    manifest = study_archive.build(directory)
+    assert manifest["analysis"] == "analysis.json"
+    chunked = json.loads((directory / "analysis.json").read_text())
+    for ours, whole in zip(chunked["classrooms"], result["classrooms"], strict=True):
+        assert abs(ours["percent_of_lesson"] - whole["percent_of_lesson"]) <= 1.0, (ours, whole)
+    assert chunked["st"]["sequence"] == st["sequence"]
+    assert abs(chunked["turns"]["exchanges"] - result["turns"]["exchanges"]) <= 1
+    assert chunked["hands"] == result["hands"]
 
 
 @pytest.mark.parametrize(("rt", "ch", "kind"), [
