@@ -34,6 +34,7 @@ if aiortc.__version__ != AIORTC_VERSION:
 
 # Only now, with the release checked, may the parts patch aiortc.
 from sfu.media.aiortc_adapter.core import (  # noqa: E402
+    FORWARD_PATHS,
     RTP_HISTORY_SIZE,
     EncodedFrameHandler,
     PacketHandler,
@@ -43,6 +44,7 @@ from sfu.media.aiortc_adapter.core import (  # noqa: E402
     close_peer_connection,
     decoders_created,
     make_decoder,
+    use_forward_path,
     use_host_addresses,
 )
 from sfu.media.aiortc_adapter.datagrams import selected_candidate_pair, wrap_ice_datagrams  # noqa: E402
@@ -64,10 +66,10 @@ from sfu.media.aiortc_adapter.terminal import (  # noqa: E402
 )
 
 __all__ = [
-    "AIORTC_VERSION", "RTP_HISTORY_SIZE", "EncodedFrameHandler", "PacketHandler", "ReceiverTap", "RembPolicy",
-    "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
+    "AIORTC_VERSION", "FORWARD_PATHS", "RTP_HISTORY_SIZE", "EncodedFrameHandler", "PacketHandler", "ReceiverTap",
+    "RembPolicy", "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
     "close_peer_connection", "decoders_created",
     "enable_opus_inband_fec", "install_jitter_buffer", "make_decoder", "packets_received", "receiver_codecs",
     "restart_video_reassembly", "selected_candidate_pair", "send_nack", "send_pli", "use_decoder", "use_encoder",
-    "use_host_addresses", "wrap_ice_datagrams",
+    "use_forward_path", "use_host_addresses", "wrap_ice_datagrams",
 ]
