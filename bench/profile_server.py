@@ -46,7 +46,7 @@ def record_profile(pid: int, out: Path, seconds: float) -> Profile | None:
         return None
     common = ["record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE_HZ),
               "--nonblocking"]
-    procs = [subprocess.Popen([exe, *common, "--format", fmt, "--output", str(out.with_suffix(ext))],
+    procs = [subprocess.Popen([exe, *common, "--format", fmt, "--output", f"{out}{ext}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for fmt, ext in (("flamegraph", ".svg"), ("raw", ".txt"))]
     return Profile(procs)
@@ -103,7 +103,7 @@ def main() -> None:
     profile = record_profile(args.pid, args.out, args.seconds)
     if profile is not None:
         profile.wait(timeout=args.seconds + 60)
-        print(profile_top(args.out.with_suffix(".txt"), args.n))
+        print(profile_top(Path(f"{args.out}.txt"), args.n))
 
 
 if __name__ == "__main__":

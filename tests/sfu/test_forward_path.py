@@ -1,0 +1,152 @@
+"""The slim forward path of sfu/media/aiortc_adapter/ (`wire`, the tap's accounting) against the installed aiortc.
+
+The slim path must put on the wire exactly the bytes aiortc would, skip aiortc's depayloading and
+send coroutines for real, and keep what receiver reports and REMB need; the classic path (kept for
+benches) must still forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiortc import clock
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from peers import close, publish, spy_rtp, subscribe
+
+from sfu.media.aiortc_adapter import packets_received, use_forward_path, use_host_addresses
+from sfu.media.aiortc_adapter.wire import HeaderTemplate, ntp_now
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+@pytest.fixture(autouse=True)
+async def loopback_ice() -> AsyncIterator[None]:
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses(None)
+    use_forward_path("slim")
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def extensions_map(*uris: str) -> HeaderExtensionsMap:
+    m = HeaderExtensionsMap()
+    m.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u)
+                                                   for i, u in enumerate(uris, start=1)]))
+    return m
+
+
+def aiortc_bytes(m: HeaderExtensionsMap, mid: str, ssrc: int, marker: int, pt: int, seq: int, ts: int, abs_t: int,
+                 level: tuple[bool, int] | None, payload: bytes) -> bytes:
+    p = RtpPacket(payload_type=pt, marker=marker, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload)
+    p.extensions.mid, p.extensions.abs_send_time, p.extensions.audio_level = mid, abs_t, level
+    return p.serialize(m)
+
+
+def cases() -> Iterator[tuple[int, int, int, int, int, tuple[bool, int] | None, bytes]]:
+    for marker, pt, seq, ts, abs_t in itertools.product((0, 1), (96, 111, 127), (0, 1, 65535), (0, 3000, 2**32 - 1),
+                                                        (0, 0x123456, 0xFFFFFF)):
+        yield marker, pt, seq, ts, abs_t, None, bytes(range(seq % 200))
+    for level in ((True, 0), (False, 127), (True, 40)):
+        yield 1, 111, 7, 960, 0xABCDEF, level, b"\x01\x02opus"
+
+
+@pytest.mark.parametrize("uris", [(MID, ABS_SEND_TIME), (MID, ABS_SEND_TIME, AUDIO_LEVEL), (MID,), ()])
+def test_header_template_makes_the_bytes_aiortc_serialises(uris: tuple[str, ...]) -> None:
+    m = extensions_map(*uris)
+    template = HeaderTemplate(m, "3", 0xDEADBEEF)
+    for marker, pt, seq, ts, abs_t, level, payload in cases():
+        want = aiortc_bytes(m, "3", 0xDEADBEEF, marker, pt, seq, ts, abs_t, level, payload)
+        assert template.packet(marker, pt, seq, ts, abs_t, level, payload) == want, (uris, marker, pt, seq, level)
+
+
+def test_ntp_now_is_aiortcs_clock() -> None:
+    assert abs(ntp_now() - clock.current_ntp_time()) < 2**32 // 100  # within 10 ms
+
+
+async def test_slim_path_skips_depayloading_and_aioices_send_but_keeps_receiver_statistics() -> None:
+    pub = await publish("slim")
+    sub = await subscribe()
+    tap = pub.tracks["camera"]._tap
+    assert tap is not None
+    jitter_adds = [0]
+    buffer = tap.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    add = buffer.add
+
+    def counting_add(packet: RtpPacket) -> Any:
+        jitter_adds[0] += 1
+        return add(packet)
+
+    buffer.add = counting_add
+    received: list[RtpPacket] = []
+    spy_rtp(sub.receiver("video"), received.append)
+    slot = sub.endpoint.slots["v"]
+    slot.attach(pub.tracks["camera"])
+    await until(lambda: len(received) > 150, 10, "150 forwarded packets")
+    port = slot.port
+    assert port is not None
+    dtls: Any = port.sender.transport
+    assert dtls._RTCDtlsTransport__tx_packets >= len(received)  # counted like aiortc's own sends
+    ice = dtls.transport  # the server's ICE transport to this subscriber: aiortc sends through ice._send
+    sends = [0]
+    ice_send = ice._send
+
+    async def counting_send(data: bytes) -> None:
+        sends[0] += 1
+        await ice_send(data)
+
+    ice._send = counting_send
+    await until(lambda: len(received) > 300, 10, "150 more")
+    assert sends[0] < 20, "forwarded packets went through aiortc's and aioice's coroutines"  # RTCP still does
+    assert jitter_adds[0] == 0, "the server depayloaded and jitter-buffered a forwarded packet"
+    assert packets_received(tap.receiver) >= pub.tracks["camera"].stats.packets_in - 5  # receiver reports' counts
+    steps = {(b.sequence_number - a.sequence_number) % 65536 for a, b in itertools.pairwise(received)}
+    assert steps == {1}
+    await close(sub, pub)
+
+
+async def test_classic_path_still_forwards_through_aiortcs_receiver_and_objects() -> None:
+    use_forward_path("classic")
+    pub = await publish("classic")
+    sub = await subscribe()
+    tap = pub.tracks["camera"]._tap
+    assert tap is not None
+    jitter_adds = [0]
+    buffer = tap.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    add = buffer.add
+
+    def counting_add(packet: RtpPacket) -> Any:
+        jitter_adds[0] += 1
+        return add(packet)
+
+    buffer.add = counting_add
+    received: list[RtpPacket] = []
+    spy_rtp(sub.receiver("video"), received.append)
+    slot = sub.endpoint.slots["v"]
+    slot.attach(pub.tracks["camera"])
+    await until(lambda: len(received) > 100, 10, "100 forwarded packets")
+    port = slot.port
+    assert port is not None
+    history: dict[int, RtpPacket] = port.sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+    assert history, "the classic path keeps aiortc's RtpPacket history"
+    assert jitter_adds[0] > 50
+    await close(sub, pub)
+
+
+def test_an_unknown_forward_path_is_refused() -> None:
+    with pytest.raises(ValueError, match="one of slim, classic"):
+        use_forward_path("fast")
