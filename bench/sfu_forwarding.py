@@ -118,14 +118,16 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
     if variant != "default":
         extra += ["--forward-path", variant]
     procs: list[subprocess.Popen[bytes]] = []
-    server = serve(data, port, extra=extra)
-    quiet: dict[str, Any] = {"cwd": str(ROOT), "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    logs = [open(work / f"{name}.log", "wb") for name in ("server", "publisher", "decoders", "light")]
+    server = serve(data, port, logs[0], extra=extra)
+    quiet: dict[str, Any] = {"cwd": str(ROOT), "stdout": logs[1], "stderr": subprocess.STDOUT}
     try:
         wait_http(url + "/healthz")
         master = token(data, "--lesson", "demo", "--classroom", "master", "--role", "master")
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "realistic_source.py"), "--server", url,
                                        "--token", master, "--size", f"{row.width}x{row.height}",
                                        "--bitrate", str(int(row.mbps * 1e6))], **quiet))
+        quiet["stdout"] = logs[2]
         total = args.warmup * 3 + args.measure * 2 + 60
         decoded = work / f"decoders-{variant}.json"
         if args.decoders:
@@ -136,6 +138,7 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
         time.sleep(3 + args.warmup)
         a = window(server.pid, metrics_url, args.measure)
         stats_files = []
+        quiet["stdout"] = logs[3]
         for i in range(0, args.light, LIGHT_PER_PROCESS):
             k = min(LIGHT_PER_PROCESS, args.light - i)
             stats_files.append(work / f"light-{variant}-{i}.json")
@@ -162,6 +165,8 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
         return {"a": a, "b": b, "connected": connected, "load": load, "seen": seen}
     finally:
         stop([*procs, server])
+        for log in logs:
+            log.close()
 
 
 def summary(row: Row, variant: str, r: dict[str, Any], light: int, decoders: int) -> dict[str, Any]:
@@ -211,6 +216,7 @@ def main() -> None:
     parser.add_argument("--measure", type=float, default=8.0)
     parser.add_argument("--profile", default=None, help="directory for py-spy flame graphs of window B")
     parser.add_argument("--json", default=None, help="also write every result here")
+    parser.add_argument("--keep", default=None, help="keep each run's data and logs (server, publisher, ...) here")
     parser.add_argument("--decoders-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -228,7 +234,8 @@ def main() -> None:
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="twinclass-fwd-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="twinclass-fwd-") as tmp_dir:
+        tmp = args.keep or tmp_dir
         for rep in range(args.repeat):
             for row in rows:
                 for variant in variants:

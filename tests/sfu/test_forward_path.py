@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiortc import clock
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
 from peers import close, publish, spy_rtp, subscribe
 
 from sfu.media.aiortc_adapter import packets_received, use_forward_path, use_host_addresses
@@ -144,6 +144,35 @@ async def test_classic_path_still_forwards_through_aiortcs_receiver_and_objects(
     history: dict[int, RtpPacket] = port.sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
     assert history, "the classic path keeps aiortc's RtpPacket history"
     assert jitter_adds[0] > 50
+    await close(sub, pub)
+
+
+async def test_only_a_sender_that_sent_something_sends_reports() -> None:
+    pub = await publish("reports")
+    sub = await subscribe()
+    slot, idle = sub.endpoint.slots["v"], sub.endpoint.slots["v2"]
+    assert slot.port is not None and idle.port is not None
+    reports: list[int] = []
+    receiver = sub.receiver("video")
+    handle_rtcp = receiver._handle_rtcp_packet
+
+    async def on_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            reports.append(packet.ssrc)
+        await handle_rtcp(packet)
+
+    for t in sub.pc.getTransceivers():  # every receiver of the subscriber's connection shares the RTCP
+        if t.kind == "video":
+            t.receiver._handle_rtcp_packet = on_rtcp
+    slot.attach(pub.tracks["camera"])
+    await until(lambda: reports.count(slot.port.ssrc) >= 3, 10, "three sender reports")  # type: ignore[union-attr]
+    assert idle.port.ssrc not in reports and idle.port.reports_sent == 0
+    assert slot.port.reports_sent >= 3
+    slot.attach(None)  # a slot that goes quiet stops reporting after its last packets' report
+    await asyncio.sleep(1.6)
+    quiet = slot.port.reports_sent
+    await asyncio.sleep(3.2)
+    assert slot.port.reports_sent == quiet
     await close(sub, pub)
 
 
