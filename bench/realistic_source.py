@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -120,10 +121,13 @@ async def publish(server: str, token: str, width: int, height: int, fps: int, bi
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     await client.start()
-    try:
-        await asyncio.wait_for(done.wait(), seconds)
-    except TimeoutError:
-        pass
+    track = spec.video and next(t.sender.track for t in client._pcs[0].getTransceivers() if t.sender.track)
+    started = time.monotonic()
+    while not done.is_set() and (seconds is None or time.monotonic() - started < seconds):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 5.0)
+        print(f"{time.monotonic() - started:6.1f} s: frame {getattr(track, 'counter', '?')}, publishing connection "
+              f"{client._pcs[0].connectionState}, socket {'up' if client.sio.connected else 'closed'}", flush=True)
     await client.close()
 
 

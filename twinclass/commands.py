@@ -47,6 +47,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--forward-path", default="slim", choices=["slim", "classic"],
                        help="slim: forwarded packets skip aiortc's depayloading and send path (default); classic: "
                             "through aiortc's receiver and RTP objects, as before (for comparison in benches)")
+    serve.add_argument("--no-tiers", action="store_true",
+                       help="never make lower tiers: every subscriber gets the full streams, whatever its link "
+                            "(benches that overload their own receivers)")
     serve.add_argument("--event-loop", default="asyncio", choices=["asyncio", "uvloop"],
                        help="the event loop to run on (uvloop: libuv's, if installed; default asyncio)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -127,6 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
         session_idle_s=args.session_idle,
         forward_path=args.forward_path,
         event_loop=args.event_loop,
+        tiers=not args.no_tiers,
     )
     with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
         runner.run(serve(config))

@@ -70,6 +70,7 @@ class ServerConfig:
     session_s: float = 12 * 3600.0  # a login's absolute lifetime
     session_idle_s: float = 2 * 3600.0  # ... and how long it lasts unused
     forward_path: str = "slim"  # how a forwarded packet goes through aiortc (sfu.media.aiortc_adapter.FORWARD_PATHS)
+    tiers: bool = True  # a weak downlink gets a server-made lower tier (False: full streams to all, for benches)
     event_loop: str = "asyncio"  # asyncio | uvloop (twinclass.commands.run_serve)
 
     @property
@@ -113,7 +114,7 @@ def build(config: ServerConfig) -> Services:
     secret = token_secret(config.data_dir, config.secret)
     log_redaction.install([secret, *([config.oidc.client_secret] if config.oidc else [])])
     tokens = TokenIssuer(secret)
-    rooms = RoomDirectory(config.ice_servers, config.video_codecs)
+    rooms = RoomDirectory(config.ice_servers, config.video_codecs, config.tiers)
     proxies = TrustedProxies(config.trusted_proxies)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     admission = Admission(config.limits, proxies)
