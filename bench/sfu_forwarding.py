@@ -9,9 +9,11 @@ publisher (`bench/realistic_source.py`: the test pattern's rows over a moving te
 VP8 at a fixed bitrate), `--decoders` full observers (`twinclass classroom` code: every frame
 decoded and its pattern checked: fps, unreadable frames, glass-to-glass latency) and `--light`
 light observers (`bench/light_receiver.py`: real ICE/DTLS-SRTP, RTP only counted) in processes of
-at most 25.
+at most 16.
 
-Two windows per run: A with the decoding observers only, B with the light ones added. Rates come
+Two windows per run: B with every observer (started together with the publisher: on this loaded
+2-core machine a publisher's connection did not always outlive a long run), then A, once the light
+observers have left, with the decoding ones only. Rates come
 from the server's own counters (`/metrics`: RTP bytes and packets received from classrooms and
 forwarded to subscribers) and its CPU time (/proc). The marginal cost of a subscriber is
 (CPU_B - CPU_A) / light; per forwarded packet (CPU_B - CPU_A) / (pkt/s out_B - pkt/s out_A).
@@ -54,7 +56,7 @@ from bench.common import (
 from bench.profile_server import profile_top, record_profile
 
 DEFAULT_ROWS = "0.5@640x480,1.0@640x480,1.5@640x480,0.5@1280x720,1.0@1280x720,1.5@1280x720"
-LIGHT_PER_PROCESS = 25
+LIGHT_PER_PROCESS = 16
 # many clients from one address; full streams to all (a light observer that falls behind on a loaded machine
 # reports loss, and a server-made lower tier would put a decoder and an encoder into the measured process)
 SERVER_OPTIONS = ["--max-sockets-per-address", "1000", "--max-joins-per-second", "200", "--join-burst", "400",
@@ -138,17 +140,17 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
                       for i in range(args.decoders)]
             procs.append(subprocess.Popen([sys.executable, __file__, "--decoders-worker", url, "--tokens",
                                            ",".join(tokens), "--seconds", str(total), "--out", str(decoded)], **quiet))
-        time.sleep(3 + args.warmup)
-        a = window(server.pid, metrics_url, args.measure)
         stats_files = []
         quiet["stdout"] = logs[3]
+        light_procs = []
         for i in range(0, args.light, LIGHT_PER_PROCESS):
             k = min(LIGHT_PER_PROCESS, args.light - i)
             stats_files.append(work / f"light-{variant}-{i}.json")
-            procs.append(subprocess.Popen(  # niced: load generators give way to the server and the publisher
-                ["nice", "-n", "5", sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url, "--secret-file",
-                 str(data / "token-secret"), "--lesson", "demo", "--observers", str(k), "--stats-json",
-                 str(stats_files[-1]), "--seconds", str(total)], **quiet))
+            light_procs.append(subprocess.Popen(  # niced: load generators give way to the server and publisher
+                ["nice", "-n", "5", sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url,
+                 "--secret-file", str(data / "token-secret"), "--lesson", "demo", "--observers", str(k),
+                 "--stats-json", str(stats_files[-1]), "--seconds", str(total)], **quiet))
+        procs += light_procs
         connected = wait_light(stats_files, args.light) if args.light else 0
         time.sleep(args.warmup)
         profile = None
@@ -158,6 +160,9 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
         b = window(server.pid, metrics_url, args.measure)
         if profile is not None:
             profile.wait(timeout=60)
+        stop(light_procs)  # then window A: the same lesson without the light observers
+        time.sleep(2)
+        a = window(server.pid, metrics_url, args.measure)
         load = os.getloadavg()[0]
         seen: list[dict[str, Any]] = []
         if args.decoders:
@@ -209,7 +214,7 @@ def line(s: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=DEFAULT_ROWS, help="MBPS@WxH, comma-separated")
-    parser.add_argument("--light", type=int, default=48, help="light (counting) observers added for window B")
+    parser.add_argument("--light", type=int, default=48, help="light (counting) observers, window B only")
     parser.add_argument("--decoders", type=int, default=4, help="decoding observers, in both windows")
     parser.add_argument("--variants", default="slim", help="server --forward-path values to compare (default: "
                                                            "the server's default path)")
