@@ -103,7 +103,7 @@ def window(pid: int, metrics_url: str, seconds: float) -> Window:
                   out_mbps=(m1[2] - m0[2]) * 8 / dt / 1e6, out_pps=(m1[3] - m0[3]) / dt)
 
 
-def wait_light(stats_files: list[Path], want: int, timeout: float = 90) -> int:
+def wait_light(stats_files: list[Path], want: int, timeout: float = 40) -> int:
     deadline = time.monotonic() + timeout
     connected = 0
     while time.monotonic() < deadline:
