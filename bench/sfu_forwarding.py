@@ -119,9 +119,10 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
     data = work / f"var-{variant}"
     port, mport = free_port(), free_port()
     url, metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"
-    extra = ["--metrics-port", str(mport), "--log-level", "WARNING", *SERVER_OPTIONS, "--event-loop", args.loop]
-    if variant != "default":
-        extra += ["--forward-path", variant]
+    path, _, loop = variant.partition(":")
+    extra = ["--metrics-port", str(mport), "--log-level", "WARNING", *SERVER_OPTIONS, "--event-loop", loop or args.loop]
+    if path != "default":
+        extra += ["--forward-path", path]
     procs: list[subprocess.Popen[bytes]] = []
     logs = [open(work / f"{name}.log", "wb") for name in ("server", "publisher", "decoders", "light")]
     server = serve(data, port, logs[0], extra=extra)
@@ -155,7 +156,7 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
         time.sleep(args.warmup)
         profile = None
         if args.profile:
-            out = Path(args.profile) / f"{row.mbps:g}mbps-{row.width}x{row.height}-{variant}"
+            out = Path(args.profile) / f"{row.mbps:g}mbps-{row.width}x{row.height}-{variant.replace(':', '-')}"
             profile = record_profile(server.pid, out, args.measure)
         b = window(server.pid, metrics_url, args.measure)
         if profile is not None:
@@ -198,14 +199,14 @@ def summary(row: Row, variant: str, r: dict[str, Any], light: int, decoders: int
     }
 
 
-HEAD = (f"{'row':<18} {'variant':<8} {'load':>5} | {'in Mbps':>7} {'in pkt/s':>8} | {'subs':>4} {'out pkt/s':>9} |"
+HEAD = (f"{'row':<18} {'variant':<12} {'load':>5} | {'in Mbps':>7} {'in pkt/s':>8} | {'subs':>4} {'out pkt/s':>9} |"
         f" {'CPU-s/s':>7} {'%/sub':>6} {'µs/pkt':>6} {'CPU/Mbps':>8} {'streams/core':>12} |"
         f" {'fps min':>7} {'p50 ms':>6} {'bad':>3}")
 
 
 def line(s: dict[str, Any]) -> str:
     per_core = 1.0 / s["cpu_per_mbps"] if s["cpu_per_mbps"] > 0 else float("nan")  # 1-Mbps streams per core
-    return (f"{s['row']:<18} {s['variant']:<8} {s['load']:>5.2f} | {s['in_mbps']:>7.2f} {s['in_pps']:>8.0f} |"
+    return (f"{s['row']:<18} {s['variant']:<12} {s['load']:>5.2f} | {s['in_mbps']:>7.2f} {s['in_pps']:>8.0f} |"
             f" {s['subs']:>4} {s['out_pps']:>9.0f} | {s['cpu']:>7.3f} {s['per_sub_pct']:>6.2f} {s['us_per_pkt']:>6.1f}"
             f" {s['cpu_per_mbps']:>8.4f} {per_core:>12.0f} | {s['fps_min']:>7.1f} {s['lat50']:>6.0f}"
             f" {s['unreadable']:>3}")
@@ -215,10 +216,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=DEFAULT_ROWS, help="MBPS@WxH, comma-separated")
     parser.add_argument("--light", type=int, default=48, help="light (counting) observers, window B only")
-    parser.add_argument("--decoders", type=int, default=4, help="decoding observers, in both windows")
-    parser.add_argument("--variants", default="slim", help="server --forward-path values to compare (default: "
-                                                           "the server's default path)")
-    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"], help="the server's event loop")
+    parser.add_argument("--decoders", type=int, default=2, help="decoding observers, in both windows")
+    parser.add_argument("--variants", default="classic,slim",
+                        help="servers to compare: PATH[:LOOP], PATH a --forward-path (or default), LOOP an "
+                             "--event-loop (default --loop), e.g. classic,slim,slim:uvloop")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"],
+                        help="the server's event loop where a variant names none")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--measure", type=float, default=8.0)
@@ -248,7 +251,7 @@ def main() -> None:
             for row in rows:
                 for variant in variants:
                     print(f"  {row} {variant} (run {rep + 1}) ...", file=sys.stderr, flush=True)
-                    work = Path(tmp) / f"{rep}-{row.mbps:g}-{row.width}-{variant}"
+                    work = Path(tmp) / f"{rep}-{row.mbps:g}-{row.width}-{variant.replace(':', '-')}"
                     work.mkdir()
                     s = summary(row, variant, run_one(args, row, variant, work), args.light, args.decoders)
                     print("   ", line(s), file=sys.stderr, flush=True)
@@ -271,7 +274,7 @@ def main() -> None:
                 mine = [s for s in results if s["row"] == str(row) and s["variant"] == variant]
                 us = [s["us_per_pkt"] for s in mine]
                 pct = [s["per_sub_pct"] for s in mine]
-                print(f"  {row!s:<18} {variant:<8} µs/pkt {statistics.median(us):.1f} ({min(us):.1f})  "
+                print(f"  {row!s:<18} {variant:<12} µs/pkt {statistics.median(us):.1f} ({min(us):.1f})  "
                       f"%/sub {statistics.median(pct):.2f} ({min(pct):.2f})")
     if args.profile:
         for path in sorted(Path(args.profile).glob("*.txt")):
