@@ -50,8 +50,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--no-tiers", action="store_true",
                        help="never make lower tiers: every subscriber gets the full streams, whatever its link "
                             "(benches that overload their own receivers)")
-    serve.add_argument("--event-loop", default="asyncio", choices=["asyncio", "uvloop"],
-                       help="the event loop to run on (uvloop: libuv's, if installed; default asyncio)")
+    serve.add_argument("--event-loop", default="uvloop", choices=["uvloop", "asyncio"],
+                       help="the event loop to run on: uvloop (libuv's, the default: a forwarded packet costs about "
+                            "a third less) or asyncio (the standard library's)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="text lines, or one JSON object per line (default text)")

@@ -71,7 +71,7 @@ class ServerConfig:
     session_idle_s: float = 2 * 3600.0  # ... and how long it lasts unused
     forward_path: str = "slim"  # how a forwarded packet goes through aiortc (sfu.media.aiortc_adapter.FORWARD_PATHS)
     tiers: bool = True  # a weak downlink gets a server-made lower tier (False: full streams to all, for benches)
-    event_loop: str = "asyncio"  # asyncio | uvloop (twinclass.commands.run_serve)
+    event_loop: str = "uvloop"  # uvloop | asyncio (twinclass.commands.run_serve)
 
     @property
     def public_url(self) -> str:

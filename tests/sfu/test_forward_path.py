@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from aiortc import clock
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
-from peers import close, publish, spy_rtp, subscribe
+from peers import close, publish, spy_rtp, subscribe, until
 
 from sfu.media.aiortc_adapter import packets_received, use_forward_path, use_host_addresses
 from sfu.media.aiortc_adapter.wire import HeaderTemplate, ntp_now
@@ -33,14 +32,6 @@ async def loopback_ice() -> AsyncIterator[None]:
     yield
     use_host_addresses(None)
     use_forward_path("slim")
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def extensions_map(*uris: str) -> HeaderExtensionsMap:
@@ -65,6 +56,20 @@ def cases() -> Iterator[tuple[int, int, int, int, int, tuple[bool, int] | None, 
         yield 1, 111, 7, 960, 0xABCDEF, level, b"\x01\x02opus"
 
 
+def count_jitter_buffer_adds(receiver: Any) -> list[int]:
+    """A one-element count of the packets the receiver's jitter buffer is given from now on."""
+    adds = [0]
+    buffer = receiver._RTCRtpReceiver__jitter_buffer
+    add = buffer.add
+
+    def counting_add(packet: RtpPacket) -> Any:
+        adds[0] += 1
+        return add(packet)
+
+    buffer.add = counting_add
+    return adds
+
+
 @pytest.mark.parametrize("uris", [(MID, ABS_SEND_TIME), (MID, ABS_SEND_TIME, AUDIO_LEVEL), (MID,), ()])
 def test_header_template_makes_the_bytes_aiortc_serialises(uris: tuple[str, ...]) -> None:
     m = extensions_map(*uris)
@@ -78,27 +83,25 @@ def test_ntp_now_is_aiortcs_clock() -> None:
     assert abs(ntp_now() - clock.current_ntp_time()) < 2**32 // 100  # within 10 ms
 
 
-async def test_slim_path_skips_depayloading_and_aioices_send_but_keeps_receiver_statistics() -> None:
-    pub = await publish("slim")
+async def forwarding(name: str, packets: int) -> tuple[Any, Any, Any, Any, list[RtpPacket], list[int]]:
+    """A publisher forwarded to a subscriber's slot "v" until `packets` arrived: (publisher, subscriber,
+    the tap, the slot's port, the packets the subscriber got, the count of the tap's jitter-buffer adds)."""
+    pub = await publish(name)
     sub = await subscribe()
     tap = pub.tracks["camera"]._tap
     assert tap is not None
-    jitter_adds = [0]
-    buffer = tap.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-    add = buffer.add
-
-    def counting_add(packet: RtpPacket) -> Any:
-        jitter_adds[0] += 1
-        return add(packet)
-
-    buffer.add = counting_add
+    jitter_adds = count_jitter_buffer_adds(tap.receiver)
     received: list[RtpPacket] = []
     spy_rtp(sub.receiver("video"), received.append)
     slot = sub.endpoint.slots["v"]
     slot.attach(pub.tracks["camera"])
-    await until(lambda: len(received) > 150, 10, "150 forwarded packets")
-    port = slot.port
-    assert port is not None
+    await until(lambda: len(received) > packets, 10, f"{packets} forwarded packets")
+    assert slot.port is not None
+    return pub, sub, tap, slot.port, received, jitter_adds
+
+
+async def test_slim_path_skips_depayloading_and_aioices_send_but_keeps_receiver_statistics() -> None:
+    pub, sub, tap, port, received, jitter_adds = await forwarding("slim", 150)
     dtls: Any = port.sender.transport
     assert dtls._RTCDtlsTransport__tx_packets >= len(received)  # counted like aiortc's own sends
     ice = dtls.transport  # the server's ICE transport to this subscriber: aiortc sends through ice._send
@@ -121,26 +124,7 @@ async def test_slim_path_skips_depayloading_and_aioices_send_but_keeps_receiver_
 
 async def test_classic_path_still_forwards_through_aiortcs_receiver_and_objects() -> None:
     use_forward_path("classic")
-    pub = await publish("classic")
-    sub = await subscribe()
-    tap = pub.tracks["camera"]._tap
-    assert tap is not None
-    jitter_adds = [0]
-    buffer = tap.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-    add = buffer.add
-
-    def counting_add(packet: RtpPacket) -> Any:
-        jitter_adds[0] += 1
-        return add(packet)
-
-    buffer.add = counting_add
-    received: list[RtpPacket] = []
-    spy_rtp(sub.receiver("video"), received.append)
-    slot = sub.endpoint.slots["v"]
-    slot.attach(pub.tracks["camera"])
-    await until(lambda: len(received) > 100, 10, "100 forwarded packets")
-    port = slot.port
-    assert port is not None
+    pub, sub, _, port, _, jitter_adds = await forwarding("classic", 100)
     history: dict[int, RtpPacket] = port.sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
     assert history, "the classic path keeps aiortc's RtpPacket history"
     assert jitter_adds[0] > 50
