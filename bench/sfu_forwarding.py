@@ -1,10 +1,13 @@
 """Forwarding cost on a realistic stream: one publisher of a moving, detailed picture -> many subscribers.
 
-    .venv/bin/python bench/sfu_forwarding.py [--rows 1.5@640x480,1.0@1280x720] [--light 48] [--decoders 4]
-        [--variants classic,slim] [--loop asyncio] [--repeat 1] [--profile DIR]
+    .venv/bin/python bench/sfu_forwarding.py [--rows 1.5@640x480,1.0@1280x720] [--light 32] [--decoders 2]
+        [--variants classic,slim,slim:uvloop] [--loop asyncio] [--repeat 1] [--profile DIR]
+
+The full run (6 rows, classic against slim:uvloop) takes about 11 minutes; `--rows 1.5@640x480` is
+the quick one.
 
 Each row is a fixed publisher bitrate (Mbps) and size. Per row and server variant, in their own
-processes: `twinclass serve` (recorder off, `--forward-path VARIANT`, `--event-loop LOOP`), the
+processes: `twinclass serve` (recorder off, `--forward-path PATH`, `--event-loop LOOP`), the
 publisher (`bench/realistic_source.py`: the test pattern's rows over a moving texture with grain,
 VP8 at a fixed bitrate), `--decoders` full observers (`twinclass classroom` code: every frame
 decoded and its pattern checked: fps, unreadable frames, glass-to-glass latency) and `--light`
@@ -215,16 +218,16 @@ def line(s: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=DEFAULT_ROWS, help="MBPS@WxH, comma-separated")
-    parser.add_argument("--light", type=int, default=48, help="light (counting) observers, window B only")
+    parser.add_argument("--light", type=int, default=32, help="light (counting) observers, window B only")
     parser.add_argument("--decoders", type=int, default=2, help="decoding observers, in both windows")
-    parser.add_argument("--variants", default="classic,slim",
+    parser.add_argument("--variants", default="classic,slim:uvloop",
                         help="servers to compare: PATH[:LOOP], PATH a --forward-path (or default), LOOP an "
                              "--event-loop (default --loop), e.g. classic,slim,slim:uvloop")
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"],
                         help="the server's event loop where a variant names none")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--warmup", type=float, default=4.0)
-    parser.add_argument("--measure", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--measure", type=float, default=6.0)
     parser.add_argument("--profile", default=None, help="directory for py-spy flame graphs of window B")
     parser.add_argument("--json", default=None, help="also write every result here")
     parser.add_argument("--keep", default=None, help="keep each run's data and logs (server, publisher, ...) here")
