@@ -149,6 +149,11 @@ class LightClient:
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
     @property
+    def connections(self) -> list[RTCPeerConnection]:
+        """The client's peer connections: the publishing one first (if it publishes), then the receiving one."""
+        return list(self._pcs)
+
+    @property
     def lost(self) -> bool:
         return not self.sio.connected or self.receiving_state in ("closed", "failed")
 

@@ -122,15 +122,16 @@ async def publish(server: str, token: str, width: int, height: int, fps: int, bi
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     await client.start()
-    sender = next(t.sender for t in client._pcs[0].getTransceivers() if t.sender.track)
+    sender = next(t.sender for t in client.connections[0].getTransceivers() if t.sender.track)
     track: Any = sender.track
     started = time.monotonic()
     while not done.is_set() and (seconds is None or time.monotonic() - started < seconds):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), 5.0)
         sent = getattr(sender, "_RTCRtpSender__packet_count", "?")
+        state = client.connections[0].connectionState
         print(f"{time.monotonic() - started:6.1f} s: frame {track.counter}, {sent} RTP packets, publishing connection "
-              f"{client._pcs[0].connectionState}, socket {'up' if client.sio.connected else 'closed'}", flush=True)
+              f"{state}, socket {'up' if client.sio.connected else 'closed'}", flush=True)
     await client.close()
 
 
