@@ -11,11 +11,13 @@ Forwarding on aiortc needs hooks it does not offer publicly:
 - a datagram hook on a connection's ICE transports, both ways (the classroom terminal's
   user-space link impairment, `classroom_client/link.py`, runs through it: no `tc netem` here).
 
-Parts: `core` (process-wide fixes: RTX routing, decoder counting, ICE addresses), `receive`,
-`send`, `datagrams`, `terminal` (the classroom terminal's hooks). Import from the package.
+Parts: `core` (process-wide fixes: RTX routing, decoder counting, ICE addresses, the forward path),
+`receive`, `send`, `wire` (the slim send path: header templates, SRTP straight to the ICE pair's
+socket), `datagrams`, `terminal` (the classroom terminal's hooks). Import from the package.
 
-`tests/sfu/test_aiortc_adapter.py` checks each hook against the installed aiortc, so an upgrade
-that moves any of them fails loudly there instead of silently in a lesson.
+`tests/sfu/test_aiortc_adapter.py` and `tests/sfu/test_forward_path.py` check each hook against the
+installed aiortc, so an upgrade that moves any of them fails loudly there instead of silently in a
+lesson.
 """
 
 from __future__ import annotations
