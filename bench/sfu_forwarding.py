@@ -261,7 +261,8 @@ def main() -> None:
                     results.append(s)
     print()
     print(f"one publisher (moving detailed picture, VP8 30 fps, fixed bitrate) -> {args.decoders} decoding + "
-          f"{args.light} light observers, loopback, {os.cpu_count()} cores, server loop {args.loop}")
+          f"{args.light} light observers, loopback, {os.cpu_count()} cores, server loop {args.loop} where a variant "
+          "names none")
     print(HEAD)
     print("-" * len(HEAD))
     for s in results:
