@@ -77,6 +77,43 @@ def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 10) -> None:
             p.wait(timeout=5)
 
 
+def scrape(url: str) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus /metrics page, and labelled ones as name{k=v}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = s.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
+            out[key] = s.value
+    return out
+
+
+async def decoding_observers(url: str, tokens: list[str], seconds: float, out: Path) -> None:
+    """Full `twinclass classroom` observers (every frame decoded, its pattern read) for `seconds`, or until
+    SIGTERM; then writes to `out` a JSON list of what each saw of the master (fps, latency, verified frames,
+    decode errors) and leaves."""
+    import asyncio
+    import contextlib
+
+    from classroom_client.session import ClassroomClient, ClientConfig
+
+    clients = [ClassroomClient(ClientConfig(server=url, token=t, publish=False)) for t in tokens]
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    for c in clients:
+        await c.start()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), seconds)
+    results = [m.to_json() if (m := c.remotes.get("master")) else {} for c in clients]
+    out.write_text(json.dumps(results))
+    for c in clients:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(c.close(), 5)
+
+
 def read_json(path: Path) -> Any:
     """The JSON in `path`, or None when it is absent or unreadable (e.g. not written yet)."""
     try:

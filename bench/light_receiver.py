@@ -25,12 +25,13 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import socketio
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
@@ -87,6 +88,7 @@ class PublishSpec:
     fps: int = 10
     tone_hz: float = 550.0
     audio: bool = True
+    video: Callable[[str], MediaStreamTrack] | None = None  # the picture, from the classroom's name; None: the pattern
 
 
 class LightClient:
@@ -118,8 +120,9 @@ class LightClient:
     async def _publish(self, spec: PublishSpec) -> None:
         pc = RTCPeerConnection(rtc_configuration([]))
         self._pcs.append(pc)
-        video = pc.addTransceiver(TestPatternTrack(spec.width, spec.height, spec.fps, self.classroom,
-                                                   source_tag(self.classroom)), direction="sendonly")
+        track = (spec.video(self.classroom) if spec.video is not None else
+                 TestPatternTrack(spec.width, spec.height, spec.fps, self.classroom, source_tag(self.classroom)))
+        video = pc.addTransceiver(track, direction="sendonly")
         transceivers = [(video, "camera")]
         if spec.audio:
             transceivers.append((pc.addTransceiver(ToneTrack(spec.tone_hz), direction="sendonly"), "mic"))
@@ -144,6 +147,11 @@ class LightClient:
             count_only(transceiver.receiver, self.counts)
         await pc.setLocalDescription(await pc.createAnswer())
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
+
+    @property
+    def connections(self) -> list[RTCPeerConnection]:
+        """The client's peer connections: the publishing one first (if it publishes), then the receiving one."""
+        return list(self._pcs)
 
     @property
     def lost(self) -> bool:

@@ -1,330 +1,291 @@
-"""Forwarding cost: one publisher -> N subscribers, Twinclass vs an aiortc MediaRelay baseline.
+"""Forwarding cost on a realistic stream: one publisher of a moving, detailed picture -> many subscribers.
 
-    .venv/bin/python bench/sfu_forwarding.py [--counts 1,2,4,8,16] [--measure 8] [--size 640x360]
+    .venv/bin/python bench/sfu_forwarding.py [--rows 1.5@640x480,1.0@1280x720] [--light 32] [--decoders 2]
+        [--variants classic,slim,slim:uvloop] [--loop asyncio] [--repeat 1] [--profile DIR]
 
-Twinclass: `twinclass serve` in its own process; the publisher is a `twinclass classroom`
-process (test pattern + tone); subscribers are observer classrooms hosted by worker processes
-(up to 8 each) that decode every frame, read its counter and send time, and report fps and
-glass-to-glass latency. Baseline: a small aiortc server in its own process that relays the
-publisher's track to every subscriber with `MediaRelay` (decode once, encode per subscriber),
-measured with the same publisher and subscribers in the same run.
+The full run (6 rows, classic against slim:uvloop) takes about 11 minutes; `--rows 1.5@640x480` is
+the quick one.
 
-Prints, per N: server CPU-seconds per wall second, cost per subscriber, min/median fps over
-the subscribers, latency p50/p95, and the baseline's figures with the CPU ratio.
-Subscribers share the 2 cores with the server, so their decoding competes with it at large N.
+Each row is a fixed publisher bitrate (Mbps) and size. Per row and server variant, in their own
+processes: `twinclass serve` (recorder off, `--forward-path PATH`, `--event-loop LOOP`), the
+publisher (`bench/realistic_source.py`: the test pattern's rows over a moving texture with grain,
+VP8 at a fixed bitrate), `--decoders` full observers (`twinclass classroom` code: every frame
+decoded and its pattern checked: fps, unreadable frames, glass-to-glass latency) and `--light`
+light observers (`bench/light_receiver.py`: real ICE/DTLS-SRTP, RTP only counted) in processes of
+at most 16.
+
+Two windows per run: B with every observer (started together with the publisher: on this loaded
+2-core machine a publisher's connection did not always outlive a long run), then A, once the light
+observers have left, with the decoding ones only. Rates come
+from the server's own counters (`/metrics`: RTP bytes and packets received from classrooms and
+forwarded to subscribers) and its CPU time (/proc). The marginal cost of a subscriber is
+(CPU_B - CPU_A) / light; per forwarded packet (CPU_B - CPU_A) / (pkt/s out_B - pkt/s out_A).
+Variants run one after the other within each row, so they share the machine's load of the moment
+(the load average is printed per row). `--profile DIR` runs py-spy on the server during window B
+(flame graph SVG and a top-N table of the functions with most own time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, ROOT, cpu_seconds, free_port, token, wait_http
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    decoding_observers,
+    free_port,
+    read_json,
+    scrape,
+    serve,
+    stop,
+    token,
+    wait_http,
+)
+from bench.profile_server import profile_top, record_profile
 
-# -- subscribers (worker processes) ---------------------------------------------------------------
-
-
-async def _twinclass_subscribers(url: str, tokens: list[str], seconds: float, out: Path) -> None:
-    from classroom_client.session import ClassroomClient, ClientConfig
-
-    clients = [ClassroomClient(ClientConfig(server=url, token=t, publish=False)) for t in tokens]
-    for c in clients:
-        await c.start()
-    await asyncio.sleep(seconds)
-    results = [m.to_json() if (m := c.remotes.get("master")) else {} for c in clients]
-    out.write_text(json.dumps(results))
-    for c in clients:
-        await c.close()
-
-
-async def _baseline_subscribers(url: str, count: int, seconds: float, out: Path) -> None:
-    import av
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
-
-    from classroom_client.pattern import read_pattern
-    from classroom_client.stats import RemoteStats
-    from sfu.media.aiortc_adapter import use_host_addresses
-    from sfu.media.endpoint import rtc_configuration
-
-    use_host_addresses(["127.0.0.1"])
-    stats = [RemoteStats() for _ in range(count)]
-    pcs = []
-
-    async def consume(track: Any, st: RemoteStats) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                if isinstance(frame, av.VideoFrame):
-                    st.on_video_frame(frame.width, frame.height, read_pattern(frame.to_ndarray(format="gray")))
-        except MediaStreamError:
-            pass
-
-    tasks = []
-    for st in stats:
-        pc = RTCPeerConnection(rtc_configuration([]))
-        pc.addTransceiver("video", direction="recvonly")
-        pc.on("track", lambda track, st=st: tasks.append(asyncio.ensure_future(consume(track, st))))
-        await pc.setLocalDescription(await pc.createOffer())
-        req = urllib.request.Request(url + "/subscribe", data=pc.localDescription.sdp.encode(), method="POST")
-        answer: bytes = await asyncio.to_thread(lambda r=req: urllib.request.urlopen(r).read())  # type: ignore[misc]
-        await pc.setRemoteDescription(RTCSessionDescription(answer.decode(), "answer"))
-        pcs.append(pc)
-    await asyncio.sleep(seconds)
-    out.write_text(json.dumps([s.to_json() for s in stats]))
-    for pc in pcs:
-        await pc.close()
+DEFAULT_ROWS = "0.5@640x480,1.0@640x480,1.5@640x480,0.5@1280x720,1.0@1280x720,1.5@1280x720"
+LIGHT_PER_PROCESS = 16
+# many clients from one address; full streams to all (a light observer that falls behind on a loaded machine
+# reports loss, and a server-made lower tier would put a decoder and an encoder into the measured process)
+SERVER_OPTIONS = ["--max-sockets-per-address", "1000", "--max-joins-per-second", "200", "--join-burst", "400",
+                  "--no-tiers"]
 
 
-def worker_main(args: argparse.Namespace) -> None:
-    if args.system == "twinclass":
-        asyncio.run(_twinclass_subscribers(args.url, args.tokens.split(","), args.seconds, Path(args.out)))
-    else:
-        asyncio.run(_baseline_subscribers(args.url, args.count, args.seconds, Path(args.out)))
+@dataclass
+class Row:
+    mbps: float
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Row:
+        rate, size = text.split("@")
+        w, h = size.split("x")
+        return cls(float(rate), int(w), int(h))
+
+    def __str__(self) -> str:
+        return f"{self.mbps:g} Mbps {self.width}x{self.height}"
 
 
-# -- the MediaRelay baseline server ---------------------------------------------------------------
+@dataclass
+class Window:
+    cpu: float  # server CPU-s per s
+    in_mbps: float
+    in_pps: float
+    out_pps: float
+    out_mbps: float
 
 
-def baseline_server_main(port: int) -> None:
-    from aiohttp import web
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.contrib.media import MediaRelay
-
-    from sfu.media.aiortc_adapter import use_host_addresses
-    from sfu.media.endpoint import rtc_configuration
-
-    use_host_addresses(["127.0.0.1"])
-    relay = MediaRelay()
-    state: dict[str, Any] = {"track": None, "pcs": []}
-
-    async def publish(request: web.Request) -> web.Response:
-        pc = RTCPeerConnection(rtc_configuration([]))
-        state["pcs"].append(pc)
-        pc.on("track", lambda track: state.__setitem__("track", track) if track.kind == "video" else None)
-        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(text=pc.localDescription.sdp)
-
-    async def subscribe(request: web.Request) -> web.Response:
-        while state["track"] is None:
-            await asyncio.sleep(0.05)
-        pc = RTCPeerConnection(rtc_configuration([]))
-        state["pcs"].append(pc)
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:  # a finished subscriber's encoder must not run into the next N
-            if pc.connectionState in ("failed", "closed"):
-                await pc.close()
-                if pc in state["pcs"]:
-                    state["pcs"].remove(pc)
-
-        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
-        for t in pc.getTransceivers():
-            if t.kind == "video":
-                t.sender.replaceTrack(relay.subscribe(state["track"], buffered=False))
-                t.direction = "sendonly"
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(text=pc.localDescription.sdp)
-
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.add_routes([web.post("/publish", publish), web.post("/subscribe", subscribe), web.get("/healthz", health)])
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+def counters(metrics_url: str) -> tuple[float, float, float, float]:
+    m = scrape(metrics_url)
+    return (m.get("twinclass_rtp_received_bytes_total", 0.0), m.get("twinclass_rtp_received_packets_total", 0.0),
+            m.get("twinclass_rtp_forwarded_bytes_total", 0.0), m.get("twinclass_rtp_forwarded_packets_total", 0.0))
 
 
-async def _baseline_publisher(url: str, size: tuple[int, int], seconds: float) -> None:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-
-    from classroom_client.pattern import source_tag
-    from classroom_client.sources import TestPatternTrack
-    from sfu.media.aiortc_adapter import use_host_addresses
-    from sfu.media.endpoint import rtc_configuration
-
-    use_host_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection(rtc_configuration([]))
-    pc.addTransceiver(TestPatternTrack(size[0], size[1], 30, "master", source_tag("master")), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    req = urllib.request.Request(url + "/publish", data=pc.localDescription.sdp.encode(), method="POST")
-    answer = await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req).read())
-    await pc.setRemoteDescription(RTCSessionDescription(answer.decode(), "answer"))
-    await asyncio.sleep(seconds)
-    await pc.close()
+def window(pid: int, metrics_url: str, seconds: float) -> Window:
+    c0, m0, t0 = cpu_seconds(pid), counters(metrics_url), time.monotonic()
+    time.sleep(seconds)
+    c1, m1, t1 = cpu_seconds(pid), counters(metrics_url), time.monotonic()
+    dt = t1 - t0
+    return Window(cpu=(c1 - c0) / dt, in_mbps=(m1[0] - m0[0]) * 8 / dt / 1e6, in_pps=(m1[1] - m0[1]) / dt,
+                  out_mbps=(m1[2] - m0[2]) * 8 / dt / 1e6, out_pps=(m1[3] - m0[3]) / dt)
 
 
-# -- the run --------------------------------------------------------------------------------------
+def wait_light(stats_files: list[Path], want: int, timeout: float = 40) -> int:
+    deadline = time.monotonic() + timeout
+    connected = 0
+    while time.monotonic() < deadline:
+        connected = sum(int((read_json(p) or {}).get("connected", 0)) for p in stats_files)
+        if connected >= want:
+            break
+        time.sleep(0.5)
+    return connected
 
 
-Workers = tuple[list[subprocess.Popen[bytes]], list[Path]]
+def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dict[str, Any]:
+    """One server variant on one row: windows A and B, the decoders' view, the load average."""
+    data = work / f"var-{variant}"
+    port, mport = free_port(), free_port()
+    url, metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"
+    path, _, loop = variant.partition(":")
+    extra = ["--metrics-port", str(mport), "--log-level", "WARNING", *SERVER_OPTIONS, "--event-loop", loop or args.loop]
+    if path != "default":
+        extra += ["--forward-path", path]
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = [open(work / f"{name}.log", "wb") for name in ("server", "publisher", "decoders", "light")]
+    server = serve(data, port, logs[0], extra=extra)
+    quiet: dict[str, Any] = {"cwd": str(ROOT), "stdout": logs[1], "stderr": subprocess.STDOUT}
+    try:
+        wait_http(url + "/healthz")
+        master = token(data, "--lesson", "demo", "--classroom", "master", "--role", "master")
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "realistic_source.py"), "--server", url,
+                                       "--token", master, "--size", f"{row.width}x{row.height}",
+                                       "--bitrate", str(int(row.mbps * 1e6))], **quiet))
+        quiet["stdout"] = logs[2]
+        total = args.warmup * 3 + args.measure * 2 + 60
+        decoded = work / f"decoders-{variant}.json"
+        if args.decoders:
+            tokens = [token(data, "--lesson", "demo", "--classroom", f"obs-{i}", "--role", "observer")
+                      for i in range(args.decoders)]
+            procs.append(subprocess.Popen([sys.executable, __file__, "--decoders-worker", url, "--tokens",
+                                           ",".join(tokens), "--seconds", str(total), "--out", str(decoded)], **quiet))
+        stats_files = []
+        quiet["stdout"] = logs[3]
+        light_procs = []
+        for i in range(0, args.light, LIGHT_PER_PROCESS):
+            k = min(LIGHT_PER_PROCESS, args.light - i)
+            stats_files.append(work / f"light-{variant}-{i}.json")
+            light_procs.append(subprocess.Popen(  # niced: load generators give way to the server and publisher
+                ["nice", "-n", "5", sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url,
+                 "--secret-file", str(data / "token-secret"), "--lesson", "demo", "--observers", str(k),
+                 "--stats-json", str(stats_files[-1]), "--seconds", str(total)], **quiet))
+        procs += light_procs
+        connected = wait_light(stats_files, args.light) if args.light else 0
+        time.sleep(args.warmup)
+        profile = None
+        if args.profile:
+            out = Path(args.profile) / f"{row.mbps:g}mbps-{row.width}x{row.height}-{variant.replace(':', '-')}"
+            profile = record_profile(server.pid, out, args.measure)
+        b = window(server.pid, metrics_url, args.measure)
+        if profile is not None:
+            profile.wait(timeout=60)
+        stop(light_procs)  # then window A: the same lesson without the light observers
+        time.sleep(2)
+        a = window(server.pid, metrics_url, args.measure)
+        load = os.getloadavg()[0]
+        seen: list[dict[str, Any]] = []
+        if args.decoders:
+            procs[1].send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                procs[1].wait(timeout=20)
+            seen = read_json(decoded) or []
+        return {"a": a, "b": b, "connected": connected, "load": load, "seen": seen}
+    finally:
+        stop([*procs, server])
+        for log in logs:
+            log.close()
 
 
-def run_subscribers(system: str, url: str, n: int, seconds: float, tmp: Path, tokens: list[str]) -> Workers:
-    per_worker = 8
-    procs = []
-    outs = []
-    for w in range(0, n, per_worker):
-        k = min(per_worker, n - w)
-        out = tmp / f"{system}-{n}-{w}.json"
-        args = [sys.executable, __file__, "--worker", system, "--url", url, "--seconds", str(seconds),
-                "--out", str(out)]
-        args += ["--tokens", ",".join(tokens[w:w + k])] if system == "twinclass" else ["--count", str(k)]
-        procs.append(subprocess.Popen(args, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        outs.append(out)
-    return procs, outs
-
-
-def collect(procs: list[subprocess.Popen[bytes]], outs: list[Path]) -> list[dict]:
-    results: list[dict] = []
-    for p, out in zip(procs, outs, strict=True):
-        p.wait(timeout=120)
-        if out.exists():
-            results.extend(json.loads(out.read_text()))
-    return results
-
-
-def measure(system: str, url: str, server_pid: int, n: int, warmup: float, window: float, tmp: Path,
-            tokens: list[str]) -> dict[str, Any]:
-    procs, outs = run_subscribers(system, url, n, warmup + window, tmp, tokens) if n else ([], [])
-    time.sleep(warmup)
-    c0, t0 = cpu_seconds(server_pid), time.monotonic()
-    time.sleep(window)
-    cpu = (cpu_seconds(server_pid) - c0) / (time.monotonic() - t0)
-    results = collect(procs, outs)
-    fps = [r.get("video_fps", 0.0) for r in results] + [0.0] * (n - len(results)) or [float("nan")]
-    p50 = [r["latency_ms_p50"] for r in results if r.get("latency_ms_p50") is not None]
-    p95 = [r["latency_ms_p95"] for r in results if r.get("latency_ms_p95") is not None]
+def summary(row: Row, variant: str, r: dict[str, Any], light: int, decoders: int) -> dict[str, Any]:
+    a, b = r["a"], r["b"]
+    n = max(1, r["connected"])
+    seen = r["seen"]
+    fps = [s.get("video_fps", 0.0) for s in seen] + [0.0] * (decoders - len(seen))
+    p50 = [s["latency_ms_p50"] for s in seen if s.get("latency_ms_p50") is not None]
+    extra_pps = b.out_pps - a.out_pps
+    extra_cpu = b.cpu - a.cpu
     return {
-        "cpu": cpu,
-        "per_sub": cpu / n if n else float("nan"),
-        "fps_min": min(fps),
-        "fps_med": statistics.median(fps),
+        "row": str(row), "variant": variant, "load": r["load"], "in_mbps": b.in_mbps, "in_pps": b.in_pps,
+        "subs": decoders + r["connected"], "out_pps": b.out_pps, "out_mbps": b.out_mbps, "cpu": b.cpu,
+        "per_sub_pct": 100 * extra_cpu / n,
+        "us_per_pkt": 1e6 * extra_cpu / extra_pps if extra_pps > 0 else float("nan"),
+        "cpu_per_mbps": extra_cpu / (b.out_mbps - a.out_mbps) if b.out_mbps > a.out_mbps else float("nan"),
+        "fps_min": min(fps) if fps else float("nan"),
         "lat50": statistics.median(p50) if p50 else float("nan"),
-        "lat95": max(p95) if p95 else float("nan"),
+        "unreadable": sum(int(s.get("decode_errors", 0)) for s in seen),
+        "light": light,
     }
+
+
+HEAD = (f"{'row':<18} {'variant':<12} {'load':>5} | {'in Mbps':>7} {'in pkt/s':>8} | {'subs':>4} {'out pkt/s':>9} |"
+        f" {'CPU-s/s':>7} {'%/sub':>6} {'µs/pkt':>6} {'CPU/Mbps':>8} {'streams/core':>12} |"
+        f" {'fps min':>7} {'p50 ms':>6} {'bad':>3}")
+
+
+def line(s: dict[str, Any]) -> str:
+    per_core = 1.0 / s["cpu_per_mbps"] if s["cpu_per_mbps"] > 0 else float("nan")  # 1-Mbps streams per core
+    return (f"{s['row']:<18} {s['variant']:<12} {s['load']:>5.2f} | {s['in_mbps']:>7.2f} {s['in_pps']:>8.0f} |"
+            f" {s['subs']:>4} {s['out_pps']:>9.0f} | {s['cpu']:>7.3f} {s['per_sub_pct']:>6.2f} {s['us_per_pkt']:>6.1f}"
+            f" {s['cpu_per_mbps']:>8.4f} {per_core:>12.0f} | {s['fps_min']:>7.1f} {s['lat50']:>6.0f}"
+            f" {s['unreadable']:>3}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--counts", default="1,2,4,8,16")
-    parser.add_argument("--warmup", type=float, default=4.0)
-    parser.add_argument("--measure", type=float, default=8.0)
-    parser.add_argument("--size", default="640x360")
-    parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--worker")
-    parser.add_argument("--url")
-    parser.add_argument("--tokens")
-    parser.add_argument("--count", type=int)
-    parser.add_argument("--seconds", type=float)
-    parser.add_argument("--out")
-    parser.add_argument("--baseline-server", type=int)
-    parser.add_argument("--baseline-publisher")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help="MBPS@WxH, comma-separated")
+    parser.add_argument("--light", type=int, default=32, help="light (counting) observers, window B only")
+    parser.add_argument("--decoders", type=int, default=2, help="decoding observers, in both windows")
+    parser.add_argument("--variants", default="classic,slim:uvloop",
+                        help="servers to compare: PATH[:LOOP], PATH a --forward-path (or default), LOOP an "
+                             "--event-loop (default --loop), e.g. classic,slim,slim:uvloop")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"],
+                        help="the server's event loop where a variant names none")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--measure", type=float, default=6.0)
+    parser.add_argument("--profile", default=None, help="directory for py-spy flame graphs of window B")
+    parser.add_argument("--json", default=None, help="also write every result here")
+    parser.add_argument("--keep", default=None, help="keep each run's data and logs (server, publisher, ...) here")
+    parser.add_argument("--decoders-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    size = (int(args.size.split("x")[0]), int(args.size.split("x")[1]))
-    if args.baseline_publisher:
-        asyncio.run(_baseline_publisher(args.baseline_publisher, size, args.seconds))
-        return
-    if args.worker:
-        args.system = args.worker
-        worker_main(args)
-        return
-    if args.baseline_server:
-        baseline_server_main(args.baseline_server)
+    if args.decoders_worker:
+        asyncio.run(decoding_observers(args.decoders_worker, args.tokens.split(","), args.seconds, Path(args.out)))
         return
 
-    counts = [int(x) for x in args.counts.split(",")]
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"twinclass-bench-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    rows: dict[int, dict[str, Any]] = {}
-    base_rows: dict[int, dict[str, Any]] = {}
-    total = (len(counts) + 1) * (args.warmup + args.measure) * (1 if args.no_baseline else 2)
-    print(f"measuring {len(counts)} subscriber counts per system, about {total:.0f} s", file=sys.stderr)
-
-    # Twinclass
-    port = free_port()
-    data = tmp / "var"
-    # without the recorder: it would be a hidden extra subscriber inside the measured process
-    server = subprocess.Popen([str(BIN / "twinclass"), "serve", "--port", str(port), "--data-dir", str(data)],
-                              cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "TWINCLASS_RECORDER": "0"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz")
-
-        def tok(classroom: str, role: str) -> str:
-            return token(data, "--lesson", "demo", "--classroom", classroom, "--role", role)
-
-        publisher = subprocess.Popen([str(BIN / "twinclass"), "classroom", "--server", url, "--token",
-                                      tok("master", "master"), "--size", args.size, "--no-receive", "--audio", "none"],
-                                     cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tokens = [tok(f"obs-{i}", "observer") for i in range(max(counts))]
-        time.sleep(3)
-        for n in [0, *counts]:
-            print(f"  twinclass N={n} ...", file=sys.stderr, flush=True)
-            rows[n] = measure("twinclass", url, server.pid, n, args.warmup, args.measure, tmp, tokens)
-        publisher.send_signal(signal.SIGTERM)
-        publisher.wait(timeout=10)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=15)
-
-    # Baseline: MediaRelay, decode once + encode per subscriber
-    if not args.no_baseline:
-        port = free_port()
-        base = subprocess.Popen([sys.executable, __file__, "--baseline-server", str(port)], cwd=str(ROOT),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(url + "/healthz")
-            duration = len(counts) * (args.warmup + args.measure + 3) + 10
-            pub = subprocess.Popen([sys.executable, __file__, "--baseline-publisher", url, "--size", args.size,
-                                    "--seconds", str(duration)],
-                                   cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(3)
-            for n in [0, *counts]:
-                print(f"  MediaRelay baseline N={n} ...", file=sys.stderr, flush=True)
-                base_rows[n] = measure("baseline", url, base.pid, n, args.warmup, args.measure, tmp, [])
-            pub.kill()
-        finally:
-            base.send_signal(signal.SIGTERM)
-            base.wait(timeout=15)
-
+    rows = [Row.parse(r) for r in args.rows.split(",") if r]
+    variants = [v for v in args.variants.split(",") if v]
+    each = 3 + 3 * args.warmup + 2 * args.measure + args.light * 0.3 + 8
+    print(f"{len(rows)} row(s) x {len(variants)} variant(s) x {args.repeat}: about "
+          f"{len(rows) * len(variants) * args.repeat * each / 60:.0f} min", file=sys.stderr)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="twinclass-fwd-") as tmp_dir:
+        tmp = args.keep or tmp_dir
+        for rep in range(args.repeat):
+            for row in rows:
+                for variant in variants:
+                    print(f"  {row} {variant} (run {rep + 1}) ...", file=sys.stderr, flush=True)
+                    work = Path(tmp) / f"{rep}-{row.mbps:g}-{row.width}-{variant.replace(':', '-')}"
+                    work.mkdir()
+                    s = summary(row, variant, run_one(args, row, variant, work), args.light, args.decoders)
+                    print("   ", line(s), file=sys.stderr, flush=True)
+                    results.append(s)
     print()
-    print(f"one publisher {args.size} VP8 30 fps -> N subscribers, loopback, {os.cpu_count()} cores "
-          f"(subscribers decode on the same cores)")
-    head = (f"{'N':>3} | {'server CPU-s/s':>14} {'per sub':>8} {'fps min':>7} {'fps med':>7} {'p50 ms':>6}"
-            f" {'p95 ms':>6} | {'relay CPU-s/s':>13} {'per sub':>8} {'fps min':>7} {'p50 ms':>6} {'p95 ms':>6}"
-            f" | {'CPU ratio':>9}")
-    print(head)
-    print("-" * len(head))
-    for n in counts:
-        r = rows[n]
-        r["per_sub"] = (r["cpu"] - rows[0]["cpu"]) / n
-        line = (f"{n:>3} | {r['cpu']:>14.3f} {r['per_sub']:>8.3f} {r['fps_min']:>7.1f} {r['fps_med']:>7.1f}"
-                f" {r['lat50']:>6.0f} {r['lat95']:>6.0f}")
-        b = base_rows.get(n)
-        if b:
-            b["per_sub"] = (b["cpu"] - base_rows[0]["cpu"]) / n
-            ratio = b["cpu"] / r["cpu"] if r["cpu"] > 0 else float("inf")
-            line += (f" | {b['cpu']:>13.3f} {b['per_sub']:>8.3f} {b['fps_min']:>7.1f} {b['lat50']:>6.0f}"
-                     f" {b['lat95']:>6.0f} | {ratio:>8.1f}x")
-        print(line)
-    idle = f"{rows[0]['cpu']:.3f}" + (f", relay {base_rows[0]['cpu']:.3f}" if base_rows else "")
-    print(f"publisher alone (N=0): server {idle} CPU-s/s; per sub = (CPU(N) - CPU(0)) / N, the marginal cost")
-    print("targets at N=8: 30 fps to all, <= 0.05 CPU-s/s (5 % of a core) per subscriber, p50 <= 60 ms")
+    print(f"one publisher (moving detailed picture, VP8 30 fps, fixed bitrate) -> {args.decoders} decoding + "
+          f"{args.light} light observers, loopback, {os.cpu_count()} cores, server loop {args.loop} where a variant "
+          "names none")
+    print(HEAD)
+    print("-" * len(HEAD))
+    for s in results:
+        print(line(s))
+    print("in: what the server received from the publisher (window B); %/sub, µs/pkt, CPU/Mbps: marginal, "
+          "(window B - window A) / light observers, / extra forwarded pkt/s, / extra forwarded Mbps;\n"
+          "streams/core: 1-Mbps streams one core forwards at that marginal cost; fps min, p50 (glass to glass) "
+          "and bad (unreadable frames) at the decoding observers")
+    if args.repeat > 1:
+        print("\nmedian (min) over runs:")
+        for row in rows:
+            for variant in variants:
+                mine = [s for s in results if s["row"] == str(row) and s["variant"] == variant]
+                us = [s["us_per_pkt"] for s in mine]
+                pct = [s["per_sub_pct"] for s in mine]
+                print(f"  {row!s:<18} {variant:<12} µs/pkt {statistics.median(us):.1f} ({min(us):.1f})  "
+                      f"%/sub {statistics.median(pct):.2f} ({min(pct):.2f})")
+    if args.profile:
+        for path in sorted(Path(args.profile).glob("*.txt")):
+            print(f"\npy-spy, window B, {path.stem}: functions with most own time")
+            print(profile_top(path, 15))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

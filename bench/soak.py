@@ -44,9 +44,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from bench.common import BIN, ROOT, cpu_seconds, free_port, read_json, serve, stop, wait_http
+from bench.common import BIN, ROOT, cpu_seconds, free_port, read_json, scrape, serve, stop, wait_http
 from classroom_client.session import ClassroomClient, ClientConfig
 from classroom_client.sources import SourceSpec
 from sfu.tokens import TokenIssuer
@@ -77,18 +75,6 @@ class Row:
     max_is_bound: bool
     server_cpu: float
     load1: float
-
-
-def scrape(url: str) -> dict[str, float]:
-    """The unlabelled samples of /metrics, and labelled ones as name{k=v}."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = s.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
-            out[key] = s.value
-    return out
 
 
 Baseline = dict[str, tuple[int, float]]  # "<full classroom>/<remote>" -> (freezes, longest ms) at the start

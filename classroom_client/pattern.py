@@ -66,6 +66,11 @@ class PatternPainter:
         self._bw = width // BITS
         self._bh = _block_height(height)
 
+    @property
+    def rows_height(self) -> int:
+        """Pixels at the top of the frame that the counter/time/tag rows take."""
+        return ROWS * self._bh
+
     def paint(self, counter: int, sent_ms: int | None = None) -> np.ndarray:
         sent = int(time.time() * 1000) & 0xFFFFFFFF if sent_ms is None else sent_ms & 0xFFFFFFFF
         img = self._base.copy()

@@ -84,9 +84,10 @@ class LessonRoom:
 
     def __init__(self, lesson: Lesson, ice_servers: list[str],
                  on_empty: Callable[[LessonRoom], None] | None = None,
-                 video_codecs: tuple[str, ...] = DEFAULT_VIDEO_CODECS) -> None:
+                 video_codecs: tuple[str, ...] = DEFAULT_VIDEO_CODECS, tiers: bool = True) -> None:
         self.lesson = lesson
         self.video_codecs = video_codecs
+        self.tiers = tiers  # False: every subscriber gets the full streams, whatever its link (benches)
         self._on_empty = on_empty
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
@@ -282,7 +283,7 @@ class LessonRoom:
         if p.subscriber is None:
             p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
                                               self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
-                                              adaptive=p.role != Role.SYSTEM)
+                                              adaptive=self.tiers and p.role != Role.SYSTEM)
             for spec in p.slot_specs:
                 p.subscriber.add_slot(spec.key, spec.kind)
             self.rebind()
@@ -455,9 +456,11 @@ class LessonRoom:
 class RoomDirectory:
     """The lessons live on this node (which node hosts which lesson: `sfu.cluster`)."""
 
-    def __init__(self, ice_servers: list[str], video_codecs: tuple[str, ...] = DEFAULT_VIDEO_CODECS) -> None:
+    def __init__(self, ice_servers: list[str], video_codecs: tuple[str, ...] = DEFAULT_VIDEO_CODECS,
+                 tiers: bool = True) -> None:
         self.ice_servers = ice_servers
         self.video_codecs = video_codecs
+        self.tiers = tiers
         self.rooms: dict[str, LessonRoom] = {}
         self._created: list[Callable[[LessonRoom], None]] = []
         self._closed: list[Callable[[LessonRoom], None]] = []
@@ -481,7 +484,7 @@ class RoomDirectory:
     def get_or_create(self, lesson: Lesson) -> LessonRoom:
         room = self.rooms.get(lesson.id)
         if room is None:
-            room = LessonRoom(lesson, self.ice_servers, self._room_empty, self.video_codecs)
+            room = LessonRoom(lesson, self.ice_servers, self._room_empty, self.video_codecs, self.tiers)
             self.rooms[lesson.id] = room
             for cb in self._created:
                 cb(room)

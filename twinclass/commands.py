@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,15 @@ def add_commands(sub: Any) -> None:
     add_login_options(serve)
     serve.add_argument("--metrics-port", type=int, default=None,
                        help="also serve /metrics without a token on 127.0.0.1:PORT (else: admin token only)")
+    serve.add_argument("--forward-path", default="slim", choices=["slim", "classic"],
+                       help="slim: forwarded packets skip aiortc's depayloading and send path (default); classic: "
+                            "through aiortc's receiver and RTP objects, as before (for comparison in benches)")
+    serve.add_argument("--no-tiers", action="store_true",
+                       help="never make lower tiers: every subscriber gets the full streams, whatever its link "
+                            "(benches that overload their own receivers)")
+    serve.add_argument("--event-loop", default="uvloop", choices=["uvloop", "asyncio"],
+                       help="the event loop to run on: uvloop (libuv's, the default: a forwarded packet costs about "
+                            "a third less) or asyncio (the standard library's)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="text lines, or one JSON object per line (default text)")
@@ -119,9 +129,24 @@ def run_serve(args: argparse.Namespace) -> int:
         oidc_provider_logout=not args.oidc_local_logout,
         session_s=args.session_max_age,
         session_idle_s=args.session_idle,
+        forward_path=args.forward_path,
+        event_loop=args.event_loop,
+        tiers=not args.no_tiers,
     )
-    asyncio.run(serve(config))
+    with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+        runner.run(serve(config))
     return 0
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise SystemExit("twinclass serve: --event-loop uvloop needs the uvloop package (pip install uvloop)") from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _ice_servers(values: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies, norma
 from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
 from sfu.http_api import lesson_routes, require_admin
 from sfu.lessons import Classroom, Lesson, LessonError, Role
-from sfu.media.aiortc_adapter import use_host_addresses
+from sfu.media.aiortc_adapter import use_forward_path, use_host_addresses
 from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.signaling_server import SignalingServer
@@ -69,6 +69,9 @@ class ServerConfig:
     oidc_provider_logout: bool = True  # POST /logout goes on to the provider's end_session_endpoint
     session_s: float = 12 * 3600.0  # a login's absolute lifetime
     session_idle_s: float = 2 * 3600.0  # ... and how long it lasts unused
+    forward_path: str = "slim"  # how a forwarded packet goes through aiortc (sfu.media.aiortc_adapter.FORWARD_PATHS)
+    tiers: bool = True  # a weak downlink gets a server-made lower tier (False: full streams to all, for benches)
+    event_loop: str = "uvloop"  # uvloop | asyncio (twinclass.commands.run_serve)
 
     @property
     def public_url(self) -> str:
@@ -100,6 +103,7 @@ class Services:
 def build(config: ServerConfig) -> Services:
     prepare_data_dir(config.data_dir)  # 0700: comments, attendance and the token secret live there
     use_host_addresses(config.effective_ice_addresses())
+    use_forward_path(config.forward_path)
     secure_database_files(config.data_dir, config.database_url)  # an existing database: 0600, or a WARNING
     engine = make_engine(database_url(config.data_dir, config.database_url))
     secure_database_files(config.data_dir, config.database_url, warn=False)  # a new one
@@ -110,7 +114,7 @@ def build(config: ServerConfig) -> Services:
     secret = token_secret(config.data_dir, config.secret)
     log_redaction.install([secret, *([config.oidc.client_secret] if config.oidc else [])])
     tokens = TokenIssuer(secret)
-    rooms = RoomDirectory(config.ice_servers, config.video_codecs)
+    rooms = RoomDirectory(config.ice_servers, config.video_codecs, config.tiers)
     proxies = TrustedProxies(config.trusted_proxies)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     admission = Admission(config.limits, proxies)

@@ -6,6 +6,7 @@ publisher pc ──RTP──▶ PublisherEndpoint ─▶ PublishedTrack ─▶ S
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,15 @@ async def subscribe(drop: Callable[[RtpPacket], bool] | None = None, video_codec
     await pc.setLocalDescription(await pc.createAnswer())
     await endpoint.accept_answer(pc.localDescription.sdp)
     return Subscriber(pc, endpoint, video, audio, tasks)
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    """Return once `predicate()` is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def close(*things: Any) -> None:

@@ -19,7 +19,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc import rtcrtpreceiver as receiver_module
 from aiortc.rtp import RtcpSrPacket, RtpPacket
-from peers import Subscriber, close, publish, spy_rtp, subscribe
+from peers import Subscriber, close, publish, spy_rtp, subscribe, until
 
 from classroom_client.sources import TestPatternTrack, ToneTrack
 from sfu.media import aiortc_adapter, codecs, forwarder
@@ -40,14 +40,6 @@ async def loopback_ice() -> AsyncIterator[None]:
     use_host_addresses(["127.0.0.1"])
     yield
     use_host_addresses(None)
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_a_different_aiortc_release_is_refused_at_import(monkeypatch: pytest.MonkeyPatch) -> None:

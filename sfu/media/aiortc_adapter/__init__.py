@@ -11,11 +11,13 @@ Forwarding on aiortc needs hooks it does not offer publicly:
 - a datagram hook on a connection's ICE transports, both ways (the classroom terminal's
   user-space link impairment, `classroom_client/link.py`, runs through it: no `tc netem` here).
 
-Parts: `core` (process-wide fixes: RTX routing, decoder counting, ICE addresses), `receive`,
-`send`, `datagrams`, `terminal` (the classroom terminal's hooks). Import from the package.
+Parts: `core` (process-wide fixes: RTX routing, decoder counting, ICE addresses, the forward path),
+`receive`, `send`, `wire` (the slim send path: header templates, SRTP straight to the ICE pair's
+socket), `datagrams`, `terminal` (the classroom terminal's hooks). Import from the package.
 
-`tests/sfu/test_aiortc_adapter.py` checks each hook against the installed aiortc, so an upgrade
-that moves any of them fails loudly there instead of silently in a lesson.
+`tests/sfu/test_aiortc_adapter.py` and `tests/sfu/test_forward_path.py` check each hook against the
+installed aiortc, so an upgrade that moves any of them fails loudly there instead of silently in a
+lesson.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if aiortc.__version__ != AIORTC_VERSION:
 
 # Only now, with the release checked, may the parts patch aiortc.
 from sfu.media.aiortc_adapter.core import (  # noqa: E402
+    FORWARD_PATHS,
     RTP_HISTORY_SIZE,
     EncodedFrameHandler,
     PacketHandler,
@@ -43,6 +46,7 @@ from sfu.media.aiortc_adapter.core import (  # noqa: E402
     close_peer_connection,
     decoders_created,
     make_decoder,
+    use_forward_path,
     use_host_addresses,
 )
 from sfu.media.aiortc_adapter.datagrams import selected_candidate_pair, wrap_ice_datagrams  # noqa: E402
@@ -64,10 +68,10 @@ from sfu.media.aiortc_adapter.terminal import (  # noqa: E402
 )
 
 __all__ = [
-    "AIORTC_VERSION", "RTP_HISTORY_SIZE", "EncodedFrameHandler", "PacketHandler", "ReceiverTap", "RembPolicy",
-    "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
+    "AIORTC_VERSION", "FORWARD_PATHS", "RTP_HISTORY_SIZE", "EncodedFrameHandler", "PacketHandler", "ReceiverTap",
+    "RembPolicy", "RtcpObserver", "SenderPort", "_original_get_host_addresses", "capture_encoded_frames",
     "close_peer_connection", "decoders_created",
     "enable_opus_inband_fec", "install_jitter_buffer", "make_decoder", "packets_received", "receiver_codecs",
     "restart_video_reassembly", "selected_candidate_pair", "send_nack", "send_pli", "use_decoder", "use_encoder",
-    "use_host_addresses", "wrap_ice_datagrams",
+    "use_forward_path", "use_host_addresses", "wrap_ice_datagrams",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -95,6 +96,35 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
+
+
+# -- which way a forwarded packet goes through aiortc -------------------------------------------
+
+FORWARD_PATHS = ("slim", "classic")
+
+
+@dataclass
+class ForwardPath:
+    """Process-wide, set once at start (`use_forward_path`); each tap and port reads it when made.
+
+    slim: a forwarded publisher's packets are counted for receiver reports and REMB but never
+    depayloaded or jitter-buffered, and a subscriber's packet is written as bytes (a header made
+    from a per-sender template) straight through SRTP to the UDP socket of the nominated ICE pair.
+    classic: aiortc's receiver handles every packet in full, and each subscriber's packet is a new
+    `RtpPacket`, serialised and sent through aiortc's and aioice's coroutines (kept for comparison).
+    """
+
+    slim: bool = True
+
+
+forward_path = ForwardPath()
+
+
+def use_forward_path(name: str) -> None:
+    """"slim" (the default) or "classic" for the taps and ports made from now on."""
+    if name not in FORWARD_PATHS:
+        raise ValueError(f"forward path {name!r}: one of {', '.join(FORWARD_PATHS)}")
+    forward_path.slim = name == "slim"
 
 
 # -- one bad packet never takes a connection down ----------------------------------------------

@@ -7,21 +7,20 @@ import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver
+from aiortc import RTCRtpReceiver, clock
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rate import BandwidthUsage
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import (
-    RtpPacket,
-    unwrap_rtx,
-)
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 from sfu.media.aiortc_adapter.core import (
     EncodedFrameHandler,
     PacketHandler,
     RembPolicy,
     _fire,
+    forward_path,
     logger,
 )
 
@@ -66,6 +65,12 @@ class ReceiverTap:
         self.last_was_retransmission = False  # the packet being forwarded came as RTX (a repair)
         # aiortc NACKs each gap once; the forwarding plane's NackTracker asks again (send_nack)
         r._RTCRtpReceiver__nack_generator = None
+        self._slim = forward_path.slim
+        # what the slim path keeps of aiortc's handling (the same objects aiortc's own code updates)
+        self._codecs: dict[int, RTCRtpCodecParameters] = r._RTCRtpReceiver__codecs
+        self._streams: dict[int, StreamStatistics] = r._RTCRtpReceiver__remote_streams
+        self._active: dict[int, Any] = r._RTCRtpReceiver__active_ssrc
+        self._estimator: Any = r._RTCRtpReceiver__remote_bitrate_estimator
 
     def set_remb_policy(self, policy: RembPolicy) -> None:
         """Decide the REMBs sent to the publisher ourselves; aiortc's estimator only judges delay.
@@ -116,7 +121,34 @@ class ReceiverTap:
                     await self._on_packet(forward, codec)
                 except Exception:  # a bug in one track's fan-out must not kill the transport
                     logger.exception("forwarding failed")
-        await self._original(packet, arrival_time_ms)
+        if self._slim:
+            await self._account(packet, arrival_time_ms)
+        else:
+            await self._original(packet, arrival_time_ms)
+
+    async def _account(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """What forwarding needs of aiortc 1.16.0's `_handle_rtp_packet`: the bitrate estimate (REMB), the
+        source's activity and the statistics of receiver reports. No depayloading, no jitter buffer: the
+        server reassembles no frame (NACKs and keyframe requests are the forwarding plane's)."""
+        receiver: Any = self.receiver
+        if not receiver._enabled:
+            return
+        estimator = self._estimator
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(abs_send_time=packet.extensions.abs_send_time, arrival_time_ms=arrival_time_ms,
+                                 payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
+            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+            if rtcp_ssrc is not None and remb is not None:
+                await receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                                                         fci=pack_remb_fci(*remb)))
+        self._active[packet.ssrc] = clock.current_datetime()
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
 
     def request_keyframe(self) -> None:
         """Send a PLI to the publisher for this track."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,8 +14,12 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RtcpByePacket,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
     unpack_remb_fci,
@@ -25,7 +30,9 @@ from aiortc.utils import uint16_add
 from sfu.media.aiortc_adapter.core import (
     RTP_HISTORY_SIZE,
     RtcpObserver,
+    forward_path,
 )
+from sfu.media.aiortc_adapter.wire import HeaderTemplate, ntp_now, send_now
 
 # -- send side -------------------------------------------------------------------------------
 
@@ -63,6 +70,12 @@ class SenderPort:
         self._repair_window: deque[tuple[float, int]] = deque()  # (when, bytes) of recent repairs
         self._rtx_payload_types: dict[int, int] | None = None  # media PT -> its RTX PT (apt)
         self._last_seq: int | None = None  # highest sequence number sent (the SR's RTP/NTP pair)
+        self._slim = forward_path.slim
+        if self._slim:
+            s._run_rtcp = self._run_rtcp
+        self.reports_sent = 0  # sender reports (slim path: only from a sender that sent since its last one)
+        self._template: HeaderTemplate | None = None  # slim: made at the first packet (MID known by then)
+        self._history: list[bytes | None] = [None] * RTP_HISTORY_SIZE  # slim: what was sent, by seq
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         s: Any = self.sender
@@ -76,6 +89,38 @@ class SenderPort:
         finally:
             self.started = False
             s._RTCRtpSender__rtp_exited.set()
+
+    async def _run_rtcp(self) -> None:
+        """aiortc 1.16.0's sender RTCP loop (SR + SDES every 0.5-1.5 s, BYE at the end), minus the reports of
+        a sender that sent nothing since its last one: an observer has 9 slots and one or two carry anything,
+        and each idle one cost a compound RTCP packet a second through the whole send path."""
+        s: Any = self.sender
+        s._RTCRtpSender__rtcp_started.set()
+        reported = 0
+        try:
+            while True:
+                await asyncio.sleep(0.5 + random.random())
+                count = s._RTCRtpSender__packet_count
+                if count == reported:
+                    continue
+                reported = count
+                ntp = s._RTCRtpSender__ntp_timestamp
+                packets: list[Any] = [RtcpSrPacket(ssrc=s._ssrc, sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp, rtp_timestamp=s._RTCRtpSender__rtp_timestamp,
+                    packet_count=count & 0xFFFFFFFF, octet_count=s._RTCRtpSender__octet_count & 0xFFFFFFFF))]
+                s._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF
+                s._RTCRtpSender__lsr_time = time.time()
+                cname = s._RTCRtpSender__cname
+                if cname is not None:
+                    packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=s._ssrc,
+                                                                         items=[(1, cname.encode("utf8"))])]))
+                await s._send_rtcp(packets)
+                self.reports_sent += 1
+        except asyncio.CancelledError:
+            pass
+        if reported:
+            await s._send_rtcp([RtcpByePacket(sources=[s._ssrc])])
+        s._RTCRtpSender__rtcp_exited.set()
 
     def observe_rtcp(self, observer: RtcpObserver) -> None:
         """Be told what the subscriber reports about this sender: loss, round trip, REMB."""
@@ -130,7 +175,7 @@ class SenderPort:
         repairs stay within `REPAIR_SHARE` of what this sender sent in the last second.
         """
         s: Any = self.sender
-        packet: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        packet = self._sent_packet(sequence_number)
         if packet is None or packet.sequence_number != sequence_number:
             self.retransmit_misses += 1  # never sent (lost upstream), or older than the history
             return
@@ -152,6 +197,15 @@ class SenderPort:
         except ConnectionError:
             return
         self.retransmissions += 1
+
+    def _sent_packet(self, sequence_number: int) -> RtpPacket | None:
+        """The packet last sent with this sequence number's history slot (None: nothing there yet)."""
+        s: Any = self.sender
+        if not self._slim:
+            sent: RtpPacket | None = s._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+            return sent
+        data = self._history[sequence_number % RTP_HISTORY_SIZE]
+        return None if data is None else RtpPacket.parse(data, s._RTCRtpSender__rtp_header_extensions_map)
 
     MAX_REPAIRS = 3
     REPAIR_SHARE = 0.3
@@ -184,28 +238,44 @@ class SenderPort:
     async def write(self, packet: RtpPacket, payload_type: int, sequence_number: int, timestamp: int) -> None:
         """Send one packet as this sender's own (SSRC, PT, seq, ts and extensions rewritten)."""
         s: Any = self.sender
-        out = RtpPacket(
-            payload_type=payload_type,
-            marker=packet.marker,
-            sequence_number=sequence_number,
-            timestamp=timestamp,
-            ssrc=self.sender._ssrc,
-            payload=packet.payload,
-        )
-        out.extensions.mid = s._RTCRtpSender__mid
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        out.extensions.audio_level = packet.extensions.audio_level
-        s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out
-        data = out.serialize(s._RTCRtpSender__rtp_header_extensions_map)
-        try:
-            await self.sender.transport._send_rtp(data)
-        except ConnectionError:
-            return
+        if self._slim:
+            ntp = ntp_now()
+            template = self._template
+            if template is None:
+                template = self._template = HeaderTemplate(s._RTCRtpSender__rtp_header_extensions_map,
+                                                           s._RTCRtpSender__mid, s._ssrc)
+            data = template.packet(packet.marker, payload_type, sequence_number, timestamp, (ntp >> 14) & 0x00FFFFFF,
+                                   packet.extensions.audio_level, packet.payload)
+            self._history[sequence_number % RTP_HISTORY_SIZE] = data
+            try:
+                if not send_now(s.transport, data):
+                    await s.transport._send_rtp(data)
+            except ConnectionError:
+                return
+        else:
+            out = RtpPacket(
+                payload_type=payload_type,
+                marker=packet.marker,
+                sequence_number=sequence_number,
+                timestamp=timestamp,
+                ssrc=s._ssrc,
+                payload=packet.payload,
+            )
+            out.extensions.mid = s._RTCRtpSender__mid
+            out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+            out.extensions.audio_level = packet.extensions.audio_level
+            s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out
+            data = out.serialize(s._RTCRtpSender__rtp_header_extensions_map)
+            try:
+                await s.transport._send_rtp(data)
+            except ConnectionError:
+                return
+            ntp = clock.current_ntp_time()
         if self._last_seq is None or 0 < (sequence_number - self._last_seq) % 65536 < 0x8000:
             # the sender report pairs "now" with the newest RTP timestamp: a late or reordered
             # packet (older timestamp) must not move that pair backwards
             self._last_seq = sequence_number
-            s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+            s._RTCRtpSender__ntp_timestamp = ntp
             s._RTCRtpSender__rtp_timestamp = timestamp
         s._RTCRtpSender__octet_count += len(packet.payload)
         s._RTCRtpSender__packet_count += 1
