@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 KEYFRAME_REQUEST_INTERVAL_S = 0.5  # at most one PLI upstream per publisher track per interval
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
+# Packets of the source from before the switch point are not forwarded (their output numbers would
+# collide with the previous source's). The point trails the newest packet: once the source is this
+# far past it, it moves up to _BASE_TRAIL behind the newest (a packet later than that is useless to
+# the subscriber anyway). A fixed point made every packet 2^15 or more past it look "older": the
+# slot then dropped everything for the next 2^15 packets (minutes into every lesson).
+_BASE_MOVE_AFTER = 0x4000
+_BASE_TRAIL = 0x1000
 
 
 @dataclass
@@ -305,8 +312,12 @@ class Slot:
             self._stop_draining()
         if self._rebase:
             self._rebase_on(packet)
-        elif ((packet.sequence_number - self._base_in_seq) % _SEQ_MOD) >= 0x8000:  # type: ignore[operator]
-            return  # older than the switch point: would collide with what we already sent
+        else:
+            ahead = (packet.sequence_number - self._base_in_seq) % _SEQ_MOD  # type: ignore[operator]
+            if ahead >= 0x8000:
+                return  # older than the switch point: would collide with what we already sent
+            if ahead > _BASE_MOVE_AFTER:
+                self._base_in_seq = (packet.sequence_number - _BASE_TRAIL) % _SEQ_MOD
         seq = (packet.sequence_number + self._seq_offset) % _SEQ_MOD
         ts = (packet.timestamp + self._ts_offset) % _TS_MOD
         await self._write(port, packet, pt, seq, ts)
