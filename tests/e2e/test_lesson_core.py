@@ -98,9 +98,10 @@ def test_full_lesson_master_three_rural_and_observer(server: ServerProcess, clas
     native = os_threads - len(stats["threads"])
     idle_native = idle_os_threads - len(idle["threads"])
     assert native <= idle_native + 1, (os_threads, stats["threads"], idle_os_threads, idle["threads"])
-    # besides the event loop: asyncio's workers (database calls; at most cores + 4 = 6 here) and
+    # besides the event loop: the loop's default executor workers (database calls; at most cores + 4
+    # = 6 here; "uvloop_N" under uvloop, the server's default loop, "asyncio_N" under asyncio's) and
     # the recorder's disk writer. 8 decoder threads would not fit under this bound.
-    others = {n for n in stats["threads"] if not n.startswith("asyncio_")}
+    others = {n for n in stats["threads"] if not n.startswith(("asyncio_", "uvloop_"))}
     assert others <= {"MainThread", "recorder-writer"}, stats["threads"]
     assert os_threads <= idle_os_threads + 7, (idle_os_threads, os_threads)
     tracks = stats["lessons"]["demo"]["tracks"]
