@@ -57,7 +57,8 @@ def test_the_master_brings_listening_classrooms_in_and_sends_them_back(
     wait_for(lambda: not master.tile("guest-1").is_visible(), 10, "the first place emptied")
     wait_for(lambda: "L1/camera" not in tracks(), 10, "L1's tracks closed")
     assert "L2/camera" in tracks()
-    assert any(e["event"] == "sent_back" for e in terminal.stats()["events"])
+    wait_for(lambda: any(e["event"] == "sent_back" for e in terminal.stats().get("events", [])), 10,
+             "the terminal told it was sent back (its stats file is written once a second)")
     listener.screenshot("broadcast-listener-brought-in")
     for page in (master, listener):
         assert not [line for line in page.console if "[pageerror]" in line], page.console
