@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from admin_console import CLASSROOMS_CSV, SCHOOLS_CSV, console_pages, decode_qr, fill_lesson, upload
+from admin_console import CLASSROOMS_CSV, SCHOOLS_CSV, ConsolePages, console_pages, decode_qr, fill_lesson, upload
 from harness import ClassroomLauncher, ServerProcess, free_port, mint_token, start_server
 from identity_provider import CLIENT_ID, PASSWORDS, start_provider
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 
 @pytest.fixture
@@ -28,15 +28,21 @@ def login_server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
 
 
+def console_login(pages: ConsolePages, server: ServerProcess, user: str, label: str) -> Page:
+    """/admin through /login and the provider's form, as the person would."""
+    page = pages.open(f"{server.url}/login?next=/admin", label)
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("#submit")
+    page.wait_for_url(f"{server.url}/admin", timeout=15_000)
+    return page
+
+
 def test_an_administrator_logs_in_and_runs_a_lesson_from_the_console(
         login_server: ServerProcess, chromium: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     server = login_server
     with console_pages(chromium, request.node.name) as pages, ClassroomLauncher(server, tmp_path) as launcher:
-        page = pages.open(f"{server.url}/login?next=/admin", "console")
-        page.fill("#username", "bureau")
-        page.fill("#password", PASSWORDS["bureau"])
-        page.click("#submit")
-        page.wait_for_url(f"{server.url}/admin", timeout=15_000)
+        page = console_login(pages, server, "bureau", "console")
         expect(page.locator("h1")).to_have_text("管理控制台")
         expect(page.locator("#who")).to_contain_text("王局长")
         expect(page.locator("#scope")).to_be_hidden()
@@ -106,11 +112,7 @@ def test_a_school_admin_runs_only_their_schools_day(
                         body={"title": "第二小学的课", "master": "dier-402", "rurals": ["hexi-g4"], **when})[1]["id"]
 
     with console_pages(chromium, request.node.name) as pages:
-        page = pages.open(f"{server.url}/login?next=/admin", "school-admin")
-        page.fill("#username", "schooladmin")
-        page.fill("#password", PASSWORDS["schooladmin"])
-        page.click("#submit")
-        page.wait_for_url(f"{server.url}/admin", timeout=15_000)
+        page = console_login(pages, server, "schooladmin", "school-admin")
         expect(page.locator("#scope")).to_contain_text("实验小学：本校的教室和课程")
         expect(page.locator("#who")).to_contain_text("李校长")  # who is logged in, beside the logout button
         expect(page.locator("#logout")).to_have_text("退出登录")
