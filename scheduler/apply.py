@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from scheduler.ports import LessonExists, LessonPort
 from scheduler.timetable import Timetable
 
+_KIND_TITLES = {"twinning": "同步课堂", "broadcast": "名师课堂"}
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -64,6 +65,8 @@ def lesson_differences(existing: dict[str, Any], lesson: dict[str, Any]) -> list
     new = {r["id"] for r in lesson["rurals"]}
     out += [f"+ rural {r}" for r in sorted(new - old)]
     out += [f"- rural {r}" for r in sorted(old - new, key=str)]
+    if existing.get("kind", "twinning") != lesson.get("kind", "twinning"):
+        out.append(f"kind {existing.get('kind', 'twinning')} → {lesson.get('kind', 'twinning')}")
     for key in ("planned_start", "planned_end"):
         if _instant(existing.get(key)) != _instant(lesson[key]):
             out.append(f"{key} {existing.get(key)} → {lesson[key]}")
@@ -93,9 +96,13 @@ def week_lessons(tt: Timetable, week: date) -> list[dict[str, Any]]:
     joined: dict[str, list[str]] = {}
     for a in tt.assignments:
         joined.setdefault(a.cls, []).append(a.classroom)
+    for k, mc in d["classes"].items():  # a broadcast is given to its listening classrooms even with no others
+        if mc.get("listeners"):
+            joined.setdefault(k, [])
     out = []
     for k, rooms in sorted(joined.items()):
         mc = d["classes"][k]
+        kind = mc.get("kind", "twinning")  # timetables solved before kinds existed: twinning
         day = monday + timedelta(days=mc["weekday"] - 1)
         if day < term_start or day > term_end or day in holidays:
             continue
@@ -104,7 +111,8 @@ def week_lessons(tt: Timetable, week: date) -> list[dict[str, Any]]:
         end = datetime.combine(day, datetime.strptime(mc["end"], "%H:%M").time(), tz)
         out.append({
             "id": lesson_id(day, k),
-            "title": f"{mc['subject']} {mc['grade']}年级 · {teacher['name']}（同步课堂）",
+            "title": f"{mc['subject']} {mc['grade']}年级 · {teacher['name']}（{_KIND_TITLES[kind]}）",
+            "kind": kind,
             "subject": mc["subject"],
             "grade": str(mc["grade"]),
             "master": {"id": mc["room"], "name": teacher["name"], "school": teacher["school_name"]},
@@ -117,6 +125,7 @@ def week_lessons(tt: Timetable, week: date) -> list[dict[str, Any]]:
             "rural_see_each_other": False,
             "record": True,
             "extra": {"timetable": tt.id, "class": k, "teacher": mc["teacher"]},
+            "listeners": [{"id": c, "name": d["classrooms"][c]["name"]} for c in mc.get("listeners", [])],
         })
     return out
 
@@ -155,5 +164,8 @@ def apply_week(tt: Timetable, week: date, port: LessonPort, *, now: datetime | N
         for r in lesson["rurals"]:
             item.tokens[r["id"]] = port.mint_token(lesson=item.id, classroom=r["id"], name=r["name"],
                                                    role="rural", ttl_s=ttl)
+        for c in lesson["listeners"]:
+            item.tokens[c["id"]] = port.mint_token(lesson=item.id, classroom=c["id"], name=c["name"],
+                                                   role="listener", ttl_s=ttl)
         out.append(item)
     return out

@@ -31,6 +31,10 @@ _DAY_WORDS = {
 }  # fmt: skip
 _TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# a master class's lesson kind: a twinning lesson (同步课堂/专递课堂) or a broadcast (名师课堂)
+_CLASS_KINDS = {"": "twinning", "twinning": "twinning", "同步课堂": "twinning", "专递课堂": "twinning",
+                "broadcast": "broadcast", "名师课堂": "broadcast"}
+MAX_LISTENERS = 1000  # listening classrooms of one broadcast (as many as the lesson API issues tokens for)
 _KINDS = {"urban": "urban", "城市": "urban", "城区": "urban", "rural": "rural", "农村": "rural", "乡村": "rural"}
 
 
@@ -317,7 +321,29 @@ class _Builder:
                 out[tid] = Teacher(tid, _text(row.values.get("name")) or tid, sid, cap)
         return out
 
-    def classes(self, teachers: dict[str, Teacher]) -> dict[str, MasterClass]:
+    def class_kind(self, row: Row, classrooms: dict[str, Classroom]) -> tuple[str, tuple[str, ...]] | None:
+        """A class row's lesson kind and listening classrooms; None (issues recorded) when unusable."""
+        raw = _text(row.values.get("kind"))
+        kind = _CLASS_KINDS.get(raw.lower())
+        if kind is None:
+            self.bad(row, "kind", f"{raw!r} must be 'twinning' (同步课堂) or 'broadcast' (名师课堂)")
+            return None
+        value = row.values.get("listeners")
+        parts = value if isinstance(value, list) else re.split(r"[,;，、\s]+", _text(value))
+        listeners = tuple(dict.fromkeys(_text(p) for p in parts if _text(p)))
+        if listeners and kind != "broadcast":
+            self.bad(row, "listeners", "only a class of kind 'broadcast' has listening classrooms")
+            return None
+        unknown = [c for c in listeners if c not in classrooms]
+        if unknown:
+            self.bad(row, "listeners", f"unknown classroom(s) {', '.join(map(repr, unknown[:5]))} (not in classrooms)")
+            return None
+        if len(listeners) > MAX_LISTENERS:
+            self.bad(row, "listeners", f"{len(listeners)} listening classrooms; at most {MAX_LISTENERS}")
+            return None
+        return kind, listeners
+
+    def classes(self, teachers: dict[str, Teacher], classrooms: dict[str, Classroom]) -> dict[str, MasterClass]:
         out: dict[str, MasterClass] = {}
         placed: dict[tuple[str, int], list[tuple[MasterClass, Row]]] = defaultdict(list)  # a teacher's day
         teacher_rows = {_text(r.values.get("id")) for r in self.t.rows("teachers")}
@@ -338,12 +364,14 @@ class _Builder:
             if room and not _ID_RE.match(room):
                 self.bad(row, "room", f"{room!r} must be 1-64 letters, digits, '_', '.' or '-'")
                 continue
-            if None in (grade, day, start, end) or tid not in teachers or not subject:
+            kind = self.class_kind(row, classrooms)
+            if None in (grade, day, start, end) or tid not in teachers or not subject or kind is None:
                 continue
             if cap is None and _text(row.values.get("capacity")) != "":
                 continue
             mc = MasterClass(kid, tid, subject, grade, day, start, end,
-                             cap if cap is not None else DEFAULT_CAPACITY, _text(row.values.get("room")))
+                             cap if cap is not None else DEFAULT_CAPACITY, _text(row.values.get("room")),
+                             kind[0], kind[1])
             other = next(((q, qrow) for q, qrow in placed[(tid, day)] if q.start < end and start < q.end), None)
             if other is not None:
                 q, qrow = other
@@ -373,7 +401,7 @@ def build_problem(tables: Tables) -> Problem:
     bells = b.bells(schools)
     classrooms = b.classrooms(schools, bells)
     teachers = b.teachers(schools)
-    classes = b.classes(teachers)
+    classes = b.classes(teachers, classrooms)
     partnerships = b.partnerships(schools)
     if b.issues or settings is None:
         if not b.issues:

@@ -69,6 +69,8 @@ class MasterClass:
     end: int
     capacity: int = DEFAULT_CAPACITY
     room: str = ""  # the master classroom id for live lessons; defaults to the teacher id
+    kind: str = "twinning"  # or "broadcast" (名师课堂): assigned classrooms interact, `listeners` follow
+    listeners: tuple[str, ...] = ()  # listening classrooms (听课教室) of a broadcast, beyond the solver's
 
     @property
     def master_room(self) -> str:

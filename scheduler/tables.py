@@ -17,7 +17,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "busy": (("classroom", "weekday", "periods"), ("classroom", "weekday", "periods")),
     "teachers": (("id", "name", "school", "max_classrooms"), ("id", "school")),
     "classes": (
-        ("id", "teacher", "subject", "grade", "weekday", "start", "end", "capacity", "room"),
+        ("id", "teacher", "subject", "grade", "weekday", "start", "end", "capacity", "room", "kind", "listeners"),
         ("id", "teacher", "subject", "grade", "weekday", "start", "end"),
     ),
     "partnerships": (("urban_school", "rural_school"), ("urban_school", "rural_school")),

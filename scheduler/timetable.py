@@ -154,7 +154,8 @@ def directory(problem: Problem) -> dict[str, Any]:
         },
         "classes": {
             k.id: {"teacher": k.teacher, "subject": k.subject, "grade": k.grade, "weekday": k.weekday,
-                   "start": hhmm(k.start), "end": hhmm(k.end), "capacity": k.capacity, "room": k.master_room}
+                   "start": hhmm(k.start), "end": hhmm(k.end), "capacity": k.capacity, "room": k.master_room,
+                   "kind": k.kind, "listeners": list(k.listeners)}
             for k in problem.classes.values()
         },
         "bells": {

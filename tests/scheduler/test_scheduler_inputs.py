@@ -116,6 +116,10 @@ def json_input(tmp_path: Path, example_json: Path, change: Any) -> Path:
     (lambda d: d["classes"][0].update(capcity=4), ("classes[0]", "capcity")),
     (lambda d: d["settings"].update(term_end="2025-13-01"), ("settings", "term_end")),
     (lambda d: d["classrooms"][0].update(id="河西"), ("classrooms[0]", "id")),
+    (lambda d: d["classes"][0].update(kind="lecture"), ("classes[0]", "kind")),
+    (lambda d: d["classes"][0].update(listeners="hexi-g4"), ("classes[0]", "listeners")),  # not a broadcast
+    (lambda d: d["classes"][0].update(kind="broadcast", listeners=["hexi-g4", "nowhere-g1"]),
+     ("classes[0]", "listeners")),
     (lambda d: d["classes"].append({"id": "en3-mon2", "teacher": "t-wang", "subject": "英语", "grade": 3,
                                     "weekday": 1, "start": "09:00", "end": "09:40"}), ("classes[7]", "start")),
 ])
