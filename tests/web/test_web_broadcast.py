@@ -33,6 +33,7 @@ def test_the_master_brings_listening_classrooms_in_and_sends_them_back(
     listener.wait_video_playing('#stage video[data-slot="m1:camera"]', timeout=30)
     assert listener.page.locator("#btn-hand").is_visible()
     assert not listener.page.evaluate("() => window.twinclass.state.publishing")
+    assert listener.page.title() == "名师课堂 · 科学 · 名师课堂"  # a broadcast, not a twinning lesson (城乡结对课堂)
 
     # the terminal's hand: the master brings it in from the queue and sees it on a guest place
     wait_for(lambda: master.page.locator('#hand-queue li[data-classroom="L1"] [data-action="bring-in"]').count(),

@@ -4,6 +4,7 @@ export default {
   "lang.switch": "中文",
 
   "app.name": "Twinclass",
+  "app.name.broadcast": "Twinclass broadcast",
   "page.loading": "Opening the lesson…",
 
   "role.master": "Master classroom",

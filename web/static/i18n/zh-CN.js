@@ -4,6 +4,7 @@ export default {
   "lang.switch": "English",
 
   "app.name": "城乡结对课堂",
+  "app.name.broadcast": "名师课堂",
   "page.loading": "正在打开课堂…",
 
   "role.master": "主讲教室",

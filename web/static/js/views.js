@@ -159,7 +159,8 @@ export class LessonView {
   _renderTop(state) {
     const lesson = state.lesson;
     this.$("lesson-title").textContent = lesson ? lesson.title : "";
-    document.title = lesson ? `${lesson.title} · ${t("app.name")}` : t("app.name");
+    const app = t(lesson?.kind === "broadcast" ? "app.name.broadcast" : "app.name"); // 名师课堂 or 城乡结对课堂
+    document.title = lesson ? `${lesson.title} · ${app}` : app;
     const you = state.you;
     const ownName = you && you.role !== "observer" && you.role !== "listener" ? classroomName(lesson, you.classroom)
       : you?.name;
