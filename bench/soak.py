@@ -45,6 +45,7 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BIN, ROOT, cpu_seconds, free_port, read_json, scrape, serve, stop, wait_http
+from classroom_client.cli import TOKEN_ENV
 from classroom_client.session import ClassroomClient, ClientConfig
 from classroom_client.sources import SourceSpec
 from sfu.tokens import TokenIssuer
@@ -201,10 +202,11 @@ async def run_lesson(args: argparse.Namespace, url: str, metrics_url: str, issue
     for r in FULL_RURALS:
         tok = issuer.mint(lesson=LESSON, classroom=r, name=r, role="rural", ttl_s=6 * 3600)
         procs.append(subprocess.Popen(
-            [str(BIN / "twinclass"), "classroom", "--server", url, "--token", tok, "--size", args.size,
+            [str(BIN / "twinclass"), "classroom", "--server", url, "--size", args.size,
              "--fps", str(args.fps), "--stats-json", str(work / f"{r}.json"), "--log-level", "WARNING",
              "--duration", str(args.minutes * 60 + 300)],  # a safety net: stopped by PID at the end
-            cwd=str(ROOT), stdout=log(r), stderr=subprocess.STDOUT))
+            cwd=str(ROOT), stdout=log(r), stderr=subprocess.STDOUT,
+            env={**os.environ, TOKEN_ENV: tok}))  # not --token: a command line shows in `ps`
     procs.append(subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url,
          "--secret-file", str(args.data / "token-secret"), "--lesson", LESSON, "--rurals", ",".join(LIGHT_RURALS),
