@@ -120,3 +120,13 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def api_post(url: str, admin_token: str, body: Any) -> Any:
+    """POST `body` as JSON to the server's API at `url` (e.g. .../api/lessons) with an admin token; the reply's
+    JSON (urllib raises HTTPError on a 4xx/5xx)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {admin_token}"})
+    with urllib.request.urlopen(request, timeout=20) as resp:
+        return json.loads(resp.read() or b"null")
