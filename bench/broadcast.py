@@ -16,7 +16,8 @@ classroom terminal does, and the table's `placed` column says where every viewer
 
 Server limits: all clients come from 127.0.0.1, so the bench raises the per-address admission
 limits (`bench.sfu_forwarding.SERVER_OPTIONS`: 1000 sockets, 200 joins/s, burst 400; default 64
-sockets, 10 joins/s, burst 20, which refuse the 65th viewer and close its socket) and turns tiers off.
+sockets, 10 joins/s, burst 20, which refuse the 65th viewer and close its socket) and turns tiers off;
+it also gives a socket 60 s to join (`--join-timeout`; the default 10 s closed viewers' sockets at 100).
 
 Windows per topology: W0 with the master alone, then one per row (viewers added up to the row's
 count; decoders join for each row's window and leave after it). Per row: CPU per node (CPU-s/s from
@@ -54,6 +55,7 @@ from bench.common import (
     free_port,
     read_json,
     redis_server,
+    scrape,
     serve,
     stop,
     token,
@@ -65,6 +67,9 @@ LESSON = "broadcast-bench"
 TARGET_STREAMS_PER_CORE = 200
 TARGET_PCT_PER_VIEWER = 0.5
 TARGET_CASCADE_MS = 20.0
+# hundreds of viewers joining at once on a loaded machine take longer than the default 10 s from socket to
+# join (the server then closes the socket: limit_join_timeout, seen at 100 viewers)
+BROADCAST_OPTIONS = ["--join-timeout", "60"]
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Sample:
     cpu: dict[str, float]  # node -> CPU-s so far
     fwd: dict[str, tuple[float, float, float, float]]  # node -> (bytes in, pkts in, bytes out, pkts out)
     crowd: dict[str, Any]  # the viewers' summed stats
+    lag: dict[str, tuple[float, float]]  # node -> event-loop lag probes (sum of s, count) so far
+    errors: dict[str, dict[str, int]]  # node -> signaling error code -> count so far
 
 
 @dataclass
@@ -98,14 +105,20 @@ class RowResult:
     decoders: list[dict[str, Any]] = field(default_factory=list)
     load: float = 0.0
     decoders_placed: str = ""  # the nodes the decoders ended up on
+    lag_ms: dict[str, float] = field(default_factory=dict)  # node -> mean event-loop lag in the window
+    errors: dict[str, int] = field(default_factory=dict)  # signaling errors sent so far (all nodes), by code
+    replaced: int = 0  # viewers whose socket or connection was closed (each replaced by a new one)
+    missed_pct: float = 0.0  # of the packets the live viewers should have had, the share they missed
+    master: str = "?"  # the master's connection at the end of the window
 
 
 def crowd_totals(files: list[Path], names: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"connected": 0, "complete": 0, "bytes": 0, "packets": 0, "lost": 0, "failures": 0,
-                           "placed": {}}
+    keys = ("connected", "complete", "bytes", "packets", "packets_missed", "lost", "failures")
+    out: dict[str, Any] = {key: 0 for key in keys}
+    out["placed"] = {}
     for path in files:
         stats = read_json(path) or {}
-        for key in ("connected", "complete", "bytes", "packets", "lost", "failures"):
+        for key in keys:
             out[key] += int(stats.get(key, 0))
         for url, n in (stats.get("nodes") or {}).items():
             name = names.get(url.rstrip("/"), url)
@@ -114,8 +127,27 @@ def crowd_totals(files: list[Path], names: dict[str, str]) -> dict[str, Any]:
 
 
 def sample(nodes: list[Node], files: list[Path], names: dict[str, str]) -> Sample:
-    return Sample(time.monotonic(), {n.name: cpu_seconds(n.proc.pid) for n in nodes},
-                  {n.name: counters(n.metrics) for n in nodes}, crowd_totals(files, names))
+    at, cpu = time.monotonic(), {n.name: cpu_seconds(n.proc.pid) for n in nodes}
+    metrics = {n.name: scrape(n.metrics) for n in nodes}
+    prefix = "twinclass_signaling_errors_total{code="
+    return Sample(at, cpu, {n.name: counters(n.metrics) for n in nodes}, crowd_totals(files, names),
+                  {name: (m.get("twinclass_event_loop_lag_seconds_sum", 0.0),
+                          m.get("twinclass_event_loop_lag_seconds_count", 0.0)) for name, m in metrics.items()},
+                  {name: {k[len(prefix):-1]: int(v) for k, v in m.items() if k.startswith(prefix)}
+                   for name, m in metrics.items()})
+
+
+def master_state(log: Path) -> str:
+    """The master's publishing connection and socket, from the last line realistic_source.py printed."""
+    try:
+        lines = [x for x in log.read_text(errors="replace").splitlines() if "publishing connection" in x]
+    except OSError:
+        return "?"
+    if not lines:
+        return "?"
+    last = lines[-1]
+    up = "publishing connection connected" in last and "socket up" in last
+    return "up" if up else "DOWN"
 
 
 class Run:
@@ -139,7 +171,7 @@ class Run:
         return f
 
     def start(self) -> None:
-        extra = ["--log-level", "WARNING", *SERVER_OPTIONS]
+        extra = ["--log-level", "WARNING", *SERVER_OPTIONS, *BROADCAST_OPTIONS]
         if self.topology > 1:
             redis, redis_url = redis_server(self.work)
             self.procs.append(redis)
@@ -247,10 +279,19 @@ def run_topology(args: argparse.Namespace, topology: int, work: Path) -> list[Ro
                     stop([decoders[0]])
                 seen = read_json(decoders[1]) or []
             connected = b.crowd["connected"]
+            errors: dict[str, int] = {}
+            for codes in b.errors.values():
+                for code, count in codes.items():
+                    errors[code] = errors.get(code, 0) + count
+            lag = {name: 1e3 * (b.lag[name][0] - a.lag[name][0]) / max(1.0, b.lag[name][1] - a.lag[name][1])
+                   for name in b.lag}
             results.append(RowResult(
                 topology, n, cpu, base_cpu, out_mbps, base_out, connected, b.crowd["complete"],
                 crowd_kbps / max(1, connected), b.crowd["placed"], seen, os.getloadavg()[0],
-                ",".join(sorted({run.names.get(str(s.get("server", "")).rstrip("/"), "?") for s in seen}))))
+                ",".join(sorted({run.names.get(str(s.get("server", "")).rstrip("/"), "?") for s in seen})),
+                lag, errors, int(b.crowd["lost"]),
+                missed_pct=100 * b.crowd["packets_missed"] / max(1, b.crowd["packets"] + b.crowd["packets_missed"]),
+                master=master_state(work / "master.log")))
             print("   ", line(results[-1], args.decoders), file=sys.stderr, flush=True)
     finally:
         run.stop()
@@ -278,8 +319,8 @@ def origin_per_edge(r: RowResult) -> float | None:
 
 
 HEAD = (f"{'nodes':>5} {'viewers':>7} {'load':>5} | {'CPU A':>6} {'CPU B':>6} {'%/viewer':>8} {'streams/core':>12} |"
-        f" {'complete':>9} {'kbps/viewer':>11} {'placed':>14} | {'p50 ms':>6} {'p95 ms':>6} {'dec':>5} |"
-        f" {'origin %/edge':>13}")
+        f" {'complete':>9} {'missed':>6} {'kbps/viewer':>11} {'placed':>14} | {'p50 ms':>6} {'p95 ms':>6} {'dec':>5} |"
+        f" {'origin %/edge':>13} | {'lag ms':>9} {'master':>6} {'replaced':>8}  errors")
 
 
 def line(r: RowResult, decoders: int) -> str:
@@ -288,11 +329,13 @@ def line(r: RowResult, decoders: int) -> str:
     placed = " ".join(f"{k}:{v}" for k, v in sorted(r.placed.items())) or "-"
     edge = origin_per_edge(r)
     dec_at = f"{len(r.decoders)}@{r.decoders_placed or '-'}"
+    lag = "/".join(f"{r.lag_ms[k]:.0f}" for k in sorted(r.lag_ms))
+    errors = " ".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
     return (f"{r.topology:>5} {r.viewers:>7} {r.load:>5.1f} | {r.cpu.get('A', 0):>6.3f} "
             f"{r.cpu.get('B', float('nan')):>6.3f} {pct_per_viewer(r, decoders):>8.2f} {per_core:>12.0f} |"
-            f" {f'{r.complete}/{r.connected}':>9} {r.per_viewer_kbps:>11.0f} {placed:>14} |"
+            f" {f'{r.complete}/{r.connected}':>9} {r.missed_pct:>5.2f}% {r.per_viewer_kbps:>11.0f} {placed:>14} |"
             f" {latency(r, 'latency_ms_p50'):>6.0f} {latency(r, 'latency_ms_p95'):>6.0f} {dec_at:>5} |"
-            f" {'-' if edge is None else f'{edge:.2f}':>13}")
+            f" {'-' if edge is None else f'{edge:.2f}':>13} | {lag:>9} {r.master:>6} {r.replaced:>8}  {errors}")
 
 
 def verdict(results: list[RowResult], decoders: int) -> list[str]:
@@ -356,9 +399,12 @@ def main() -> None:
         print(line(r, args.decoders))
     print("CPU: CPU-s/s per node; %/viewer: (CPU - CPU with the master alone, all nodes) / (viewers + decoders); "
           "streams/core: extra forwarded Mbps / extra CPU;\ncomplete: viewers with no sequence gap since they "
-          "joined; placed: where the viewers ended up (after redirects); p50/p95: glass-to-glass at the decoders "
+          "joined; missed: the share of packets they missed;\nplaced: where the viewers ended up (after "
+          "redirects); p50/p95: glass-to-glass at the decoders "
           "(dec: how many reported);\norigin %/edge: node A's CPU over the master-alone window, per edge node "
-          "with viewers")
+          "with viewers; lag: mean event-loop lag per node (A/B); master: its publishing connection and socket;\n"
+          "replaced: viewers whose socket or connection closed; errors: signaling error codes the servers sent "
+          "(limit_*: an admission limit; media_failed: ICE/DTLS gave up)")
     for text in verdict(results, args.decoders):
         print(text)
     if args.json:

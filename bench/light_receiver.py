@@ -221,17 +221,19 @@ class CrowdStats:
     nodes: dict[str, int] = field(default_factory=dict)  # server URL -> clients live there (after redirects)
     redirected: int = 0  # live clients that were redirected to another node
     complete: int = 0  # live clients that missed no packet (no sequence gap on any stream so far)
+    packets_missed: int = 0  # live clients' sequence gaps, summed over their streams
 
 
-def missed_none(client: LightClient) -> bool:
-    """No stream of the client's receiving connection has lost a packet (by its sequence numbers)."""
+def packets_missed(client: LightClient) -> int | None:
+    """Packets the client's receiving connection missed so far (sequence gaps over all its streams);
+    None before it has one."""
     if not client.connections:
-        return False
+        return None
+    missed = 0
     for transceiver in client.connections[-1].getTransceivers():
         streams: dict[int, StreamStatistics] = getattr(transceiver.receiver, "_RTCRtpReceiver__remote_streams", {})
-        if any(s.packets_lost > 0 for s in streams.values()):
-            return False
-    return True
+        missed += sum(s.packets_lost for s in streams.values())
+    return missed
 
 
 class Crowd:
@@ -355,7 +357,9 @@ class Crowd:
         for c in clients:
             self.stats.nodes[c.server] = self.stats.nodes.get(c.server, 0) + 1
         self.stats.redirected = sum(c.redirects > 0 for c in clients)
-        self.stats.complete = sum(missed_none(c) for c in clients)
+        missed = [packets_missed(c) for c in clients]
+        self.stats.complete = sum(m == 0 for m in missed)
+        self.stats.packets_missed = sum(m or 0 for m in missed)
         if self.args.stats_json:
             path = Path(self.args.stats_json)
             tmp = path.with_suffix(".tmp")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -146,6 +147,11 @@ def main() -> None:
     parser.add_argument("--mic", action="store_true", help="also publish a microphone (a tone)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    # aioice says (at INFO) when it closes a connection because consent checks went unanswered
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    consent = logging.getLogger("aioice.ice")
+    consent.setLevel(logging.INFO)
+    consent.addFilter(lambda record: "onsent" in record.getMessage() or record.levelno >= logging.WARNING)
     asyncio.run(publish(args.server, args.token, width, height, args.fps, args.bitrate, args.seconds, args.mic))
 
 
