@@ -124,10 +124,11 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def api_post(url: str, admin_token: str, body: Any) -> Any:
-    """POST `body` as JSON to the server's API at `url` (e.g. .../api/lessons) with an admin token; the reply's
-    JSON (urllib raises HTTPError on a 4xx/5xx)."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+def api_post(url: str, admin_token: str, body: Any = None) -> Any:
+    """POST `body` as JSON to the server's API at `url` (e.g. .../api/lessons) with an admin token (GET when
+    `body` is None); the reply's JSON (urllib raises HTTPError on a 4xx/5xx)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {admin_token}"})
     with urllib.request.urlopen(request, timeout=20) as resp:

@@ -15,9 +15,9 @@ fixed `--bitrate`, so a keyframe costs what it costs on a real camera; `pattern`
 
 Three windows: publishers alone, + the full wall, + the patrol wall (the full one gone). Per window:
 server CPU, what the server received from the publishers (their bitrate: what a keyframe request costs
-a rural uplink shows here), keyframe requests (PLI) sent to them, and packets/s and Mbps forwarded to
-the wall (the server's /metrics, less the publishers-only window: the classrooms of a lesson receive
-each other, as in a lesson).
+a rural uplink shows here), keyframe requests (PLI) sent to them, and packets/s the server sent the wall (its
+per-slot counters, `/api/stats`; the classrooms of a lesson also receive each other, as in a
+lesson), and what the wall counted.
 """
 
 from __future__ import annotations
@@ -80,11 +80,20 @@ def plis(metrics_url: str) -> float:
     return scrape(metrics_url).get("twinclass_plis_sent_total", 0.0)
 
 
-def measured(pid: int, metrics_url: str, seconds: float) -> tuple[Window, float]:
-    """A window of the server's counters, and the keyframe requests it sent publishers per second."""
-    p0, t0 = plis(metrics_url), time.monotonic()
+def to_wall(url: str, admin: str) -> int:
+    """Packets the server has sent the wall's tiles so far (its per-slot counters, `/api/stats`)."""
+    stats = api_post(url + "/api/stats", admin)
+    return sum(int(slot.get("packets_out", 0)) for lesson in stats["lessons"].values()
+               for key, slot in lesson["slots"].items() if key.startswith("observer-"))
+
+
+def measured(pid: int, url: str, metrics_url: str, admin: str, seconds: float) -> tuple[Window, float, float]:
+    """A window of the server's counters, the keyframe requests it sent publishers per second, and the
+    packets per second it sent the wall."""
+    p0, w0, t0 = plis(metrics_url), to_wall(url, admin), time.monotonic()
     w = window(pid, metrics_url, seconds)
-    return w, (plis(metrics_url) - p0) / (time.monotonic() - t0)
+    dt = time.monotonic() - t0
+    return w, (plis(metrics_url) - p0) / dt, (to_wall(url, admin) - w0) / dt
 
 
 def start_wall(args: argparse.Namespace, data: Path, url: str, mode: str, work: Path,
@@ -98,11 +107,13 @@ def start_wall(args: argparse.Namespace, data: Path, url: str, mode: str, work: 
     return proc, stats
 
 
-def wall_rate(stats: Path, seconds: float) -> float:
-    """Packets/s the wall received (its own count), over `seconds`."""
-    p0 = int((read_json(stats) or {}).get("packets", 0))
+def wall_rate(stats: Path, seconds: float) -> tuple[float, float]:
+    """Packets/s and Mbps the wall received (its own count), over `seconds`."""
+    s0 = read_json(stats) or {}
     time.sleep(seconds)
-    return (int((read_json(stats) or {}).get("packets", 0)) - p0) / seconds
+    s1 = read_json(stats) or {}
+    return ((int(s1.get("packets", 0)) - int(s0.get("packets", 0))) / seconds,
+            (int(s1.get("bytes", 0)) - int(s0.get("bytes", 0))) * 8 / seconds / 1e6)
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -132,14 +143,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         publishing = wait_light(pub_stats, len(tokens), timeout=30 + 3 * len(tokens))
         time.sleep(args.warmup)
         rows: dict[str, Any] = {"publishers": publishing, "cameras": len(tokens)}
-        rows["alone"] = measured(server.pid, metrics_url, args.measure)
+        rows["alone"] = measured(server.pid, url, metrics_url, admin, args.measure)
         for mode in ("full", "patrol"):
             wall, stats = start_wall(args, data, url, mode, work, logs["wall"])
             procs.append(wall)
             connected = wait_light([stats], args.lessons, timeout=30 + 2 * args.lessons)
             time.sleep(args.warmup + (4 if mode == "patrol" else 0))  # patrol: the first keyframes come in
-            rows[mode] = (*measured(server.pid, metrics_url, args.measure), connected,
-                          wall_rate(stats, min(args.measure, 5)))
+            rows[mode] = (*measured(server.pid, url, metrics_url, admin, args.measure), connected,
+                          *wall_rate(stats, min(args.measure, 5)))
             stop([wall])
             time.sleep(2)
         rows["load"] = os.getloadavg()[0]
@@ -151,7 +162,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 HEAD = (f"{'window':<16} {'wall':>5} | {'CPU-s/s':>7} {'+CPU':>6} | {'pub Mbps':>8} {'pub pkt/s':>9} {'PLI/s':>5} |"
-        f" {'to wall pkt/s':>13} {'Mbps':>6} {'wall got pkt/s':>14}")
+        f" {'to wall pkt/s':>13} | {'wall got pkt/s':>14} {'Mbps':>6}")
 
 
 def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
@@ -160,23 +171,21 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
              f"{args.size} {args.fps} fps, {args.picture}, {args.bitrate / 1e3:.0f} kbps fixed + mic), one wall of "
              f"{args.lessons} tiles; load {r['load']:.2f}, {os.cpu_count()} cores", HEAD, "-" * len(HEAD)]
     lines.append(f"{'publishers only':<16} {'-':>5} | {alone.cpu:>7.3f} {'':>6} | {alone.in_mbps:>8.2f} "
-                 f"{alone.in_pps:>9.0f} {r['alone'][1]:>5.2f} | {0:>13.0f} {0:>6.2f} {'':>14}")
+                 f"{alone.in_pps:>9.0f} {r['alone'][1]:>5.2f} | {r['alone'][2]:>13.0f} |")
     for mode in ("full", "patrol"):
-        w, pli, connected, got = r[mode]
+        w, pli, sent, connected, got, got_mbps = r[mode]
         lines.append(f"{'+ wall, ' + mode:<16} {connected:>5} | {w.cpu:>7.3f} {w.cpu - alone.cpu:>+6.3f} |"
-                     f" {w.in_mbps:>8.2f} {w.in_pps:>9.0f} {pli:>5.2f} | {w.out_pps - alone.out_pps:>13.0f}"
-                     f" {w.out_mbps - alone.out_mbps:>6.2f}"
-                     f" {got:>14.0f}")
+                     f" {w.in_mbps:>8.2f} {w.in_pps:>9.0f} {pli:>5.2f} | {sent:>13.0f} | {got:>14.0f} {got_mbps:>6.2f}")
     full, patrol = r["full"][0], r["patrol"][0]
-    if patrol.out_pps > alone.out_pps:
-        fewer = (full.out_pps - alone.out_pps) / (patrol.out_pps - alone.out_pps)
+    if r["patrol"][2] > 0:
+        fewer = r["full"][2] / r["patrol"][2]
         lines.append(f"patrol mode: {fewer:.0f}x fewer packets to the wall; the wall's "
                      f"server cost {100 * (full.cpu - alone.cpu):.1f} % -> {100 * (patrol.cpu - alone.cpu):.1f} % "
                      f"of a core; publishers {alone.in_mbps:.2f} -> {patrol.in_mbps:.2f} Mbps "
                      f"({100 * (patrol.in_mbps / alone.in_mbps - 1) if alone.in_mbps else 0:+.1f} %)")
     lines.append("+CPU: over the publishers-only window; pub: what the server received from all publishers; PLI/s: "
-                 "keyframe requests the server sent them;\nto wall: what the server forwarded (/metrics) over the "
-                 "publishers-only window (the classrooms of each lesson receive each other too); wall got: its count")
+                 "keyframe requests the server sent them;\nto wall: what the server sent the wall's tiles (its slot "
+                 "counters, /api/stats); wall got: what the wall counted (packets, payload Mbps)")
     return "\n".join(lines)
 
 
