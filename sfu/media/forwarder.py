@@ -177,7 +177,7 @@ class PublishedTrack:
     def request_patrol_keyframe(self, now: float, *, new_viewer: bool = False) -> None:
         """A low-frame slot wants a picture: ask upstream at most once per PATROL_KEYFRAME_INTERVAL_S
         for all of them, and (unless a new viewer has seen none yet) only if none came on its own."""
-        if now - self._last_patrol_request < PATROL_KEYFRAME_INTERVAL_S:
+        if self.kind != "video" or self.closed or now - self._last_patrol_request < PATROL_KEYFRAME_INTERVAL_S:
             return
         if not new_viewer and now - self.last_keyframe_at < PATROL_KEYFRAME_INTERVAL_S:
             return
