@@ -12,10 +12,9 @@ from sfu.media.forwarder import PATROL_KEYFRAME_INTERVAL_S, PublishedTrack
 class Camera:
     """A classroom's camera as the track sees it upstream: it counts the keyframe requests."""
 
-    codecs: dict[int, RTCRtpCodecParameters] = {}
-    media_ssrc: int | None = 1234
-
     def __init__(self) -> None:
+        self.codecs: dict[int, RTCRtpCodecParameters] = {}
+        self.media_ssrc: int | None = 1234
         self.requests = 0
 
     def request_keyframe(self) -> None:
