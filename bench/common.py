@@ -107,7 +107,9 @@ async def decoding_observers(url: str, tokens: list[str], seconds: float, out: P
         await c.start()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), seconds)
-    results = [m.to_json() if (m := c.remotes.get("master")) else {} for c in clients]
+    # each one's view of the master, and the node it ended up on (after any redirect)
+    results = [{**(m.to_json() if (m := c.remotes.get("master")) else {}), "server": c.config.server}
+               for c in clients]
     out.write_text(json.dumps(results))
     for c in clients:
         with contextlib.suppress(Exception):
@@ -120,3 +122,33 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def api_post(url: str, admin_token: str, body: Any = None) -> Any:
+    """POST `body` as JSON to the server's API at `url` (e.g. .../api/lessons) with an admin token (GET when
+    `body` is None); the reply's JSON (urllib raises HTTPError on a 4xx/5xx)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {admin_token}"})
+    with urllib.request.urlopen(request, timeout=20) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def redis_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private `redis-server` on a free loopback port (nothing saved); its process and URL, once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("redis-server did not start")

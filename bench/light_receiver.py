@@ -4,13 +4,15 @@ pattern and a tone. Many fit in one process where full `twinclass classroom` ter
 
     .venv/bin/python bench/light_receiver.py --server URL --secret-file DATA/token-secret --lesson ID \\
         [--rurals rural-3,rural-4] [--observers 30] [--churn 3 --churn-every 60] [--hands-every 20] \\
-        [--stats-json FILE] [--seconds S]
+        [--role observer|listener] [--mode full|patrol] [--stats-json FILE] [--seconds S]
 
 Each receiver still keeps aiortc's per-stream statistics, so the server gets receiver reports (loss,
 round trip) from it as from any subscriber; it sends no NACK, PLI or REMB. The crowd writes
 `--stats-json` every 2 s: clients live, joins and leaves so far, failures, RTP packets and bytes
-received. A test tool: of the server's adapter (`sfu.media.aiortc_adapter`) it borrows only the
-receive() without a decoder thread.
+received, and on which node (server URL) the clients ended up: a join refused with code
+"redirect" is followed to the node it names, as the classroom terminal does. `--lesson` may name
+several lessons (comma-separated): the crowd's observers go round them. A test tool: of the
+server's adapter (`sfu.media.aiortc_adapter`) it borrows only the receive() without a decoder thread.
 """
 
 from __future__ import annotations
@@ -91,13 +93,27 @@ class PublishSpec:
     video: Callable[[str], MediaStreamTrack] | None = None  # the picture, from the classroom's name; None: the pattern
 
 
-class LightClient:
-    """One participant: joins with a token, maybe publishes, subscribes and counts what arrives."""
+class JoinRedirected(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(f"the lesson lives on {url}")
+        self.url = url
 
-    def __init__(self, server: str, token: str, publish: PublishSpec | None = None) -> None:
+
+MAX_REDIRECTS = 3
+
+
+class LightClient:
+    """One participant: joins with a token (following "redirect" refusals to the node they name),
+    maybe publishes, subscribes (`subscribe`: the message's options, e.g. {"mode": "patrol"}) and
+    counts what arrives."""
+
+    def __init__(self, server: str, token: str, publish: PublishSpec | None = None,
+                 subscribe: dict[str, Any] | None = None) -> None:
         self.server = server
         self.token = token
         self.publish_spec = publish
+        self.subscribe_options = subscribe or {}
+        self.redirects = 0
         self.sio = socketio.AsyncClient(reconnection=False)
         self.counts = Counts()
         self.classroom = "?"
@@ -110,12 +126,32 @@ class LightClient:
         return reply
 
     async def start(self) -> None:
-        await self.sio.connect(self.server, transports=["websocket"], wait_timeout=10)
-        state = await self.call("join", {"token": self.token})
+        while True:
+            try:
+                state = await self._join()
+                break
+            except JoinRedirected as moved:
+                self.redirects += 1
+                if self.redirects > MAX_REDIRECTS:
+                    raise RuntimeError(f"join: more than {MAX_REDIRECTS} redirects ({moved})") from None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.sio.disconnect(), 5)
+                self.server = moved.url
+                self.sio = socketio.AsyncClient(reconnection=False)
         self.classroom = state["you"]["classroom"]
         if self.publish_spec is not None:
             await self._publish(self.publish_spec)
         await self._subscribe()
+
+    async def _join(self) -> dict[str, Any]:
+        await self.sio.connect(self.server, transports=["websocket"], wait_timeout=10)
+        reply = await self.sio.call("join", {"token": self.token}, timeout=20)
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(error, dict) and error.get("code") == "redirect" and error.get("url"):
+            raise JoinRedirected(str(error["url"]))
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise RuntimeError(f"join: {reply!r}")
+        return reply
 
     async def _publish(self, spec: PublishSpec) -> None:
         pc = RTCPeerConnection(rtc_configuration([]))
@@ -132,7 +168,7 @@ class LightClient:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
     async def _subscribe(self) -> None:
-        reply = await self.call("subscribe")
+        reply = await self.call("subscribe", self.subscribe_options)
         pc = RTCPeerConnection(rtc_configuration([]))
         self._pcs.append(pc)
 
@@ -182,6 +218,22 @@ class CrowdStats:
     hands_raised: int = 0
     packets: int = 0
     bytes: int = 0
+    nodes: dict[str, int] = field(default_factory=dict)  # server URL -> clients live there (after redirects)
+    redirected: int = 0  # live clients that were redirected to another node
+    complete: int = 0  # live clients that missed no packet (no sequence gap on any stream so far)
+    packets_missed: int = 0  # live clients' sequence gaps, summed over their streams
+
+
+def packets_missed(client: LightClient) -> int | None:
+    """Packets the client's receiving connection missed so far (sequence gaps over all its streams);
+    None before it has one."""
+    if not client.connections:
+        return None
+    missed = 0
+    for transceiver in client.connections[-1].getTransceivers():
+        streams: dict[int, StreamStatistics] = getattr(transceiver.receiver, "_RTCRtpReceiver__remote_streams", {})
+        missed += sum(s.packets_lost for s in streams.values())
+    return missed
 
 
 class Crowd:
@@ -195,11 +247,15 @@ class Crowd:
         self.stats = CrowdStats()
         self._gone = Counts()  # what clients that left had received
         self._serial = 0
+        self.lessons = [lesson for lesson in args.lesson.split(",") if lesson]
 
     def _token(self, role: str, classroom: str) -> str:
         self._serial += 1
-        name = classroom if role == "rural" else f"soak observer {self._serial}"
-        return self.issuer.mint(lesson=self.args.lesson, classroom=classroom, name=name, role=role, ttl_s=6 * 3600,
+        lesson = self.lessons[0] if role == "rural" else self.lessons[self._serial % len(self.lessons)]
+        if role == "listener":  # a listening classroom of a broadcast: a classroom id of its own
+            classroom = f"listener-{os.getpid()}-{self._serial}"
+        name = classroom if role != "observer" else f"soak observer {self._serial}"
+        return self.issuer.mint(lesson=lesson, classroom=classroom, name=name, role=role, ttl_s=6 * 3600,
                                 sub=f"soak-{self._serial}" if role == "observer" else "")
 
     async def _start(self, client: LightClient) -> bool:
@@ -214,7 +270,8 @@ class Crowd:
         return True
 
     async def add_observer(self) -> None:
-        client = LightClient(self.args.server, self._token("observer", "observer"))
+        subscribe = {"mode": self.args.mode} if self.args.mode != "full" else {}
+        client = LightClient(self.args.server, self._token(self.args.role, "observer"), subscribe=subscribe)
         if await self._start(client):
             self.observers.append(client)
 
@@ -296,6 +353,13 @@ class Crowd:
             self.stats.states[c.receiving_state] = self.stats.states.get(c.receiving_state, 0) + 1
         self.stats.packets = self._gone.packets + sum(c.counts.packets for c in clients)
         self.stats.bytes = self._gone.bytes + sum(c.counts.bytes for c in clients)
+        self.stats.nodes = {}
+        for c in clients:
+            self.stats.nodes[c.server] = self.stats.nodes.get(c.server, 0) + 1
+        self.stats.redirected = sum(c.redirects > 0 for c in clients)
+        missed = [packets_missed(c) for c in clients]
+        self.stats.complete = sum(m == 0 for m in missed)
+        self.stats.packets_missed = sum(m or 0 for m in missed)
         if self.args.stats_json:
             path = Path(self.args.stats_json)
             tmp = path.with_suffix(".tmp")
@@ -328,13 +392,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", required=True)
     parser.add_argument("--secret-file", required=True, help="the server's token-secret (tokens are minted here)")
-    parser.add_argument("--lesson", required=True)
+    parser.add_argument("--lesson", required=True, help="a lesson id, or several (comma-separated)")
     parser.add_argument("--rurals", type=lambda s: [c for c in s.split(",") if c], default=[])
     parser.add_argument("--no-rural-audio", action="store_true", help="light rurals publish video only")
     parser.add_argument("--size", type=lambda s: tuple(int(x) for x in s.split("x")), default=(160, 120),
                         help="light rurals' test pattern WxH")
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--observers", type=int, default=0)
+    parser.add_argument("--role", default="observer", choices=["observer", "listener"],
+                        help="the crowd's receive-only clients: observers, or a broadcast's listening classrooms")
+    parser.add_argument("--mode", default="full", choices=["full", "patrol"],
+                        help="how they subscribe (patrol: observers, cameras only, keyframes only)")
     parser.add_argument("--churn", type=int, default=0, help="observers that leave and new ones that join each time")
     parser.add_argument("--churn-every", type=float, default=60.0)
     parser.add_argument("--hands-every", type=float, default=20.0, help="a light rural raises or lowers its hand")

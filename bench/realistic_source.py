@@ -1,7 +1,7 @@
 """A publisher that sends what a classroom camera really sends: a moving, detailed picture at a fixed bitrate.
 
     .venv/bin/python bench/realistic_source.py --server URL --token TOKEN --size 640x480 --bitrate 1500000 \\
-        [--fps 30] [--seconds S]
+        [--fps 30] [--mic] [--seconds S]
 
 The test pattern alone (a flat coloured scene and one moving bar) compresses to ~250 kbps at
 640x480 whatever the encoder is allowed: a forwarding bench fed with it measures a server that
@@ -12,7 +12,7 @@ can predict: VP8's CBR then spends the whole target, as a camera on a classroom 
 
 The encoder ignores the server's REMB (the bench wants a fixed rate; the server caps a camera at
 1.2 Mbps); the client is a light one (`bench/light_receiver.py`): real signaling and
-ICE/DTLS-SRTP through aiortc, publishing video only.
+ICE/DTLS-SRTP through aiortc, publishing video only (and, with `--mic`, a tone as the microphone).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -111,10 +112,10 @@ def use_fixed_rate_vp8(bitrate: int) -> None:
 
 
 async def publish(server: str, token: str, width: int, height: int, fps: int, bitrate: int,
-                  seconds: float | None) -> None:
+                  seconds: float | None, mic: bool = False) -> None:
     use_host_addresses(["127.0.0.1"])
     use_fixed_rate_vp8(bitrate)
-    spec = PublishSpec(width=width, height=height, fps=fps, audio=False,
+    spec = PublishSpec(width=width, height=height, fps=fps, audio=mic,
                        video=lambda label: TexturedPatternTrack(width, height, fps, label))
     client = LightClient(server, token, spec)
     done = asyncio.Event()
@@ -143,9 +144,15 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--bitrate", type=int, default=1_500_000, help="bits per second, fixed")
     parser.add_argument("--seconds", type=float, default=None, help="leave after S seconds (default: until SIGTERM)")
+    parser.add_argument("--mic", action="store_true", help="also publish a microphone (a tone)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    asyncio.run(publish(args.server, args.token, width, height, args.fps, args.bitrate, args.seconds))
+    # aioice says (at INFO) when it closes a connection because consent checks went unanswered
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    consent = logging.getLogger("aioice.ice")
+    consent.setLevel(logging.INFO)
+    consent.addFilter(lambda record: "onsent" in record.getMessage() or record.levelno >= logging.WARNING)
+    asyncio.run(publish(args.server, args.token, width, height, args.fps, args.bitrate, args.seconds, args.mic))
 
 
 if __name__ == "__main__":

@@ -270,6 +270,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                         "packets_in": track.stats.packets_in,
                         "bytes_in": track.stats.bytes_in,
                         "keyframe_requests": track.stats.keyframe_requests_sent,
+                        "patrol_keyframe_requests": track.stats.patrol_keyframe_requests,  # of those
                         "subscribers": len(track.slots),
                         "uplink": {"remb_bps": track.uplink.target_bps, "loss": round(track.uplink.loss, 3),
                                    "incoming_bps": round(track.uplink.incoming_bps)},

@@ -278,14 +278,20 @@ class LessonRoom:
                                             lambda state: self._media_state(p, "publish", state))
         return await p.publisher.accept_offer(sdp, sources)
 
-    async def subscribe(self, sid: str) -> tuple[str, list[dict[str, Any]]]:
+    async def subscribe(self, sid: str, patrol: bool = False) -> tuple[str, list[dict[str, Any]]]:
+        """The participant's receiving connection (made at its first subscribe). `patrol` (observers
+        only): camera slots alone, each in low-frame mode (keyframes only: a patrol tile)."""
         p = self._participant(sid)
+        if patrol and p.role not in (Role.OBSERVER, Role.ADMIN):
+            raise RoomError("forbidden", f"mode: patrol subscriptions are for observers, not a {p.role}")
         if p.subscriber is None:
             p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
                                               self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
-                                              adaptive=self.tiers and p.role != Role.SYSTEM)
+                                              adaptive=self.tiers and p.role != Role.SYSTEM and not patrol)
+            if patrol:
+                p.slot_specs = [spec for spec in p.slot_specs if spec.source == "camera"]
             for spec in p.slot_specs:
-                p.subscriber.add_slot(spec.key, spec.kind)
+                p.subscriber.add_slot(spec.key, spec.kind, low_frame=patrol)
             self.rebind()
         offer = await p.subscriber.create_offer()
         return offer, self.slots_json(p)

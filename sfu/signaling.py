@@ -4,7 +4,8 @@ Client -> server (each answered through the socket.io ack as {"ok": true, ...} o
 {"ok": false, "error": {"code", "message"}}):
   join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware}
   publish {sdp, sources{mid: camera|mic|courseware}} -> {sdp}   (answer)
-  subscribe {}                     -> {sdp, slots}               (our offer)
+  subscribe {mode?: full|patrol}   -> {sdp, slots}               (our offer; patrol: observers,
+                                      camera slots only, keyframes only: a patrol wall's tile)
   subscribe_answer {sdp}           -> {}
   ice {target: publish|subscribe, candidate: {candidate, sdpMid, sdpMLineIndex}}
   raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 MAX_ICE_MID_CHARS = 64
 MAX_ICE_MLINE_INDEX = 1023
 MAX_ICE_CANDIDATE_CHARS = 1024
+# subscribe's `mode`: "full" (every slot, every frame) or "patrol" (observers: cameras only,
+# keyframes only, a few seconds apart; `sfu.media.forwarder` low-frame slots)
+SUBSCRIBE_MODES = ("full", "patrol")
 
 
 class ProtocolError(Exception):
@@ -402,7 +406,10 @@ class Signaling:
         return {"sdp": answer, "type": "answer"}
 
     async def _subscribe(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
-        offer, slots = await self._room(session).subscribe(session.sid)
+        mode = _field(data, "mode", str, required=False, max_len=16) or "full"
+        if mode not in SUBSCRIBE_MODES:
+            raise RoomError("bad_request", f"mode: expected one of {', '.join(SUBSCRIBE_MODES)}, not {mode!r}")
+        offer, slots = await self._room(session).subscribe(session.sid, patrol=mode == "patrol")
         return {"sdp": offer, "type": "offer", "slots": slots}
 
     async def _subscribe_answer(self, session: Session, data: dict[str, Any]) -> None:

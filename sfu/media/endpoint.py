@@ -228,7 +228,8 @@ class SubscriberEndpoint(_Endpoint):
         self._on_link = on_link
         self._link_task: asyncio.Task[None] | None = None
 
-    def add_slot(self, key: str, kind: str) -> Slot:
+    def add_slot(self, key: str, kind: str, low_frame: bool = False) -> Slot:
+        """A fixed send slot; `low_frame`: keyframes only (a patrol tile, `sfu.media.forwarder`)."""
         def make_port(slot: Slot) -> SenderPort:
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
             if kind == "video":
@@ -237,7 +238,7 @@ class SubscriberEndpoint(_Endpoint):
             port.observe_rtcp(self._on_rtcp)
             return port
 
-        slot = Slot(kind, make_port)
+        slot = Slot(kind, make_port, low_frame=low_frame)
         self.slots[key] = slot
         return slot
 

@@ -7,6 +7,12 @@ A `Slot` is one fixed send transceiver of a subscriber's connection. The server 
 `PublishedTrack` feeds it (`Slot.attach`); switching sources keeps the subscriber's sequence
 numbers and timestamps continuous, waits for a keyframe, and asks the new source for one.
 Nothing is decoded or encoded here.
+
+A slot in LOW-FRAME mode (a patrol tile: `Slot(low_frame=True)`) forwards keyframes only, whole,
+renumbered so the subscriber sees a gapless sequence (its jitter buffer waits for nothing and asks
+for nothing); the RTP timestamps keep the source's clock. Its track is asked for a keyframe only
+gently: once per PATROL_KEYFRAME_INTERVAL_S, shared by all of the track's low-frame slots, and
+only when none came on its own in that time (a rural camera's 1 Mbps uplink pays for each one).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sfu.media.tiers import TierTrack, tier_spec
 logger = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.5  # at most one PLI upstream per publisher track per interval
+PATROL_KEYFRAME_INTERVAL_S = 3.0  # low-frame slots: a keyframe at least this often, asked for if none came
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 # Packets of the source from before the switch point are not forwarded (their output numbers would
@@ -47,6 +54,7 @@ class TrackStats:
     packets_in: int = 0
     bytes_in: int = 0
     keyframe_requests_sent: int = 0
+    patrol_keyframe_requests: int = 0  # of those, asked for the track's low-frame (patrol) slots
 
 
 class Upstream(Protocol):
@@ -72,6 +80,8 @@ class PublishedTrack:
         self._tap: ReceiverTap | None = None
         self._last_keyframe_request = 0.0
         self._keyframe_wanted = False
+        self.last_keyframe_at = 0.0  # a keyframe started (as seen by a low-frame slot)
+        self._last_patrol_request = -PATROL_KEYFRAME_INTERVAL_S
         self.closed = False
         self.last_packet_at = 0.0
         self._codec_names: dict[int, str] = {}  # payload type -> codec name (fixed once negotiated)
@@ -164,6 +174,17 @@ class PublishedTrack:
         self.stats.keyframe_requests_sent += 1
         self._upstream.request_keyframe()
 
+    def request_patrol_keyframe(self, now: float, *, new_viewer: bool = False) -> None:
+        """A low-frame slot wants a picture: ask upstream at most once per PATROL_KEYFRAME_INTERVAL_S
+        for all of them, and (unless a new viewer has seen none yet) only if none came on its own."""
+        if self.kind != "video" or self.closed or now - self._last_patrol_request < PATROL_KEYFRAME_INTERVAL_S:
+            return
+        if not new_viewer and now - self.last_keyframe_at < PATROL_KEYFRAME_INTERVAL_S:
+            return
+        self._last_patrol_request = now
+        self.stats.patrol_keyframe_requests += 1
+        self.request_keyframe()
+
     def close(self) -> None:
         """The publisher is gone: every slot it fed goes quiet (and stays continuous later)."""
         self.closed = True
@@ -179,13 +200,19 @@ class SlotStats:
     dropped_waiting_keyframe: int = 0
     dropped_no_codec: int = 0
     source_switches: int = 0
+    dropped_low_frame: int = 0  # low-frame mode: packets of frames that were not keyframes
+    keyframes_forwarded: int = 0  # low-frame mode
 
 
 class Slot:
     """A subscriber's fixed send slot; the server switches which PublishedTrack feeds it."""
 
-    def __init__(self, kind: str, port_factory: Callable[[Slot], SenderPort] | None = None) -> None:
+    def __init__(self, kind: str, port_factory: Callable[[Slot], SenderPort] | None = None,
+                 low_frame: bool = False) -> None:
         self.kind = kind
+        self.low_frame = low_frame and kind == "video"  # keyframes only (a patrol tile)
+        self._keyframe_ts: int | None = None  # low-frame: source timestamp of the keyframe being forwarded
+        self._skip_ts: int | None = None  # low-frame: source timestamp of the frame being dropped
         self.source: PublishedTrack | None = None  # what feeds the slot now (a tier of `wanted`, or it)
         self.wanted: PublishedTrack | None = None  # what the room asked for
         self.tier = "full"  # the tier this subscriber's link takes (video only)
@@ -212,12 +239,18 @@ class Slot:
         """The subscriber's transport is up: get it a picture as soon as possible."""
         if self.source is not None:
             self._map_payload_types(self.source)
-            self.source.request_keyframe()
+            self._ask_keyframe(self.source, new_viewer=True)
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI/FIR: pass it upstream (rate-limited by the track)."""
         if self.source is not None:
-            self.source.request_keyframe()
+            self._ask_keyframe(self.source)
+
+    def _ask_keyframe(self, source: PublishedTrack, new_viewer: bool = False) -> None:
+        if self.low_frame:
+            source.request_patrol_keyframe(time.monotonic(), new_viewer=new_viewer)
+        else:
+            source.request_keyframe()
 
     # called by the room
     def attach(self, source: PublishedTrack | None) -> None:
@@ -227,7 +260,7 @@ class Slot:
 
     # called by the subscriber's link estimate
     def set_tier(self, tier: str) -> None:
-        if self.kind != "video" or tier == self.tier:
+        if self.kind != "video" or self.low_frame or tier == self.tier:
             return
         self.tier = tier
         self._feed_from(self._tiered(self.wanted))
@@ -250,6 +283,7 @@ class Slot:
         self.source = source
         self._rebase = True
         self._need_keyframe = self.kind == "video"
+        self._keyframe_ts = self._skip_ts = None
         if source is None:
             return
         if source.kind != self.kind:
@@ -259,7 +293,7 @@ class Slot:
         source.slots.add(self)
         self._map_payload_types(source)
         if self.port is not None and self.port.started:
-            source.request_keyframe()
+            self._ask_keyframe(source, new_viewer=True)
 
     def _map_payload_types(self, source: PublishedTrack) -> None:
         self._pt_map = payload_type_map(source.codecs, self.port.codecs if self.port else [])
@@ -303,6 +337,9 @@ class Slot:
             if pt is None:
                 self.stats.dropped_no_codec += 1
                 return
+        if self.low_frame:
+            await self._forward_low_frame(source, packet, codec, port, pt)
+            return
         if self._need_keyframe:
             if not is_keyframe_start(source.codec_name(codec), packet.payload):
                 self.stats.dropped_waiting_keyframe += 1
@@ -321,6 +358,34 @@ class Slot:
         seq = (packet.sequence_number + self._seq_offset) % _SEQ_MOD
         ts = (packet.timestamp + self._ts_offset) % _TS_MOD
         await self._write(port, packet, pt, seq, ts)
+
+    async def _forward_low_frame(self, source: PublishedTrack, packet: RtpPacket, codec: RTCRtpCodecParameters,
+                                 port: SenderPort, pt: int) -> None:
+        """Keyframes only: each one's packets renumbered to follow the last one sent, so the
+        subscriber sees no gap; every other frame is dropped (its first packet tells)."""
+        if packet.timestamp != self._keyframe_ts:
+            if packet.timestamp == self._skip_ts:
+                self.stats.dropped_low_frame += 1
+                return
+            now = time.monotonic()
+            if not is_keyframe_start(source.codec_name(codec), packet.payload):
+                self._skip_ts = packet.timestamp
+                self.stats.dropped_low_frame += 1
+                source.request_patrol_keyframe(now, new_viewer=self._need_keyframe)
+                return
+            source.last_keyframe_at = now
+            self._keyframe_ts = packet.timestamp
+            self._need_keyframe = False
+            self._stop_draining()
+            self.stats.keyframes_forwarded += 1
+            if self._rebase:
+                self._rebase_on(packet)  # a new source: timestamps continue from the last one sent
+            self._seq_offset = (self._last_seq + 1 - packet.sequence_number) % _SEQ_MOD
+            self._base_in_seq = packet.sequence_number
+        if (packet.sequence_number - self._base_in_seq) % _SEQ_MOD >= 0x8000:  # type: ignore[operator]
+            return  # before the keyframe's first packet: its number is taken
+        seq = (packet.sequence_number + self._seq_offset) % _SEQ_MOD
+        await self._write(port, packet, pt, seq, (packet.timestamp + self._ts_offset) % _TS_MOD)
 
     async def _write(self, port: SenderPort, packet: RtpPacket, pt: int, seq: int, ts: int) -> None:
         await port.write(packet, pt, seq, ts)

@@ -103,13 +103,15 @@ def spy_rtp(receiver: Any, seen: Callable[[RtpPacket], bool | None]) -> None:
     receiver._handle_rtp_packet = spy
 
 
-async def subscribe(drop: Callable[[RtpPacket], bool] | None = None, video_codec: str | None = None) -> Subscriber:
+async def subscribe(drop: Callable[[RtpPacket], bool] | None = None, video_codec: str | None = None,
+                    low_frame: bool = False) -> Subscriber:
     """A subscriber pc on slots "v", "a" and "v2" (a second video m-line, as every lesson's connection
-    has: it shares payload types with "v"); `drop` loses "v" packets; `video_codec` limits what it accepts."""
-    endpoint = SubscriberEndpoint([], lambda s: None)
-    endpoint.add_slot("v", "video")
+    has: it shares payload types with "v"); `drop` loses "v" packets; `video_codec` limits what it accepts;
+    `low_frame`: the video slots forward keyframes only (a patrol tile)."""
+    endpoint = SubscriberEndpoint([], lambda s: None, adaptive=not low_frame)
+    endpoint.add_slot("v", "video", low_frame=low_frame)
     endpoint.add_slot("a", "audio")
-    endpoint.add_slot("v2", "video")
+    endpoint.add_slot("v2", "video", low_frame=low_frame)
     pc = RTCPeerConnection(rtc_configuration([]))
     video, audio = Received(), Received()
     tasks: list[asyncio.Task[None]] = []

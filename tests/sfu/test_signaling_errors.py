@@ -74,7 +74,7 @@ async def test_an_unexpected_failure_in_a_handler_answers_and_closes_only_that_s
     room = s.rooms.get("demo")
     assert room is not None
 
-    async def explode(self: LessonRoom, sid: str) -> Any:
+    async def explode(self: LessonRoom, sid: str, **options: Any) -> Any:
         raise RuntimeError("the peer connection broke\nsecond line")
 
     monkeypatch.setattr(LessonRoom, "subscribe", explode)

@@ -1,5 +1,6 @@
 """The patrol wall in Chromium: a running lesson as a live tile (its cameras, who is connected), a
-scheduled lesson nobody joined as a warning tile, and a click that opens the lesson as an observer."""
+scheduled lesson nobody joined as a warning tile, and a click that opens the lesson as an observer.
+A tile subscribes in patrol mode: its pictures change every few seconds (keyframes only)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ def test_patrol_wall_shows_a_live_lesson_and_flags_a_missing_one(live_server: Se
         }
         return hi - lo; }""")
     assert spread > 60
+    # the tile is a patrol subscription: its cameras' pictures keep changing, but keyframes only
+    # (one every few seconds) instead of the cameras' 10 frames a second
+    frames = """() => [...document.querySelectorAll('#sinks video')].map(
+        (v) => v.getVideoPlaybackQuality().totalVideoFrames)"""
+    before = wall.evaluate(frames)
+    assert len(before) == 4, before  # the four classrooms' camera slots, no audio or courseware slot
+    wall.wait_for_timeout(8000)
+    after = wall.evaluate(frames)
+    decoded = sorted(b - a for a, b in zip(before, after, strict=True))
+    # master and rural-1 (10 fps cameras): a new picture every few seconds; rural-2 and -3 are away
+    assert decoded[:2] == [0, 0] and all(1 <= n <= 8 for n in decoded[2:]), f"frames decoded in 8 s: {decoded}"
 
     missing = wall.locator(".tile.missing[data-lesson='tt-music-4']")
     missing.wait_for()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc import rtcrtpreceiver as _receiver_mod
 from aiortc import rtcrtpsender as _sender_mod
@@ -210,6 +212,47 @@ def _datagram_received(self: aioice.ice.StunProtocol, data: bytes | str, addr: t
 
 
 aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign]
+
+
+# -- consent freshness that a busy peer does not fail (RFC 7675) -----------------------------
+#
+# aioice checks consent every ~5 s with ONE STUN request that must be answered within 0.5 s (no
+# retransmission), and closes the connection after 6 misses in a row. On a starved machine the
+# answers do come, only later than 0.5 s: with 100 light viewers on two loaded cores the master's
+# publishing connection closed ("Consent to send expired") while both ends were alive, and the
+# lesson lost its picture (bench/broadcast.py; the "publisher closed at 48 observers" of
+# bench/sfu_forwarding.py). Here each check is retransmitted as STUN transactions are (after 0.5,
+# 1 and 2 s; an answer to any copy counts): a peer that answers within ~3.5 s keeps consent, and
+# one that stopped answering still loses it after 6 checks (~30-50 s).
+
+CONSENT_RETRANSMISSIONS = 2
+_original_query_consent = aioice.ice.Connection.query_consent
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    """aioice 0.13's `Connection.query_consent`, each check retransmitted CONSENT_RETRANSMISSIONS times."""
+    assert self.remote_password is not None
+    c: Any = self
+    failures = 0
+    while True:
+        await asyncio.sleep(aioice.ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in c._nominated.values():
+            request = c.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(request, pair.remote_addr,
+                                            integrity_key=self.remote_password.encode("utf8"),
+                                            retransmissions=CONSENT_RETRANSMISSIONS)
+                failures = 0
+            except aioice.stun.TransactionError:
+                failures += 1
+            if failures >= aioice.ice.CONSENT_FAILURES:
+                aioice.ice.logger.info("%s Consent to send expired", self)
+                c._query_consent_task = None
+                await self.close()
+                return
+
+
+aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
 
 
 # -- closing a peer connection whose remote description failed half-way ----------------------

@@ -134,10 +134,12 @@ export class Publisher {
   }
 }
 
-/** Our receiving connection: fixed slots offered by the server; `onTrack(mid, track)` per slot. */
+/** Our receiving connection: fixed slots offered by the server; `onTrack(mid, track)` per slot.
+ * `mode: "patrol"` (observers): camera slots only, keyframes only, a few seconds apart (patrol tiles). */
 export class Subscriber {
-  constructor(signaling, config, { onState = () => {}, onTrack = () => {} } = {}) {
+  constructor(signaling, config, { onState = () => {}, onTrack = () => {}, mode = "full" } = {}) {
     this.signaling = signaling;
+    this.mode = mode;
     this.pc = new RTCPeerConnection(config);
     this.closed = false;
     this.pc.addEventListener("track", (ev) => onTrack(ev.transceiver.mid, ev.track));
@@ -146,7 +148,7 @@ export class Subscriber {
 
   /** Ask for the server's offer, answer it; `beforeAnswer(slots)` runs before tracks arrive. */
   async start(beforeAnswer) {
-    const reply = await this.signaling.call("subscribe");
+    const reply = await this.signaling.call("subscribe", this.mode === "full" ? {} : { mode: this.mode });
     if (this.closed) return reply.slots;
     beforeAnswer(reply.slots);
     await this.pc.setRemoteDescription({ type: "offer", sdp: reply.sdp });

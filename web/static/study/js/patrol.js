@@ -1,6 +1,7 @@
 // The patrol wall (巡课): every live lesson as a small tile that joins as an observer and repaints
 // its cameras about once a second, and a warning tile for each lesson the timetable says should be
-// live now but is not. Clicking a tile opens the lesson page as an observer.
+// live now but is not. Clicking a tile opens the lesson page as an observer. A tile subscribes in
+// patrol mode: the server sends it the cameras' keyframes only (one every few seconds), not full streams.
 
 import { Subscriber, rtcConfiguration } from "/static/js/peer.js";
 import { Signaling } from "/static/js/signaling.js";
@@ -65,6 +66,7 @@ class LiveTile {
       this.sub = new Subscriber(this.sig, rtcConfiguration(this.iceServers), {
         onState: (s) => this.setState(s === "connected" ? "connected" : s === "failed" || s === "closed" ? "failed" : this.state),
         onTrack: (mid, track) => this.onTrack(mid, track),
+        mode: "patrol", // cameras only, keyframes only: the server forwards a picture every few seconds
       });
       await this.sub.start((slots) => {
         this.slots = slots;
