@@ -34,9 +34,11 @@ from recorder.build import is_building
 from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, utc
 from recorder.config import RecorderConfig
 from recorder.http_api import recording_routes
+from recorder.live_hls import LiveHls
+from recorder.live_routes import live_routes
 from recorder.manifest import read_manifest
 from recorder.session import RecordingSession, SessionOptions
-from sfu.lessons import Lesson
+from sfu.lessons import BROADCAST, Lesson
 from sfu.room import LessonRoom, RoomDirectory
 from sfu.store import LessonStore, make_engine, sqlite_url
 from sfu.tokens import TokenIssuer
@@ -65,6 +67,9 @@ class RecorderService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.live: dict[str, LiveRecording] = {}
+        self.streams: dict[str, LiveHls] = {}  # lesson id -> its live HLS stream (fed by its recording session)
+        self.live_root = data_dir / "live"
+        shutil.rmtree(self.live_root, ignore_errors=True)  # what a crash left: those lessons are not live
         self._queue: asyncio.Queue[str] | None = None
         self._queued: set[str] = set()
         self._build_proc: asyncio.subprocess.Process | None = None
@@ -81,6 +86,10 @@ class RecorderService:
         """Recording is on for the server and the lesson, and no administrator ended the lesson."""
         return self.config.enabled and lesson.record and not lesson.extra.get("ended_at")
 
+    def wants_hls(self, lesson: Lesson) -> bool:
+        """Broadcast lessons have a live HLS stream (`serve --hls all`: every lesson; `off`: none)."""
+        return self.config.hls == "all" or (self.config.hls == "broadcast" and lesson.kind == BROADCAST)
+
     def on_room_created(self, room: LessonRoom) -> None:
         room.add_listener(lambda event, data: self._on_room_event(room, event, data))
         if self.should_record(room.lesson) and not self._closing:
@@ -96,6 +105,9 @@ class RecorderService:
             live = self._start(room)  # classrooms came back after the recording ended: a new part
         if live is None:
             return
+        stream = self.streams.get(lesson_id)
+        if event == "floor" and stream is not None:
+            stream.floor = data.get("classroom")  # whose microphone is mixed in besides the master's
         live.session.on_room_event(event, data)
         if event == "classroom_joined":
             if live.idle is not None:
@@ -145,6 +157,11 @@ class RecorderService:
         )
         self.catalog.save(record)
         live = self.live[lesson.id] = LiveRecording(session, record)
+        if self.wants_hls(lesson) and lesson.id not in self.streams:
+            stream = self.streams[lesson.id] = LiveHls(self.live_root / lesson.id, lesson.master.id,
+                                                       classrooms=len(lesson.classrooms))
+            stream.floor = room.floor
+            session.taps.append(stream.put)
         self._spawn(self._join(live))
         logger.info("recording lesson %s as %s", lesson.id, rec_id)
         return live
@@ -161,7 +178,10 @@ class RecorderService:
             return
         if live.idle is not None:
             live.idle.cancel()
+        stream = self.streams.pop(lesson_id, None)
         await live.session.stop(reason, ended_at)
+        if stream is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stream.close)
         record = live.record
         if not live.session.joined_classrooms and not any((live.session.capture_dir / "tracks").glob("*.mkv")):
             logger.info("recording %s: nobody came, discarded", record.id)
@@ -406,6 +426,7 @@ def attach(app: web.Application, *, rooms: RoomDirectory, store: LessonStore, to
     service = RecorderService(rooms, store, catalog, data_dir, config)
     rooms.on_room_created(service.on_room_created)
     app.add_routes(recording_routes(service, tokens))
+    app.add_routes(live_routes(service.streams, store, tokens))
     app.on_startup.append(service.startup)
     app.on_shutdown.append(service.shutdown)
     return service

@@ -4,7 +4,8 @@ It subscribes through the same interface as every subscriber (`LessonRoom.join`,
 `subscribe_answer`): the room gives system participants a slot for every classroom's camera and
 microphone and the master's courseware, and the forwarding plane feeds them like any other.
 On its own peer connection the receivers hand over reassembled encoded frames
-(`capture_encoded_frames`), which a writer thread muxes to disk. Room events go to
+(`capture_encoded_frames`), which a writer thread muxes to disk (and `taps`, the live HLS
+stream, are given too). Room events go to
 ``events.jsonl`` as they happen.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,7 @@ class RecordingSession:
         self.pc: RTCPeerConnection | None = None
         self._generation = 0
         self.watches: list[StallWatch] = []
+        self.taps: list[Callable[[CapturedFrame], None]] = []  # also given every frame (the live HLS stream)
         self.stalls_recovered = 0
         self._stalls_before = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,8 +181,11 @@ class RecordingSession:
         def sink(codec: Any, frame: Any) -> None:
             if watch is not None:
                 watch.frames += 1
-            writer.put(CapturedFrame(key, codec.name, codec.clockRate, frame.data, frame.timestamp, time.time(),
-                                     generation))
+            captured = CapturedFrame(key, codec.name, codec.clockRate, frame.data, frame.timestamp, time.time(),
+                                     generation)
+            writer.put(captured)
+            for tap in self.taps:
+                tap(captured)
 
         return sink
 
