@@ -94,3 +94,5 @@ def test_the_watch_page_plays_the_live_stream(server: ServerProcess, classrooms:
     # the watch page itself is refused without a token and to another lesson's
     assert server.api("/live/live2")[0] == 401
     assert server.api("/live/live2", token=mint_token(server, role="rural", classroom="rural-1"))[0] == 403
+    assert "/live/live2/index.m3u8?token=[redacted]" in server.log.read_text()  # hls.js's requests, logged
+    assert viewer not in server.log.read_text()  # ... without the token
