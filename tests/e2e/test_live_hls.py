@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from harness import ClassroomLauncher, ServerProcess, mint_token, wait_until
+from harness import ClassroomLauncher, ServerProcess, mint_token, start_server, wait_until
 from hls_checks import Playlist, decode_segment, get, parse_playlist, peak_hz
 
 from classroom_client.pattern import source_tag
@@ -73,3 +74,17 @@ def test_a_broadcast_lessons_live_stream(server: ServerProcess, classrooms: Clas
     print(f"live HLS: newest picture {age_ms} ms old when its segment could be fetched; worker "
           f"{100 * stats['cpu_s'] / stats['wall_s']:.1f} % of a core (320x240, 15 fps): {stats}")
     assert stats["errors"] == 0 and stats["dropped"] == 0
+
+
+def test_serve_hls_all_streams_a_twinning_lesson_too(tmp_path: Path) -> None:
+    """By default only broadcast lessons get a stream (test_lesson_core: a twinning lesson decodes
+    nothing); `serve --hls all` gives every lesson one."""
+    with start_server(tmp_path / "var", "--hls", "all") as server, ClassroomLauncher(server, tmp_path) as launcher:
+        viewer = mint_token(server, role="observer", classroom="observer")  # the demo lesson: twinning
+        launcher.start("master", "master", "--fps", "10")
+        wait_until(lambda: get(f"{server.url}/live/demo/index.m3u8", viewer).status == 200, 120,
+                   message="the twinning lesson's playlist")
+        playlist = parse_playlist(get(f"{server.url}/live/demo/index.m3u8", viewer).body.decode())
+        init = get(f"{server.url}/live/demo/{playlist.init}").body
+        decoded = decode_segment(init, get(f"{server.url}/live/demo/{playlist.segments[0][1]}").body)
+        assert {p.tag for p in decoded.patterns} == {source_tag("master")}
