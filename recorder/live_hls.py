@@ -26,7 +26,6 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,9 +41,13 @@ from recorder.capture import CapturedFrame, TrackClock
 
 logger = logging.getLogger(__name__)
 
-SEGMENT_S = 2.0  # target segment length (an IDR starts each one)
+SEGMENT_S = 2.0  # segment length: an IDR starts each one (forced, or asked of a master passed through)
+SPLIT_S = 0.75 * SEGMENT_S  # the muxer starts a segment at every keyframe at least this far from the last
 WINDOW = 6  # segments the playlist lists; older ones are deleted
-AUDIO_DELAY_S = 0.4  # the sound is mixed this far behind the clock, when every microphone's frames are in
+# The sound is mixed this far behind the newest frame the worker has handled (its arrival time), when
+# every microphone's frames are in. Not behind the wall clock: a worker that fell behind would mix
+# silence where frames still wait in its queue.
+AUDIO_DELAY_S = 0.4
 QUEUE_MAX = 600  # frames waiting for the worker; more and video is dropped up to the next keyframe
 VIDEO_TB = Fraction(1, 90000)
 AUDIO_TB = Fraction(1, RATE)
@@ -117,7 +120,7 @@ class _Output:
         self.width, self.height = width, height
         self.encoding = h264_extradata is None  # else the master's H.264 passes through
         self.container: Any = av.open(str(directory / PLAYLIST), "w", format="hls", options={
-            "hls_time": str(SEGMENT_S), "hls_list_size": str(WINDOW), "hls_delete_threshold": "2",
+            "hls_time": str(SPLIT_S), "hls_list_size": str(WINDOW), "hls_delete_threshold": "2",
             "hls_segment_type": "fmp4", "hls_fmp4_init_filename": f"{stamp}-init.mp4",
             "hls_segment_filename": str(directory / f"{stamp}-%d.m4s"),
             "hls_flags": "delete_segments+independent_segments+temp_file",
@@ -179,15 +182,14 @@ class _Output:
 class LiveHls:
     """The live HLS stream of one lesson; `put` is called on the event loop, the rest on the worker."""
 
-    def __init__(self, directory: Path, master: str, *, classrooms: int = 2, epoch: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: Path, master: str, *, classrooms: int = 2, epoch: float | None = None) -> None:
         self.directory = directory
-        self.clock = clock  # wall time (a test replays frames on its own clock)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         self.master = master
         self.floor: str | None = None  # the classroom whose microphone is mixed in besides the master's
-        self.epoch = clock() if epoch is None else epoch
+        self.epoch = time.time() if epoch is None else epoch
+        self._newest = self.epoch  # the latest arrival time the worker has handled
         self.stamp = str(int(self.epoch * 1000))
         self.stats = HlsStats()
         self._mix = LiveMix(classrooms)
@@ -200,6 +202,10 @@ class LiveHls:
         self._thread.start()
 
     # -- on the event loop ---------------------------------------------------------------------
+
+    def keyframes_wanted(self) -> set[str]:
+        """Slot keys to ask for a keyframe every SEGMENT_S: the master's camera while it is passed through."""
+        return {f"{self.master}:camera"} if self.stats.passthrough else set()
 
     def put(self, frame: CapturedFrame) -> None:
         key = frame.key
@@ -231,15 +237,16 @@ class LiveHls:
         started_wall, started_cpu, written = time.monotonic(), time.thread_time(), 0.0
         while True:
             try:
-                frame = self._queue.get(timeout=0.1)
+                frame: CapturedFrame | None = self._queue.get(timeout=STATS_EVERY_S)
             except queue.Empty:
-                frame = ...  # type: ignore[assignment]
+                frame = CapturedFrame("", "", 0, b"", 0, self._newest)  # nothing came: only the stats
             if frame is None:
                 break
             try:
-                if isinstance(frame, CapturedFrame):
+                if frame.key:
+                    self._newest = max(self._newest, frame.arrival)
                     self._handle(frame)
-                self._sound_until(self.clock() - AUDIO_DELAY_S)
+                    self._sound_until(self._newest - AUDIO_DELAY_S)
             except Exception:
                 self.stats.errors += 1
                 if self.stats.errors <= 5:

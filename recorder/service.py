@@ -34,7 +34,7 @@ from recorder.build import is_building
 from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, utc
 from recorder.config import RecorderConfig
 from recorder.http_api import recording_routes
-from recorder.live_hls import LiveHls
+from recorder.live_hls import SEGMENT_S, LiveHls
 from recorder.live_routes import live_routes
 from recorder.manifest import read_manifest
 from recorder.session import RecordingSession, SessionOptions
@@ -162,6 +162,7 @@ class RecorderService:
                                                        classrooms=len(lesson.classrooms))
             stream.floor = room.floor
             session.taps.append(stream.put)
+            session.frequent_keyframes = (SEGMENT_S, stream.keyframes_wanted)
         self._spawn(self._join(live))
         logger.info("recording lesson %s as %s", lesson.id, rec_id)
         return live

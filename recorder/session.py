@@ -115,6 +115,8 @@ class RecordingSession:
         self._generation = 0
         self.watches: list[StallWatch] = []
         self.taps: list[Callable[[CapturedFrame], None]] = []  # also given every frame (the live HLS stream)
+        # (every S seconds, the slot keys to ask for a keyframe: the live HLS stream's segments)
+        self.frequent_keyframes: tuple[float, Callable[[], set[str]]] | None = None
         self.stalls_recovered = 0
         self._stalls_before = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -156,9 +158,11 @@ class RecordingSession:
         self._watch(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         watches = []
+        receivers: dict[str, RTCRtpReceiver] = {}
         for transceiver in pc.getTransceivers():
             slot = by_mid.get(transceiver.mid)
             if slot is not None:
+                receivers[slot["key"]] = transceiver.receiver
                 watch = StallWatch(transceiver.receiver) if transceiver.kind == "video" else None
                 capture_encoded_frames(transceiver.receiver, self._sink(slot["key"], self._generation, watch))
                 if watch is not None:
@@ -172,6 +176,8 @@ class RecordingSession:
         self._spawn(self._watch_stalls(pc, watches))
         if self.options.keyframe_interval_s > 0:
             self._spawn(self._keyframes(pc))
+        if self.frequent_keyframes is not None:
+            self._spawn(self._frequent_keyframes(pc, receivers, *self.frequent_keyframes))
         logger.info("recording %s: joined lesson %s with %d slots", self.recording_id, self.room.lesson.id, len(by_mid))
 
     def _sink(self, key: str, generation: int, watch: StallWatch | None) -> Any:
@@ -218,6 +224,14 @@ class RecordingSession:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video" and pc.connectionState == "connected":
                     request_keyframe(transceiver.receiver)
+
+    async def _frequent_keyframes(self, pc: RTCPeerConnection, receivers: dict[str, RTCRtpReceiver], every_s: float,
+                                  wanted: Callable[[], set[str]]) -> None:
+        while pc is self.pc and pc.connectionState != "closed":
+            await asyncio.sleep(every_s)
+            for key in wanted():
+                if key in receivers and pc.connectionState == "connected":
+                    request_keyframe(receivers[key])
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

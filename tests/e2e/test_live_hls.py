@@ -88,3 +88,25 @@ def test_serve_hls_all_streams_a_twinning_lesson_too(tmp_path: Path) -> None:
         init = get(f"{server.url}/live/demo/{playlist.init}").body
         decoded = decode_segment(init, get(f"{server.url}/live/demo/{playlist.segments[0][1]}").body)
         assert {p.tag for p in decoded.patterns} == {source_tag("master")}
+
+
+def test_a_masters_h264_is_passed_through(server: ServerProcess, classrooms: ClassroomLauncher) -> None:
+    """A master publishing H.264: the stream carries its pictures as they came (no decode, no encode),
+    in segments of about SEGMENT_S (the server asks the master for a keyframe that often)."""
+    admin = mint_token(server, role="admin")
+    assert server.api("/api/lessons", method="POST", body=LESSON, token=admin)[0] == 201
+    viewer = mint_token(server, role="observer", classroom="observer", lesson="live1")
+    classrooms.start("m1", "master", "--fps", "15", "--codec", "h264", lesson="live1", token=mint_token(
+        server, role="master", classroom="m1", lesson="live1"))
+    wait_until(lambda: (p := _playlist(server, viewer)) is not None and len(p.segments) >= 4, 120,
+               message="the playlist lists four segments")
+    playlist = _playlist(server, viewer)
+    assert playlist is not None
+    assert all(SEGMENT_S * 0.5 <= d <= SEGMENT_S * 1.6 for d, _uri in playlist.segments[1:-1]), playlist
+    base = f"{server.url}/live/live1/"
+    decoded = decode_segment(get(base + playlist.init).body, get(base + playlist.segments[-1][1]).body)
+    assert decoded.codecs == {"video": "h264", "audio": "aac"}
+    assert {p.tag for p in decoded.patterns} == {source_tag("m1")} and decoded.pictures >= 10
+    stats = json.loads((server.data_dir / "live" / "live1" / "stats.json").read_text())
+    assert stats["passthrough"] is True and stats["errors"] == 0, stats
+    print(f"live HLS, H.264 passed through: {100 * stats['cpu_s'] / stats['wall_s']:.1f} % of a core; {playlist}")

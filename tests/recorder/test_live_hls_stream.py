@@ -1,7 +1,8 @@
 """The live HLS stream on its own (recorder.live_hls): encoded frames in, fMP4 segments out.
 
 The frames are really encoded (the terminal's VP8 or H.264 test pattern, Opus tones) and fed
-with their arrival times on a replayed clock, as the recording session's sink would feed them.
+with their arrival times, as the recording session's sink would feed them, but faster than life
+(with a backlog in the worker's queue: nothing may be lost to it).
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ def _frames(codec: str, duration: float, keyframe_every_s: float) -> list[Captur
 
 
 def _replay(directory: Path, frames: list[CapturedFrame], floor: str | None = None) -> LiveHls:
-    now = [EPOCH]
-    stream = LiveHls(directory, "master", classrooms=3, epoch=EPOCH, clock=lambda: now[0])
+    stream = LiveHls(directory, "master", classrooms=3, epoch=EPOCH)
     stream.floor = floor
     for frame in frames:
-        now[0] = frame.arrival
         stream.put(frame)
         while stream._queue.qsize() > 100:  # a replay runs faster than life: let the worker keep up
             time.sleep(0.005)
