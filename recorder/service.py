@@ -34,11 +34,11 @@ from recorder.build import is_building
 from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, utc
 from recorder.config import RecorderConfig
 from recorder.http_api import recording_routes
-from recorder.live_hls import SEGMENT_S, LiveHls
 from recorder.live_routes import live_routes
+from recorder.live_streams import LiveStreams
 from recorder.manifest import read_manifest
 from recorder.session import RecordingSession, SessionOptions
-from sfu.lessons import BROADCAST, Lesson
+from sfu.lessons import Lesson
 from sfu.room import LessonRoom, RoomDirectory
 from sfu.store import LessonStore, make_engine, sqlite_url
 from sfu.tokens import TokenIssuer
@@ -67,9 +67,7 @@ class RecorderService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.live: dict[str, LiveRecording] = {}
-        self.streams: dict[str, LiveHls] = {}  # lesson id -> its live HLS stream (fed by its recording session)
-        self.live_root = data_dir / "live"
-        shutil.rmtree(self.live_root, ignore_errors=True)  # what a crash left: those lessons are not live
+        self.hls = LiveStreams(data_dir / "live", config.hls)  # the lessons' live HLS streams
         self._queue: asyncio.Queue[str] | None = None
         self._queued: set[str] = set()
         self._build_proc: asyncio.subprocess.Process | None = None
@@ -86,16 +84,23 @@ class RecorderService:
         """Recording is on for the server and the lesson, and no administrator ended the lesson."""
         return self.config.enabled and lesson.record and not lesson.extra.get("ended_at")
 
-    def wants_hls(self, lesson: Lesson) -> bool:
-        """Broadcast lessons have a live HLS stream (`serve --hls all`: every lesson; `off`: none)."""
-        return self.config.hls == "all" or (self.config.hls == "broadcast" and lesson.kind == BROADCAST)
-
     def on_room_created(self, room: LessonRoom) -> None:
         room.add_listener(lambda event, data: self._on_room_event(room, event, data))
         if self.should_record(room.lesson) and not self._closing:
             self._start(room)
 
     def _on_room_event(self, room: LessonRoom, event: str, data: dict[str, Any]) -> None:
+        self._on_recording_event(room, event, data)
+        if event == "floor":
+            self.hls.floor(room.lesson.id, data.get("classroom"))
+        elif event in ("classroom_joined", "classroom_left", "lesson_updated"):
+            self.sync_hls(room)
+
+    def sync_hls(self, room: LessonRoom) -> None:
+        """A lesson that is not recorded but wants a live HLS stream gets a session of its own."""
+        self.hls.sync(room, recorded=room.lesson.id in self.live, closing=self._closing)
+
+    def _on_recording_event(self, room: LessonRoom, event: str, data: dict[str, Any]) -> None:
         lesson_id = room.lesson.id
         live = self.live.get(lesson_id)
         if event == "lesson_updated":
@@ -105,9 +110,6 @@ class RecorderService:
             live = self._start(room)  # classrooms came back after the recording ended: a new part
         if live is None:
             return
-        stream = self.streams.get(lesson_id)
-        if event == "floor" and stream is not None:
-            stream.floor = data.get("classroom")  # whose microphone is mixed in besides the master's
         live.session.on_room_event(event, data)
         if event == "classroom_joined":
             if live.idle is not None:
@@ -157,12 +159,7 @@ class RecorderService:
         )
         self.catalog.save(record)
         live = self.live[lesson.id] = LiveRecording(session, record)
-        if self.wants_hls(lesson) and lesson.id not in self.streams:
-            stream = self.streams[lesson.id] = LiveHls(self.live_root / lesson.id, lesson.master.id,
-                                                       classrooms=len(lesson.classrooms))
-            stream.floor = room.floor
-            session.taps.append(stream.put)
-            session.frequent_keyframes = (SEGMENT_S, stream.keyframes_wanted)
+        self.hls.recording_started(room, session)
         self._spawn(self._join(live))
         logger.info("recording lesson %s as %s", lesson.id, rec_id)
         return live
@@ -179,10 +176,9 @@ class RecorderService:
             return
         if live.idle is not None:
             live.idle.cancel()
-        stream = self.streams.pop(lesson_id, None)
         await live.session.stop(reason, ended_at)
-        if stream is not None:
-            await asyncio.get_running_loop().run_in_executor(None, stream.close)
+        await self.hls.recording_ended(lesson_id)
+        self.sync_hls(live.session.room)  # still connected classrooms (recording turned off): a stream of its own
         record = live.record
         if not live.session.joined_classrooms and not any((live.session.capture_dir / "tracks").glob("*.mkv")):
             logger.info("recording %s: nobody came, discarded", record.id)
@@ -350,6 +346,7 @@ class RecorderService:
         self._closing = True
         for lesson_id in list(self.live):
             await self._end(lesson_id, reason, build=False)
+        await self.hls.close()
 
     async def shutdown(self, app: web.Application) -> None:
         await self.close_live()
@@ -427,7 +424,7 @@ def attach(app: web.Application, *, rooms: RoomDirectory, store: LessonStore, to
     service = RecorderService(rooms, store, catalog, data_dir, config)
     rooms.on_room_created(service.on_room_created)
     app.add_routes(recording_routes(service, tokens))
-    app.add_routes(live_routes(service.streams, store, tokens))
+    app.add_routes(live_routes(service.hls.streams, store, tokens))
     app.on_startup.append(service.startup)
     app.on_shutdown.append(service.shutdown)
     return service

@@ -44,6 +44,7 @@ STALL_S = 0.7  # no frame for this long while packets keep arriving: reassembly 
 @dataclass
 class SessionOptions:
     keyframe_interval_s: float = 10.0  # ask for a keyframe this often (0: never); bounds build seeks
+    capture: bool = True  # False: nothing on disk, the frames only go to `taps` (a lesson not recorded)
 
 
 class StallWatch:
@@ -96,18 +97,20 @@ class RecordingSession:
         self.recording_id = recording_id
         self.directory = directory
         self.capture_dir = directory / "capture"
-        self.capture_dir.mkdir(parents=True, exist_ok=True)
         self.options = options
         self.epoch = time.time()
         self.ended_at: float | None = None
         self.joined_classrooms: set[str] = set()
-        write_json_atomic(self.capture_dir / "session.json", {
-            "format": CAPTURE_FORMAT,
-            "recording": recording_id,
-            "epoch": self.epoch,
-            "lesson": room.lesson.to_json(),
-        })
-        self.events = JsonLines(self.capture_dir / "events.jsonl")
+        self.events: JsonLines | None = None
+        if options.capture:
+            self.capture_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.capture_dir / "session.json", {
+                "format": CAPTURE_FORMAT,
+                "recording": recording_id,
+                "epoch": self.epoch,
+                "lesson": room.lesson.to_json(),
+            })
+            self.events = JsonLines(self.capture_dir / "events.jsonl")
         self.event("state", room.state())
         self.writer: CaptureWriter | None = None
         self.participant: Participant | None = None
@@ -126,7 +129,8 @@ class RecordingSession:
     # -- events ------------------------------------------------------------------------------
 
     def event(self, name: str, data: dict[str, Any]) -> None:
-        self.events.append({"t": time.time(), "event": name, **data})
+        if self.events is not None:
+            self.events.append({"t": time.time(), "event": name, **data})
 
     def on_room_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "classroom_joined":
@@ -151,7 +155,7 @@ class RecordingSession:
         if self._stopping:
             await self._leave()
             return
-        if self.writer is None:
+        if self.writer is None and self.options.capture:
             self.writer = CaptureWriter(self.capture_dir, self.epoch, {s["key"]: s["kind"] for s in slots})
         pc = RTCPeerConnection(rtc_configuration(self.room.ice_servers))
         self.pc = pc
@@ -182,14 +186,14 @@ class RecordingSession:
 
     def _sink(self, key: str, generation: int, watch: StallWatch | None) -> Any:
         writer = self.writer
-        assert writer is not None
 
         def sink(codec: Any, frame: Any) -> None:
             if watch is not None:
                 watch.frames += 1
             captured = CapturedFrame(key, codec.name, codec.clockRate, frame.data, frame.timestamp, time.time(),
                                      generation)
-            writer.put(captured)
+            if writer is not None:
+                writer.put(captured)
             for tap in self.taps:
                 tap(captured)
 
@@ -267,6 +271,9 @@ class RecordingSession:
         if writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, writer.close)
         self.event("recording_stopped", {"reason": reason})
+        if self.events is None:
+            logger.info("live session %s stopped (%s)", self.recording_id, reason)
+            return
         self.events.close()
         write_json_atomic(self.capture_dir / "ended.json", {
             "ended_at": self.ended_at,

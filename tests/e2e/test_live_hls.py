@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from harness import ClassroomLauncher, ServerProcess, mint_token, start_server, wait_until
 from hls_checks import Playlist, decode_segment, get, parse_playlist, peak_hz
@@ -15,6 +16,11 @@ from recorder.live_hls import SEGMENT_S, WINDOW
 
 LESSON = {"id": "live1", "kind": "broadcast", "title": "名师课堂 · 直播", "subject": "数学", "grade": "5",
           "master": {"id": "m1", "name": "名师工作室"}, "rurals": [{"id": "r1", "name": "山口教学点"}]}
+
+
+def _stats(server: ServerProcess) -> dict[str, Any]:
+    [path] = (server.data_dir / "live" / "live1").glob("*/stats.json")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
 def _playlist(server: ServerProcess, token: str) -> Playlist | None:
@@ -70,7 +76,7 @@ def test_a_broadcast_lessons_live_stream(server: ServerProcess, classrooms: Clas
     wait_until(lambda: (p := _playlist(server, viewer)) is not None and p.sequence > playlist.sequence + WINDOW,
                90, message="the window moved on by a whole window")
     assert get(base + first).status == 404
-    stats = json.loads((server.data_dir / "live" / "live1" / "stats.json").read_text())
+    stats = _stats(server)
     print(f"live HLS: newest picture {age_ms} ms old when its segment could be fetched; worker "
           f"{100 * stats['cpu_s'] / stats['wall_s']:.1f} % of a core (320x240, 15 fps): {stats}")
     assert stats["errors"] == 0 and stats["dropped"] == 0
@@ -90,11 +96,13 @@ def test_serve_hls_all_streams_a_twinning_lesson_too(tmp_path: Path) -> None:
         assert {p.tag for p in decoded.patterns} == {source_tag("master")}
 
 
-def test_a_masters_h264_is_passed_through(server: ServerProcess, classrooms: ClassroomLauncher) -> None:
+def test_a_masters_h264_is_passed_through_in_a_lesson_not_recorded(
+        server: ServerProcess, classrooms: ClassroomLauncher) -> None:
     """A master publishing H.264: the stream carries its pictures as they came (no decode, no encode),
-    in segments of about SEGMENT_S (the server asks the master for a keyframe that often)."""
+    in segments of about SEGMENT_S (the server asks the master for a keyframe that often). The lesson
+    is not recorded: the stream has a session of its own, which writes nothing to disk."""
     admin = mint_token(server, role="admin")
-    assert server.api("/api/lessons", method="POST", body=LESSON, token=admin)[0] == 201
+    assert server.api("/api/lessons", method="POST", body={**LESSON, "record": False}, token=admin)[0] == 201
     viewer = mint_token(server, role="observer", classroom="observer", lesson="live1")
     classrooms.start("m1", "master", "--fps", "15", "--codec", "h264", lesson="live1", token=mint_token(
         server, role="master", classroom="m1", lesson="live1"))
@@ -107,6 +115,12 @@ def test_a_masters_h264_is_passed_through(server: ServerProcess, classrooms: Cla
     decoded = decode_segment(get(base + playlist.init).body, get(base + playlist.segments[-1][1]).body)
     assert decoded.codecs == {"video": "h264", "audio": "aac"}
     assert {p.tag for p in decoded.patterns} == {source_tag("m1")} and decoded.pictures >= 10
-    stats = json.loads((server.data_dir / "live" / "live1" / "stats.json").read_text())
+    stats = _stats(server)
     assert stats["passthrough"] is True and stats["errors"] == 0, stats
+    assert server.api("/api/recordings?lesson=live1", token=admin)[1]["recordings"] == []
+    assert not list((server.data_dir / "recordings").glob("live1*"))
+    classrooms.stop_all()  # the master leaves: the lesson is no longer live, its stream and files go
+    wait_until(lambda: get(f"{server.url}/live/live1/index.m3u8", viewer).status == 404, 60,
+               message="the playlist gone once the master left")
+    wait_until(lambda: not list((server.data_dir / "live").glob("live1/*/*")), 30, message="the files gone")
     print(f"live HLS, H.264 passed through: {100 * stats['cpu_s'] / stats['wall_s']:.1f} % of a core; {playlist}")
