@@ -83,7 +83,7 @@ def decoded_blocks(source: AudioSource, since_s: float | None = None,
                         expected = None
                         continue
                     for frame in frames:
-                        for samples in _mono48k(frame, resampler):
+                        for samples in mono48k(frame, resampler):
                             if skip:  # the clock moved back a little: never play a moment twice
                                 cut = min(skip, samples.shape[0])
                                 samples, start, skip = samples[cut:], start + cut, skip - cut
@@ -95,7 +95,7 @@ def decoded_blocks(source: AudioSource, since_s: float | None = None,
                 pass  # a damaged tail: keep what decoded
 
 
-def _mono48k(frame: av.AudioFrame, resampler: AudioResampler | None) -> list[np.ndarray]:
+def mono48k(frame: av.AudioFrame, resampler: AudioResampler | None) -> list[np.ndarray]:
     """Mono float32 at 48 kHz (Opus decodes to that already: averaging channels is enough)."""
     if resampler is None and frame.sample_rate == RATE and frame.format.name in ("flt", "fltp"):
         data = frame.to_ndarray()

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+HLS_MODES = ("broadcast", "all", "off")  # which lessons get a live HLS stream (`serve --hls`)
+
 
 @dataclass(frozen=True)
 class RecorderConfig:
@@ -19,6 +21,7 @@ class RecorderConfig:
     build_nice: int = 10  # builds yield the CPU to live lessons
     planned_poll_s: float = 15.0  # how often to look for lessons whose planned start has come
     planned_wait_s: float = 1800.0  # a lesson started by its timetable with nobody there: give up
+    hls: str = "broadcast"  # live HLS for broadcast lessons, for "all" lessons or "off" (recorder.live_hls)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RecorderConfig:

@@ -34,6 +34,8 @@ from recorder.build import is_building
 from recorder.catalog import Recording, RecordingCatalog, RecordingFilter, utc
 from recorder.config import RecorderConfig
 from recorder.http_api import recording_routes
+from recorder.live_routes import live_routes
+from recorder.live_streams import LiveStreams
 from recorder.manifest import read_manifest
 from recorder.session import RecordingSession, SessionOptions
 from sfu.lessons import Lesson
@@ -65,6 +67,7 @@ class RecorderService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.live: dict[str, LiveRecording] = {}
+        self.hls = LiveStreams(data_dir / "live", config.hls)  # the lessons' live HLS streams
         self._queue: asyncio.Queue[str] | None = None
         self._queued: set[str] = set()
         self._build_proc: asyncio.subprocess.Process | None = None
@@ -87,6 +90,17 @@ class RecorderService:
             self._start(room)
 
     def _on_room_event(self, room: LessonRoom, event: str, data: dict[str, Any]) -> None:
+        self._on_recording_event(room, event, data)
+        if event == "floor":
+            self.hls.floor(room.lesson.id, data.get("classroom"))
+        elif event in ("classroom_joined", "classroom_left", "lesson_updated"):
+            self.sync_hls(room)
+
+    def sync_hls(self, room: LessonRoom) -> None:
+        """A lesson that is not recorded but wants a live HLS stream gets a session of its own."""
+        self.hls.sync(room, recorded=room.lesson.id in self.live, closing=self._closing)
+
+    def _on_recording_event(self, room: LessonRoom, event: str, data: dict[str, Any]) -> None:
         lesson_id = room.lesson.id
         live = self.live.get(lesson_id)
         if event == "lesson_updated":
@@ -145,6 +159,7 @@ class RecorderService:
         )
         self.catalog.save(record)
         live = self.live[lesson.id] = LiveRecording(session, record)
+        self.hls.recording_started(room, session)
         self._spawn(self._join(live))
         logger.info("recording lesson %s as %s", lesson.id, rec_id)
         return live
@@ -162,6 +177,8 @@ class RecorderService:
         if live.idle is not None:
             live.idle.cancel()
         await live.session.stop(reason, ended_at)
+        await self.hls.recording_ended(lesson_id)
+        self.sync_hls(live.session.room)  # still connected classrooms (recording turned off): a stream of its own
         record = live.record
         if not live.session.joined_classrooms and not any((live.session.capture_dir / "tracks").glob("*.mkv")):
             logger.info("recording %s: nobody came, discarded", record.id)
@@ -329,6 +346,7 @@ class RecorderService:
         self._closing = True
         for lesson_id in list(self.live):
             await self._end(lesson_id, reason, build=False)
+        await self.hls.close()
 
     async def shutdown(self, app: web.Application) -> None:
         await self.close_live()
@@ -406,6 +424,7 @@ def attach(app: web.Application, *, rooms: RoomDirectory, store: LessonStore, to
     service = RecorderService(rooms, store, catalog, data_dir, config)
     rooms.on_room_created(service.on_room_created)
     app.add_routes(recording_routes(service, tokens))
+    app.add_routes(live_routes(service.hls.streams, store, tokens))
     app.on_startup.append(service.startup)
     app.on_shutdown.append(service.shutdown)
     return service

@@ -4,7 +4,8 @@ It subscribes through the same interface as every subscriber (`LessonRoom.join`,
 `subscribe_answer`): the room gives system participants a slot for every classroom's camera and
 microphone and the master's courseware, and the forwarding plane feeds them like any other.
 On its own peer connection the receivers hand over reassembled encoded frames
-(`capture_encoded_frames`), which a writer thread muxes to disk. Room events go to
+(`capture_encoded_frames`), which a writer thread muxes to disk (and `taps`, the live HLS
+stream, are given too). Room events go to
 ``events.jsonl`` as they happen.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ STALL_S = 0.7  # no frame for this long while packets keep arriving: reassembly 
 @dataclass
 class SessionOptions:
     keyframe_interval_s: float = 10.0  # ask for a keyframe this often (0: never); bounds build seeks
+    capture: bool = True  # False: nothing on disk, the frames only go to `taps` (a lesson not recorded)
 
 
 class StallWatch:
@@ -94,24 +97,29 @@ class RecordingSession:
         self.recording_id = recording_id
         self.directory = directory
         self.capture_dir = directory / "capture"
-        self.capture_dir.mkdir(parents=True, exist_ok=True)
         self.options = options
         self.epoch = time.time()
         self.ended_at: float | None = None
         self.joined_classrooms: set[str] = set()
-        write_json_atomic(self.capture_dir / "session.json", {
-            "format": CAPTURE_FORMAT,
-            "recording": recording_id,
-            "epoch": self.epoch,
-            "lesson": room.lesson.to_json(),
-        })
-        self.events = JsonLines(self.capture_dir / "events.jsonl")
+        self.events: JsonLines | None = None
+        if options.capture:
+            self.capture_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.capture_dir / "session.json", {
+                "format": CAPTURE_FORMAT,
+                "recording": recording_id,
+                "epoch": self.epoch,
+                "lesson": room.lesson.to_json(),
+            })
+            self.events = JsonLines(self.capture_dir / "events.jsonl")
         self.event("state", room.state())
         self.writer: CaptureWriter | None = None
         self.participant: Participant | None = None
         self.pc: RTCPeerConnection | None = None
         self._generation = 0
         self.watches: list[StallWatch] = []
+        self.taps: list[Callable[[CapturedFrame], None]] = []  # also given every frame (the live HLS stream)
+        # (every S seconds, the slot keys to ask for a keyframe: the live HLS stream's segments)
+        self.frequent_keyframes: tuple[float, Callable[[], set[str]]] | None = None
         self.stalls_recovered = 0
         self._stalls_before = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -121,7 +129,8 @@ class RecordingSession:
     # -- events ------------------------------------------------------------------------------
 
     def event(self, name: str, data: dict[str, Any]) -> None:
-        self.events.append({"t": time.time(), "event": name, **data})
+        if self.events is not None:
+            self.events.append({"t": time.time(), "event": name, **data})
 
     def on_room_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "classroom_joined":
@@ -146,16 +155,18 @@ class RecordingSession:
         if self._stopping:
             await self._leave()
             return
-        if self.writer is None:
+        if self.writer is None and self.options.capture:
             self.writer = CaptureWriter(self.capture_dir, self.epoch, {s["key"]: s["kind"] for s in slots})
         pc = RTCPeerConnection(rtc_configuration(self.room.ice_servers))
         self.pc = pc
         self._watch(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         watches = []
+        receivers: dict[str, RTCRtpReceiver] = {}
         for transceiver in pc.getTransceivers():
             slot = by_mid.get(transceiver.mid)
             if slot is not None:
+                receivers[slot["key"]] = transceiver.receiver
                 watch = StallWatch(transceiver.receiver) if transceiver.kind == "video" else None
                 capture_encoded_frames(transceiver.receiver, self._sink(slot["key"], self._generation, watch))
                 if watch is not None:
@@ -169,17 +180,22 @@ class RecordingSession:
         self._spawn(self._watch_stalls(pc, watches))
         if self.options.keyframe_interval_s > 0:
             self._spawn(self._keyframes(pc))
+        if self.frequent_keyframes is not None:
+            self._spawn(self._frequent_keyframes(pc, receivers, *self.frequent_keyframes))
         logger.info("recording %s: joined lesson %s with %d slots", self.recording_id, self.room.lesson.id, len(by_mid))
 
     def _sink(self, key: str, generation: int, watch: StallWatch | None) -> Any:
         writer = self.writer
-        assert writer is not None
 
         def sink(codec: Any, frame: Any) -> None:
             if watch is not None:
                 watch.frames += 1
-            writer.put(CapturedFrame(key, codec.name, codec.clockRate, frame.data, frame.timestamp, time.time(),
-                                     generation))
+            captured = CapturedFrame(key, codec.name, codec.clockRate, frame.data, frame.timestamp, time.time(),
+                                     generation)
+            if writer is not None:
+                writer.put(captured)
+            for tap in self.taps:
+                tap(captured)
 
         return sink
 
@@ -212,6 +228,14 @@ class RecordingSession:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video" and pc.connectionState == "connected":
                     request_keyframe(transceiver.receiver)
+
+    async def _frequent_keyframes(self, pc: RTCPeerConnection, receivers: dict[str, RTCRtpReceiver], every_s: float,
+                                  wanted: Callable[[], set[str]]) -> None:
+        while pc is self.pc and pc.connectionState != "closed":
+            await asyncio.sleep(every_s)
+            for key in wanted():
+                if key in receivers and pc.connectionState == "connected":
+                    request_keyframe(receivers[key])
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -247,6 +271,9 @@ class RecordingSession:
         if writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, writer.close)
         self.event("recording_stopped", {"reason": reason})
+        if self.events is None:
+            logger.info("live session %s stopped (%s)", self.recording_id, reason)
+            return
         self.events.close()
         write_json_atomic(self.capture_dir / "ended.json", {
             "ended_at": self.ended_at,

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from recorder.config import HLS_MODES
 from sfu.admission import Limits
 from sfu.lessons import LessonError, Role
 from sfu.store import LessonStore, make_engine
@@ -50,6 +51,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--no-tiers", action="store_true",
                        help="never make lower tiers: every subscriber gets the full streams, whatever its link "
                             "(benches that overload their own receivers)")
+    serve.add_argument("--hls", default=os.environ.get("TWINCLASS_HLS", "broadcast"), choices=list(HLS_MODES),
+                       help="which lessons get a live HLS stream at /live/{lesson}/index.m3u8: broadcast lessons "
+                            "(default), all lessons (each costs one decode and H.264 encode), or none (off)")
     serve.add_argument("--event-loop", default="uvloop", choices=["uvloop", "asyncio"],
                        help="the event loop to run on: uvloop (libuv's, the default: a forwarded packet costs about "
                             "a third less) or asyncio (the standard library's)")
@@ -132,6 +136,7 @@ def run_serve(args: argparse.Namespace) -> int:
         forward_path=args.forward_path,
         event_loop=args.event_loop,
         tiers=not args.no_tiers,
+        hls=args.hls,
     )
     with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
         runner.run(serve(config))

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
 from recorder import service as recorder_service
+from recorder.config import RecorderConfig
 from scheduler import http as scheduler_http
 from sfu.addresses import bind_hosts, loopback_ice_addresses, public_host, url_host
 from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies, normalize_origin
@@ -72,6 +73,7 @@ class ServerConfig:
     forward_path: str = "slim"  # how a forwarded packet goes through aiortc (sfu.media.aiortc_adapter.FORWARD_PATHS)
     tiers: bool = True  # a weak downlink gets a server-made lower tier (False: full streams to all, for benches)
     event_loop: str = "uvloop"  # uvloop | asyncio (twinclass.commands.run_serve)
+    hls: str = "broadcast"  # which lessons get a live HLS stream: broadcast | all | off (recorder.live_hls)
 
     @property
     def public_url(self) -> str:
@@ -148,7 +150,8 @@ def build(config: ServerConfig) -> Services:
     study_routes.add_study_routes(app, store=store, tokens=tokens, rooms=rooms, data_dir=config.data_dir,
                                   engine=engine)
 
-    recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir)
+    recorder = recorder_service.attach(app, rooms=rooms, store=store, tokens=tokens, data_dir=config.data_dir,
+                                       config=replace(RecorderConfig.from_env(), hls=config.hls))
     metrics.attach(app, rooms=rooms, tokens=tokens, recorder=recorder, signaling=signaling, port=config.metrics_port)
     admin_routes.add_admin_routes(app, store=store, tokens=tokens, rooms=rooms, engine=engine, signaling=signaling,
                                   recordings=recorder, public_url=config.public_url, data_dir=config.data_dir,

@@ -43,6 +43,7 @@ NODE_MODULES = WEB_DIR / "node_modules"
 VENDOR_DIRS = {
     "socket.io": "socket.io-client/dist",  # socket.io.esm.min.js
     "noto-sans-sc": "@fontsource-variable/noto-sans-sc",  # index.css + files/*.woff2 (CJK for any OS)
+    "hls.js": "hls.js/dist",  # hls.min.js + hls.worker.js: the live HLS watch page (recorder.live_routes)
 }
 VENDOR_SUFFIXES = (".js", ".map", ".css", ".woff2")
 
