@@ -20,7 +20,14 @@ from urllib.parse import urlparse
 import socketio
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from classroom_client.backoff import RECONNECT_DELAY_MAX_S, RECONNECT_DELAY_S, RECONNECT_JITTER_S, Backoff
+from classroom_client.backoff import (
+    FAILOVER_DELAY_S,
+    FAILOVER_JITTER_S,
+    RECONNECT_DELAY_MAX_S,
+    RECONNECT_DELAY_S,
+    RECONNECT_JITTER_S,
+    Backoff,
+)
 from classroom_client.encoders import PublisherEncoders, install_publisher_encoders
 from classroom_client.link import Link, LinkSpec
 from classroom_client.opus import OpusDecoder
@@ -87,6 +94,8 @@ class ClassroomClient:
         self.kicked: str | None = None
         self.sessions = 0  # how many times we (re)joined
         self.redirects = 0
+        self.nodes: list[str] = []  # a viewer's join reply: the cluster's live nodes, tried if ours dies
+        self.failovers = 0  # moves to another node after ours went away
         self.server_stopping: dict[str, Any] | None = None  # the last `server_stopping` event
         self._pub: RTCPeerConnection | None = None
         self._sub: RTCPeerConnection | None = None
@@ -123,6 +132,7 @@ class ClassroomClient:
 
         @sio.event
         async def connect() -> None:
+            sio.reconnection_delay, sio.randomization_factor = RECONNECT_DELAY_S, RECONNECT_JITTER_S
             self._spawn(self._setup())
 
         @sio.event
@@ -130,6 +140,8 @@ class ClassroomClient:
             self.joined.clear()
             # closed beside the socket.io loop: it answers the server's close without waiting for aiortc
             self._spawn(_close_all(self._detach_peers()))
+            if reason not in (sio.reason.CLIENT_DISCONNECT, sio.reason.SERVER_DISCONNECT):
+                self._fail_over()
             if reason == sio.reason.SERVER_DISCONNECT and self.config.reconnect:
                 # socket.io does not come back by itself when the server closed the session
                 # (a restart, a protocol error): we do, unless we were refused or replaced
@@ -215,6 +227,20 @@ class ClassroomClient:
         self.events.append((time.time(), name, data))
         logger.info("event %s %s", name, data)
 
+    def _fail_over(self) -> None:
+        """Our node went away (no close, the line broke): a viewer comes back on the next node of
+        the cluster (which places it again); socket.io's own reconnection dials `_server_url`."""
+        others = [n for n in self.nodes if n.rstrip("/") != self.config.server.rstrip("/")]
+        if self.role in ("listener", "observer") and others:
+            self.config.server = others[self.failovers % len(others)]
+            self.failovers += 1
+            # socket.io's reconnection, which starts after this handler, knocks there soon
+            self.sio.reconnection_delay, self.sio.randomization_factor = FAILOVER_DELAY_S, FAILOVER_JITTER_S
+            logger.warning("lost the server; trying %s", self.config.server)
+
+    def _server_url(self) -> str:
+        return self.config.server
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -244,6 +270,7 @@ class ClassroomClient:
                 self.lesson = state["lesson"]
                 self.floor = state.get("floor")
                 self.hands = state.get("hands", [])
+                self.nodes = [str(n) for n in state.get("nodes", [])]
                 classrooms = [self.lesson["master"], *self.lesson["rurals"]]
                 self.reception.tags = {source_tag(c["id"]): c["id"] for c in classrooms}
                 self.sessions += 1
@@ -377,7 +404,7 @@ class ClassroomClient:
                 return
             url = self.config.server
             try:
-                await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+                await self.sio.connect(self._server_url, transports=["websocket"], wait_timeout=10)
                 return
             except Exception as exc:  # server not up yet, or network down
                 delay = backoff.next_delay()
@@ -468,6 +495,7 @@ class ClassroomClient:
             "stalls_recovered": self.stalls_recovered,
             "server": self.config.server,
             "redirects": self.redirects,
+            "failovers": self.failovers,
             "link": str(self._link.spec) if self._link else None,
             "link_stats": self._link.stats() if self._link else None,
             "ice": {"publish": selected_candidate_pair(self._pub) if self._pub else None,

@@ -95,6 +95,7 @@ class LessonRoom:
         self.floor: str | None = None
         self.courseware = False
         self.guests: list[str | None] = [None] * guest_places(lesson)  # brought-in listeners, by place
+        self.remote_names: dict[str, str] = {}  # listening classrooms on edge nodes whose hand is up
         self.started_at = time.time()
         self._listeners: list[RoomListener] = []
 
@@ -157,7 +158,7 @@ class LessonRoom:
         if room is not None:
             return room.name
         p = self.by_classroom(classroom, listening=True)
-        return p.name if p is not None else classroom
+        return p.name if p is not None else self.remote_names.get(classroom, classroom)
 
     def hands_json(self) -> list[dict[str, Any]]:
         out = []
@@ -283,7 +284,7 @@ class LessonRoom:
         if p.subscriber is None:
             p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
                                               self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
-                                              adaptive=self.tiers and p.role != Role.SYSTEM)
+                                              adaptive=self.tiers and p.role not in (Role.SYSTEM, Role.RELAY))
             for spec in p.slot_specs:
                 p.subscriber.add_slot(spec.key, spec.kind)
             self.rebind()
@@ -354,6 +355,22 @@ class LessonRoom:
             self.hands.append((p.classroom, time.time()))
             self._emit("hand_raised", {"classroom": p.classroom, "name": p.name})
             self._emit("hands", {"queue": self.hands_json()})
+
+    def remote_hand(self, sid: str, classroom: str, name: str, up: bool) -> None:
+        """A listening classroom on an edge node (`sfu.cascade`) raised or lowered its hand; `sid`
+        is the edge's relay."""
+        if self._participant(sid).role != Role.RELAY:
+            raise RoomError("forbidden", "only another node of the cluster passes on a hand")
+        if up and all(c != classroom for c, _ in self.hands):
+            self.remote_names[classroom] = name
+            self.hands.append((classroom, time.time()))
+            self._emit("hand_raised", {"classroom": classroom, "name": name})
+        elif not up and any(c == classroom for c, _ in self.hands):
+            self.hands = [(c, t) for c, t in self.hands if c != classroom]
+            self._emit("hand_lowered", {"classroom": classroom})
+        else:
+            return
+        self._emit("hands", {"queue": self.hands_json()})
 
     def lower_hand(self, sid: str, classroom: str | None = None) -> None:
         p = self._participant(sid)
@@ -472,7 +489,12 @@ class RoomDirectory:
         """Called when the last participant has left a room and it is dropped."""
         self._closed.append(callback)
 
-    def _room_empty(self, room: LessonRoom) -> None:
+    def add_edge(self, room: LessonRoom) -> None:
+        """An edge node's room of a lesson live elsewhere (`sfu.cascade`): nothing is recorded
+        here (the origin records), so the created-callbacks are not called."""
+        self.rooms[room.lesson.id] = room
+
+    def room_empty(self, room: LessonRoom) -> None:
         if self.rooms.get(room.lesson.id) is room:
             del self.rooms[room.lesson.id]
             for cb in self._closed:
@@ -484,7 +506,7 @@ class RoomDirectory:
     def get_or_create(self, lesson: Lesson) -> LessonRoom:
         room = self.rooms.get(lesson.id)
         if room is None:
-            room = LessonRoom(lesson, self.ice_servers, self._room_empty, self.video_codecs, self.tiers)
+            room = LessonRoom(lesson, self.ice_servers, self.room_empty, self.video_codecs, self.tiers)
             self.rooms[lesson.id] = room
             for cb in self._created:
                 cb(room)
