@@ -123,8 +123,12 @@ class RelayLink:
         if self.ready.is_set() and not self.closed:
             await self.sio.emit(event, data)
 
-    def packets_in(self) -> int:
-        return sum(t.stats.packets_in for t in self.tracks.values())
+    def stats(self) -> dict[str, int]:
+        """What came over the link, and what the edge asked back up it."""
+        tracks = self.tracks.values()
+        return {"tracks": len(self.tracks), "packets_in": sum(t.stats.packets_in for t in tracks),
+                "keyframe_requests": sum(t.stats.keyframe_requests_sent for t in tracks),
+                "nacked": sum(t.nack.requested for t in tracks), "repaired": sum(t.nack.repaired for t in tracks)}
 
     async def close(self) -> None:
         if self.closed:
@@ -281,8 +285,8 @@ class EdgeRoom(LessonRoom):
 
     def relay_stats(self) -> dict[str, Any]:
         link = self.link
-        return {"origin": self.origin_url, "ready": bool(link and link.ready.is_set()),
-                "tracks": len(link.tracks) if link else 0, "packets_in": link.packets_in() if link else 0}
+        ready = bool(link and link.ready.is_set())
+        return {"origin": self.origin_url, "ready": ready, **(link.stats() if link else {})}
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -179,6 +179,7 @@ class SlotStats:
     dropped_waiting_keyframe: int = 0
     dropped_no_codec: int = 0
     source_switches: int = 0
+    keyframe_requests: int = 0  # PLI/FIR from the subscriber (an edge node's relay link: its viewers')
 
 
 class Slot:
@@ -216,6 +217,7 @@ class Slot:
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI/FIR: pass it upstream (rate-limited by the track)."""
+        self.stats.keyframe_requests += 1
         if self.source is not None:
             self.source.request_keyframe()
 

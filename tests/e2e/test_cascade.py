@@ -98,11 +98,15 @@ def test_listeners_on_an_edge_take_the_master_through_one_relay_link(tmp_path: P
         assert edge["origin"] == a.url and edge["ready"] and edge["packets_in"] > 0, edge
         assert "m1/camera" not in lesson_stats(b, admin)["tracks"]  # nothing is published on the edge
 
-        # a listener joining B late gets a keyframe: its PLI went up the relay to the master
+        # a listener joining B late gets a keyframe: B asks up the relay link (PLI), A passes it to the master
+        relay_slot = f"relay:{b.url}<-m1:camera"
+        asked = lesson_stats(a, admin)["slots"][relay_slot]["keyframe_requests"]
         requests_before = lesson_stats(a, admin)["tracks"]["m1/camera"]["keyframe_requests"]
         l2 = on_b.start("L2", "listener", "--fps", str(FPS), token=tokens["L2"], lesson="mingshi")
         sees_master(l2)
         assert l2.stats()["redirects"] == 0
+        assert lesson_stats(b, admin)["edge"]["keyframe_requests"] > 0
+        assert lesson_stats(a, admin)["slots"][relay_slot]["keyframe_requests"] > asked
         assert lesson_stats(a, admin)["tracks"]["m1/camera"]["keyframe_requests"] > requests_before
         # still one link for B, however many listeners it has
         assert lesson_stats(a, admin)["relays"] == [b.url]
