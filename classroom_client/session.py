@@ -207,7 +207,12 @@ class ClassroomClient:
         async def error(data: dict[str, Any]) -> None:
             self._log_event("error", data)
             logger.warning("server error: %s", data)
-            if data.get("code") in ("bad_token", "not_found"):  # "redirect" is handled by the join reply
+            if data.get("code") == "redirect" and data.get("url") and self.joined.is_set():
+                # brought in on an edge node: we publish on the lesson's node (the server closes us now)
+                logger.info("moving to %s", data["url"])
+                self.config.server = str(data["url"])
+                self.redirects += 1
+            if data.get("code") in ("bad_token", "not_found"):  # a join's "redirect" is handled by its reply
                 self.refused = str(data.get("message"))
                 self._stop.set()
 
@@ -274,7 +279,8 @@ class ClassroomClient:
                 classrooms = [self.lesson["master"], *self.lesson["rurals"]]
                 self.reception.tags = {source_tag(c["id"]): c["id"] for c in classrooms}
                 self.sessions += 1
-                if self.config.publish and self.role in ("master", "rural"):
+                guest = self.role == "listener" and self.classroom in state.get("guests", [])  # brought in
+                if self.config.publish and (self.role in ("master", "rural") or guest):
                     await self._publish(classrooms)
                 if self.config.receive:
                     await self._subscribe()

@@ -218,6 +218,9 @@ class EdgeRoom(LessonRoom):
             index = guest_index(str(data.get("place", "")))
             if index is not None and index < len(self.guests):
                 self.guests[index] = classroom
+            here = self.by_classroom(str(classroom), listening=True)
+            if here is not None:  # ours: it publishes on the origin from now on
+                self._emit("move", {"sid": here.sid, "classroom": here.classroom, "url": self.origin_url})
         elif event == "sent_back":
             self.guests = [None if g == classroom else g for g in self.guests]
         self._rebound()

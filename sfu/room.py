@@ -174,6 +174,8 @@ class LessonRoom:
             if replaced is not None:
                 await self.leave(replaced.sid, reason="replaced by a new connection")
         participant.slot_specs = slot_specs(self.lesson, participant.role, participant.classroom)
+        if participant.role == Role.LISTENER and participant.classroom in self.guests:
+            participant.brought_in = True  # brought in while on an edge node: it came here to publish
         self.participants[participant.sid] = participant
         if participant.visible:
             self._emit("classroom_joined", participant.to_json())
@@ -428,25 +430,36 @@ class LessonRoom:
         self._require_master(self._participant(sid), "bring a listening classroom in")
         if not self.lesson.broadcast:
             raise RoomError("bad_request", "only a broadcast lesson has listening classrooms")
-        p = self._listener(classroom)
-        if p.brought_in:
+        # a listening classroom on an edge node (its hand came through the edge) takes its place
+        # now; the edge sends it here, where it publishes (`join`)
+        remote = isinstance(classroom, str) and classroom in self.remote_names and not self.by_classroom(
+            classroom, listening=True)
+        p = None if remote else self._listener(classroom)
+        if (p is not None and p.brought_in) or classroom in self.guests:
             return
         if None not in self.guests:
             raise RoomError("limit_guests", f"all {len(self.guests)} places for interactive classrooms are "
                                             "taken: send a classroom back first")
+        name = p.name if p is not None else self.remote_names[str(classroom)]
         place = self.guests.index(None)
-        self.guests[place] = p.classroom
-        p.brought_in = True
-        self.hands = [(c, t) for c, t in self.hands if c != p.classroom]
+        self.guests[place] = str(classroom)
+        self.hands = [(c, t) for c, t in self.hands if c != classroom]
         self._emit("hands", {"queue": self.hands_json()})
-        self._emit("brought_in", {"classroom": p.classroom, "name": p.name, "place": f"{GUEST}{place + 1}"})
-        self._emit("classroom_joined", p.to_json())
+        self._emit("brought_in", {"classroom": classroom, "name": name, "place": f"{GUEST}{place + 1}"})
+        if p is not None:
+            p.brought_in = True
+            self._emit("classroom_joined", p.to_json())
         self.rebind()
 
     async def send_back(self, sid: str, classroom: object) -> None:
         """The master sends a brought-in classroom back to listening: its publishing ends."""
         master = self._participant(sid)
         self._require_master(master, "send a classroom back")
+        if isinstance(classroom, str) and classroom in self.guests and not self.by_classroom(classroom):
+            self.guests = [None if g == classroom else g for g in self.guests]  # it never came from its edge
+            self._emit("sent_back", {"classroom": classroom, "name": self._name_of(classroom)})
+            self.rebind()
+            return
         p = self._listener(classroom)
         if not p.brought_in:
             return

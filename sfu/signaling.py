@@ -252,6 +252,10 @@ class Signaling:
                     self._spawn(self._refuse(sid, "relay_lost", "this node lost the lesson's link to its origin",
                                              close=True))
                 return
+            if event == "move":  # an edge's listener brought in: it goes to the origin to publish
+                self._spawn(self._refuse(data["sid"], "redirect", "brought in: publish on the lesson's node",
+                                         close=True, url=data["url"]))
+                return
             if event == "rebound":  # an edge room follows the origin: only its own viewers' slots changed
                 for viewer in room.participants.values():
                     if viewer.subscriber is not None:
@@ -351,7 +355,9 @@ class Signaling:
                 )
         owner = await self.registry.claim(lesson.id)
         here = self.registry.node_url
-        place = await self.cascade.place(role) if owner != here or role in VIEWER_ROLES else here
+        local = self.rooms.get(lesson.id)
+        guest = role == Role.LISTENER and local is not None and claims.classroom in local.guests  # publishes here
+        place = await self.cascade.place(role) if (owner != here or role in VIEWER_ROLES) and not guest else here
         if place != here or (owner != here and role not in VIEWER_ROLES):
             target = owner if place == here else place
             return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {target}", close=True,

@@ -177,40 +177,48 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.1)
 
 
-def test_an_edge_listener_follows_the_floor_and_its_hand_reaches_the_master(tmp_path: Path,
-                                                                            redis_server: RedisProcess) -> None:
+def test_edge_listeners_follow_the_floor_raise_hands_and_move_to_the_origin_when_brought_in(
+        tmp_path: Path, redis_server: RedisProcess) -> None:
     async def master_side() -> None:
         master = ClassroomClient(ClientConfig(server=a.url, token=tokens["m1"],
                                               sources=SourceSpec(width=320, height=240, fps=FPS)))
         await master.start()
         try:
-            await until(lambda: verified(l1) > 20, STARTUP_S, "L1 on B sees the master")
-            assert l1.stats()["server"] == b.url
-            # L1's hand, raised on B, is in the master's queue on A (with its name); L1 sees the queue too
-            await until(lambda: [h["classroom"] for h in master.hands] == ["L1"], 20, "L1's hand reached A")
-            assert a.api("/api/lessons/mingshi", token=admin)[1]["hands"][0]["classroom"] == "L1"
-            await until(lambda: l1.stats().get("hands") == ["L1"], 10, "the queue reached L1 on B")
-            # the floor goes to the rural classroom: L1 on the edge sees and hears it
+            await until(lambda: verified(l1) > 20 and verified(l2) > 20, STARTUP_S, "L1 and L2 on B see the master")
+            assert l1.stats()["server"] == l2.stats()["server"] == b.url
+            # hands raised on B are in the master's queue on A (with their names); B's listeners see the queue
+            await until(lambda: sorted(h["classroom"] for h in master.hands) == ["L1", "L2"], 20, "hands reached A")
+            assert {h["name"] for h in a.api("/api/lessons/mingshi", token=admin)[1]["hands"]} == {"L1", "L2"}
+            await until(lambda: sorted(l1.stats().get("hands", [])) == ["L1", "L2"], 10, "the queue reached B")
+            # the floor goes to the rural classroom: the listeners on the edge see and hear it
             await until(lambda: master.reception.remote("r1").frames_verified > 10, STARTUP_S, "r1 publishes")
             await master.give_floor("r1")
             await until(lambda: l1.remote("r1").get("frames_verified", 0) > 20, 20, "L1 sees the floor holder")
             assert l1.stats()["floor"] == "r1"
             assert l1.remote("r1")["audio_peak_hz"] == master.reception.remote("r1").to_json()["audio_peak_hz"] > 0
             await master.take_floor()
-            seen = l1.remote("r1")["frames_decoded"]
             await until(lambda: l1.stats().get("floor") is None, 10, "the floor back with the master on L1")
-            await asyncio.sleep(2.0)
-            assert l1.remote("r1")["frames_decoded"] <= seen + 25  # the floor slot went quiet
-            # L1 leaves: its hand goes down on A
-            l1.stop()
-            await until(lambda: master.hands == [], 20, "L1's hand lowered when it left")
+            seen = l1.remote("r1")["frames_decoded"]
+            await asyncio.sleep(2.5)
+            assert l1.remote("r1")["frames_decoded"] <= seen + 5  # the floor slot went quiet
+            # L2 leaves B: its hand goes down on A
+            l2.stop()
+            await until(lambda: [h["classroom"] for h in master.hands] == ["L1"], 20, "L2's hand lowered")
+            # L1 is brought in: it moves to A, publishes there, the master sees it; B's link goes
+            await master.bring_in("L1")
+            await until(lambda: master.reception.remote("L1").frames_verified > 20, 40, "the master sees L1")
+            assert l1.stats()["server"] == a.url and l1.stats()["redirects"] == 1
+            assert {"L1/camera", "L1/mic"} <= set(lesson_stats(a, admin)["tracks"])
+            await until(lambda: lesson_stats(a, admin)["relays"] == [], 20, "B dropped its link")
+            still = verified(l1)
+            await until(lambda: verified(l1) > still + 10, 20, "L1 still sees the master, from A")
         finally:
             await master.close()
 
-    with cluster(tmp_path, redis_server, 2, "L1") as c:
+    with cluster(tmp_path, redis_server, 2, "L1,L2") as c:
         (a, b), tokens, admin, (on_a, on_b) = c.nodes, c.tokens, c.admin, c.terminals
         rural = on_a.start("r1", "rural", "--fps", str(FPS), token=tokens["r1"], lesson="mingshi")
         wait_for(lambda: rural.stats().get("sessions", 0) >= 1, STARTUP_S, "r1 joined on A")
-        l1 = on_b.start("L1", "listener", "--fps", str(FPS), "--raise-hand-at", "3", token=tokens["L1"],
-                        lesson="mingshi")
+        l1, l2 = (on_b.start(name, "listener", "--fps", str(FPS), "--raise-hand-at", "3", token=tokens[name],
+                             lesson="mingshi") for name in ("L1", "L2"))
         asyncio.run(master_side())
