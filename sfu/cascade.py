@@ -28,12 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 import socketio
-from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from sfu.cluster import NodeLoad, NodeRegistry, choose_node
 from sfu.lessons import Lesson, Role
-from sfu.media.aiortc_adapter import ReceiverTap, close_peer_connection
-from sfu.media.endpoint import DEFAULT_VIDEO_CODECS, rtc_configuration
+from sfu.media.endpoint import DEFAULT_VIDEO_CODECS, RelayEndpoint
 from sfu.media.forwarder import PublishedTrack
 from sfu.room import LessonRoom, Participant, RoomDirectory, RoomError
 from sfu.slot_plan import SlotSpec, guest_index
@@ -58,7 +56,7 @@ class RelayLink:
         self._ice_servers = ice_servers
         self._room = room
         self.sio = socketio.AsyncClient(reconnection=False)
-        self.pc: RTCPeerConnection | None = None
+        self.endpoint: RelayEndpoint | None = None
         self.tracks: dict[str, PublishedTrack] = {}  # the origin's slot key -> what it carries here
         self.ready = asyncio.Event()
         self.closed = False
@@ -96,27 +94,19 @@ class RelayLink:
         await self.sio.connect(self.origin_url, transports=["websocket"], wait_timeout=RELAY_SETUP_TIMEOUT_S)
         self._room.on_origin_state(await self._call("join", {"token": self._token}))
         reply = await self._call("subscribe")
-        pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
-        self.pc = pc
-
-        @pc.on("connectionstatechange")
-        def _state() -> None:
-            if pc.connectionState == "failed":
-                self._lost("the media link failed")
-
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
-        by_mid = {s["mid"]: s for s in reply["slots"] if s.get("mid") is not None}
-        for transceiver in pc.getTransceivers():
-            slot = by_mid.get(transceiver.mid)
-            if slot is None:
-                continue
-            track = PublishedTrack(transceiver.kind, f"relay:{str(slot['key']).replace(':', '/')}")
-            track.bind(ReceiverTap(transceiver.receiver, track.on_packet))
-            self.tracks[str(slot["key"])] = track
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self._call("subscribe_answer", {"sdp": pc.localDescription.sdp})
+        endpoint = self.endpoint = RelayEndpoint(self._ice_servers, self._media_state)
+        keys = {str(s["mid"]): str(s["key"]) for s in reply["slots"] if s.get("mid") is not None}
+        # "relay:m1/camera": a courseware track is known by its label's end (sfu.media.bandwidth)
+        answer = await endpoint.answer(reply["sdp"], {mid: f"relay:{key.replace(':', '/')}"
+                                                      for mid, key in keys.items()})
+        self.tracks = {keys[mid]: track for mid, track in endpoint.tracks.items()}
+        await self._call("subscribe_answer", {"sdp": answer})
         self._room.on_origin_slots(reply["slots"])
         self.ready.set()
+
+    def _media_state(self, state: str) -> None:
+        if state == "failed":
+            self._lost("the media link failed")
 
     async def send(self, event: str, data: dict[str, Any]) -> None:
         """Pass a viewer's request (a raised hand) to the origin."""
@@ -134,10 +124,8 @@ class RelayLink:
         if self.closed:
             return
         self.closed = True
-        for track in self.tracks.values():
-            track.close()
-        if self.pc is not None:
-            await close_peer_connection(self.pc)
+        if self.endpoint is not None:
+            await self.endpoint.close()
         with contextlib.suppress(Exception):
             await self.sio.disconnect()
 
