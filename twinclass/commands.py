@@ -110,6 +110,8 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 def run_serve(args: argparse.Namespace) -> int:
     from twinclass.server import ServerConfig, serve
 
+    if args.node_capacity is not None and args.node_capacity < 1:
+        raise SystemExit(f"twinclass serve: --node-capacity: must be at least 1 (got {args.node_capacity})")
     config = ServerConfig(
         hosts=_hosts(args.hosts),
         port=args.port,
