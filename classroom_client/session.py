@@ -96,6 +96,7 @@ class ClassroomClient:
         self.redirects = 0
         self.nodes: list[str] = []  # a viewer's join reply: the cluster's live nodes, tried if ours dies
         self.failovers = 0  # moves to another node after ours went away
+        self.origin: str | None = None
         self.server_stopping: dict[str, Any] | None = None  # the last `server_stopping` event
         self._pub: RTCPeerConnection | None = None
         self._sub: RTCPeerConnection | None = None
@@ -172,6 +173,9 @@ class ClassroomClient:
         async def brought_in(data: dict[str, Any]) -> None:
             self._log_event("brought_in", data)
             if isinstance(data, dict) and data.get("classroom") == self.classroom:
+                if self.origin:  # the edge node sends us to the lesson's node, where we publish
+                    logger.info("the master brought us in: moving to %s to publish", self.origin)
+                    return
                 logger.info("the master brought us in: publishing")
                 self._spawn(self._publish_now())
 
@@ -276,6 +280,7 @@ class ClassroomClient:
                 self.floor = state.get("floor")
                 self.hands = state.get("hands", [])
                 self.nodes = [str(n) for n in state.get("nodes", [])]
+                self.origin = state.get("origin")  # on an edge node of the cluster: the lesson's own node
                 classrooms = [self.lesson["master"], *self.lesson["rurals"]]
                 self.reception.tags = {source_tag(c["id"]): c["id"] for c in classrooms}
                 self.sessions += 1
@@ -415,6 +420,8 @@ class ClassroomClient:
             except Exception as exc:  # server not up yet, or network down
                 delay = backoff.next_delay()
                 logger.info("connect to %s failed (%s); retrying in %.1fs", url, exc, delay)
+                if backoff.attempt >= 3:  # a viewer sent to a node that is gone (the lesson's origin) tries the next
+                    self._fail_over()
                 await asyncio.sleep(delay)
 
     async def start(self) -> None:

@@ -2,13 +2,15 @@
 
 Client -> server (each answered through the socket.io ack as {"ok": true, ...} or
 {"ok": false, "error": {"code", "message"}}):
-  join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware}
+  join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware, guests,
+                                       nodes? (a viewer in a cluster: the live nodes, to try if ours dies)}
   publish {sdp, sources{mid: camera|mic|courseware}} -> {sdp}   (answer)
   subscribe {}                     -> {sdp, slots}               (our offer)
   subscribe_answer {sdp}           -> {}
   ice {target: publish|subscribe, candidate: {candidate, sdpMid, sdpMLineIndex}}
   raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
   request_mute {classroom} / courseware {on} / leave {}
+  relay_hand {classroom, name, up}  (only an edge node's relay link, sfu.cascade: a hand raised there)
 Server -> client events: classroom_joined, classroom_left, hand_raised, hand_lowered, hands,
   floor, mute_requested, courseware, slots, error, kicked {reason, code?: "lesson_ended" when an
   administrator ended the lesson}, and server_stopping {reason,
@@ -356,8 +358,11 @@ class Signaling:
         owner = await self.registry.claim(lesson.id)
         here = self.registry.node_url
         local = self.rooms.get(lesson.id)
-        guest = role == Role.LISTENER and local is not None and claims.classroom in local.guests  # publishes here
+        # a listening classroom the master brought in publishes on the lesson's node, wherever it knocks
+        guest = role == Role.LISTENER and local is not None and claims.classroom in local.guests
         place = await self.cascade.place(role) if (owner != here or role in VIEWER_ROLES) and not guest else here
+        if guest and owner != here:
+            place = owner
         if place != here or (owner != here and role not in VIEWER_ROLES):
             target = owner if place == here else place
             return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {target}", close=True,
