@@ -20,7 +20,14 @@ from urllib.parse import urlparse
 import socketio
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from classroom_client.backoff import RECONNECT_DELAY_MAX_S, RECONNECT_DELAY_S, RECONNECT_JITTER_S, Backoff
+from classroom_client.backoff import (
+    FAILOVER_DELAY_S,
+    FAILOVER_JITTER_S,
+    RECONNECT_DELAY_MAX_S,
+    RECONNECT_DELAY_S,
+    RECONNECT_JITTER_S,
+    Backoff,
+)
 from classroom_client.encoders import PublisherEncoders, install_publisher_encoders
 from classroom_client.link import Link, LinkSpec
 from classroom_client.opus import OpusDecoder
@@ -87,6 +94,9 @@ class ClassroomClient:
         self.kicked: str | None = None
         self.sessions = 0  # how many times we (re)joined
         self.redirects = 0
+        self.nodes: list[str] = []  # a viewer's join reply: the cluster's live nodes, tried if ours dies
+        self.failovers = 0  # moves to another node after ours went away
+        self.origin: str | None = None
         self.server_stopping: dict[str, Any] | None = None  # the last `server_stopping` event
         self._pub: RTCPeerConnection | None = None
         self._sub: RTCPeerConnection | None = None
@@ -123,6 +133,7 @@ class ClassroomClient:
 
         @sio.event
         async def connect() -> None:
+            sio.reconnection_delay, sio.randomization_factor = RECONNECT_DELAY_S, RECONNECT_JITTER_S
             self._spawn(self._setup())
 
         @sio.event
@@ -130,6 +141,8 @@ class ClassroomClient:
             self.joined.clear()
             # closed beside the socket.io loop: it answers the server's close without waiting for aiortc
             self._spawn(_close_all(self._detach_peers()))
+            if reason not in (sio.reason.CLIENT_DISCONNECT, sio.reason.SERVER_DISCONNECT):
+                self._fail_over()
             if reason == sio.reason.SERVER_DISCONNECT and self.config.reconnect:
                 # socket.io does not come back by itself when the server closed the session
                 # (a restart, a protocol error): we do, unless we were refused or replaced
@@ -160,6 +173,9 @@ class ClassroomClient:
         async def brought_in(data: dict[str, Any]) -> None:
             self._log_event("brought_in", data)
             if isinstance(data, dict) and data.get("classroom") == self.classroom:
+                if self.origin:  # the edge node sends us to the lesson's node, where we publish
+                    logger.info("the master brought us in: moving to %s to publish", self.origin)
+                    return
                 logger.info("the master brought us in: publishing")
                 self._spawn(self._publish_now())
 
@@ -195,7 +211,12 @@ class ClassroomClient:
         async def error(data: dict[str, Any]) -> None:
             self._log_event("error", data)
             logger.warning("server error: %s", data)
-            if data.get("code") in ("bad_token", "not_found"):  # "redirect" is handled by the join reply
+            if data.get("code") == "redirect" and data.get("url") and self.joined.is_set():
+                # brought in on an edge node: we publish on the lesson's node (the server closes us now)
+                logger.info("moving to %s", data["url"])
+                self.config.server = str(data["url"])
+                self.redirects += 1
+            if data.get("code") in ("bad_token", "not_found"):  # a join's "redirect" is handled by its reply
                 self.refused = str(data.get("message"))
                 self._stop.set()
 
@@ -214,6 +235,20 @@ class ClassroomClient:
     def _log_event(self, name: str, data: dict[str, Any]) -> None:
         self.events.append((time.time(), name, data))
         logger.info("event %s %s", name, data)
+
+    def _fail_over(self) -> None:
+        """Our node went away (no close, the line broke): a viewer comes back on the next node of
+        the cluster (which places it again); socket.io's own reconnection dials `_server_url`."""
+        others = [n for n in self.nodes if n.rstrip("/") != self.config.server.rstrip("/")]
+        if self.role in ("listener", "observer") and others:
+            self.config.server = others[self.failovers % len(others)]
+            self.failovers += 1
+            # socket.io's reconnection, which starts after this handler, knocks there soon
+            self.sio.reconnection_delay, self.sio.randomization_factor = FAILOVER_DELAY_S, FAILOVER_JITTER_S
+            logger.warning("lost the server; trying %s", self.config.server)
+
+    def _server_url(self) -> str:
+        return self.config.server
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -244,10 +279,13 @@ class ClassroomClient:
                 self.lesson = state["lesson"]
                 self.floor = state.get("floor")
                 self.hands = state.get("hands", [])
+                self.nodes = [str(n) for n in state.get("nodes", [])]
+                self.origin = state.get("origin")  # on an edge node of the cluster: the lesson's own node
                 classrooms = [self.lesson["master"], *self.lesson["rurals"]]
                 self.reception.tags = {source_tag(c["id"]): c["id"] for c in classrooms}
                 self.sessions += 1
-                if self.config.publish and self.role in ("master", "rural"):
+                guest = self.role == "listener" and self.classroom in state.get("guests", [])  # brought in
+                if self.config.publish and (self.role in ("master", "rural") or guest):
                     await self._publish(classrooms)
                 if self.config.receive:
                     await self._subscribe()
@@ -377,11 +415,13 @@ class ClassroomClient:
                 return
             url = self.config.server
             try:
-                await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+                await self.sio.connect(self._server_url, transports=["websocket"], wait_timeout=10)
                 return
             except Exception as exc:  # server not up yet, or network down
                 delay = backoff.next_delay()
                 logger.info("connect to %s failed (%s); retrying in %.1fs", url, exc, delay)
+                if backoff.attempt >= 3:  # a viewer sent to a node that is gone (the lesson's origin) tries the next
+                    self._fail_over()
                 await asyncio.sleep(delay)
 
     async def start(self) -> None:
@@ -468,6 +508,7 @@ class ClassroomClient:
             "stalls_recovered": self.stalls_recovered,
             "server": self.config.server,
             "redirects": self.redirects,
+            "failovers": self.failovers,
             "link": str(self._link.spec) if self._link else None,
             "link_stats": self._link.stats() if self._link else None,
             "ice": {"publish": selected_candidate_pair(self._pub) if self._pub else None,

@@ -5,6 +5,12 @@ the `LocalRegistry` answers "here" for everything. With several nodes behind one
 `RedisRegistry` lets the first node a lesson's classroom reaches claim it (a key with a TTL
 that the owner keeps refreshing); a classroom reaching another node is told to go to the
 owner, and every node can show who is connected to any lesson.
+
+Nodes also register their load (`NodeLoad`: CPU, subscribers, bitrate out, capacity) under a key
+that expires unless refreshed, so a node that dies drops out within `LOAD_TTL_S`. A listening
+classroom or an observer is placed by `choose_node`: the node it reached while that has room,
+else the least-loaded live node with room; an edge node then takes the lesson's media from its
+origin over one relay link (`sfu.cascade`).
 """
 
 from __future__ import annotations
@@ -13,9 +19,55 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
+
+LOAD_TTL_S = 3.0  # a node's load report expires this long after its last refresh (it died)
+LOAD_REFRESH_S = 1.0
+DEFAULT_CAPACITY = 400  # subscribers a node takes before listeners go elsewhere
+
+
+@dataclass
+class NodeLoad:
+    """What a node reports of itself, once a second."""
+
+    url: str
+    cpu: float = 0.0  # this process's CPU use, 1.0 = one core
+    subscribers: int = 0  # receiving connections (relay links to edges included)
+    bitrate_out: float = 0.0  # bits per second sent on them
+    capacity: int = DEFAULT_CAPACITY  # subscribers it takes at most
+
+    @property
+    def has_room(self) -> bool:
+        return self.subscribers < self.capacity
+
+    @property
+    def load(self) -> float:
+        return self.subscribers / max(1, self.capacity)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeLoad:
+        return cls(url=str(data["url"]), cpu=float(data.get("cpu", 0.0)), subscribers=int(data.get("subscribers", 0)),
+                   bitrate_out=float(data.get("bitrate_out", 0.0)),
+                   capacity=int(data.get("capacity", DEFAULT_CAPACITY)))
+
+
+def choose_node(nodes: list[NodeLoad], here: str) -> str:
+    """Where a viewer (listening classroom, observer) goes: here while here has room, else the
+    least-loaded node with room (by subscribers against capacity, then CPU); here if none has."""
+    mine = next((n for n in nodes if n.url == here), None)
+    if mine is None or mine.has_room:
+        return here
+    roomy = [n for n in nodes if n.has_room]
+    if not roomy:
+        return here
+    return min(roomy, key=lambda n: (n.load, n.cpu, n.url)).url
+
+
+LoadSampler = Callable[[], NodeLoad]
 
 
 class NodeRegistry(Protocol):
@@ -31,6 +83,14 @@ class NodeRegistry(Protocol):
 
     async def presence(self, lesson_id: str) -> list[dict[str, Any]] | None:
         """Classrooms connected to the lesson on whichever node hosts it (None: not live)."""
+        ...
+
+    async def nodes(self) -> list[NodeLoad]:
+        """The live nodes with their last load report (this one included once it has reported)."""
+        ...
+
+    def report_load(self, sample: LoadSampler) -> None:
+        """Report this node's load every LOAD_REFRESH_S from now on."""
         ...
 
     async def close(self) -> None: ...
@@ -54,6 +114,12 @@ class LocalRegistry:
     async def presence(self, lesson_id: str) -> list[dict[str, Any]] | None:
         return None
 
+    async def nodes(self) -> list[NodeLoad]:
+        return []
+
+    def report_load(self, sample: LoadSampler) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -71,6 +137,10 @@ class RedisRegistry:
         self._prefix = prefix
         self._owned: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+
+    def _node_key(self, url: str) -> str:
+        return f"{self._prefix}:node:{url}"
 
     def _owner_key(self, lesson_id: str) -> str:
         return f"{self._prefix}:lesson:{lesson_id}:node"
@@ -116,11 +186,39 @@ class RedisRegistry:
         raw = await self._redis.get(self._presence_key(lesson_id))
         return list(json.loads(raw)) if raw else None
 
+    def report_load(self, sample: LoadSampler) -> None:
+        if self._reporter is None:
+            self._reporter = asyncio.ensure_future(self._report(sample))
+
+    async def _report(self, sample: LoadSampler) -> None:
+        while True:
+            try:
+                load = sample()
+                await self._redis.set(self._node_key(self.node_url), json.dumps(asdict(load)),
+                                      px=int(LOAD_TTL_S * 1000))
+            except Exception:  # Redis away for a moment: the key expires, other nodes stop placing here
+                logger.warning("could not report this node's load")
+            await asyncio.sleep(LOAD_REFRESH_S)
+
+    async def nodes(self) -> list[NodeLoad]:
+        keys = [k async for k in self._redis.scan_iter(match=self._node_key("*"), count=200)]
+        if not keys:
+            return []
+        out = []
+        for raw in await self._redis.mget(keys):
+            if raw:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    out.append(NodeLoad.from_json(json.loads(raw)))
+        return sorted(out, key=lambda n: n.url)
+
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._node_key(self.node_url))
         for lesson_id in list(self._owned):
             with contextlib.suppress(Exception):
                 await self.release(lesson_id)

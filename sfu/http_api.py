@@ -14,10 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+from sfu.cascade import EdgeRoom
 from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.lessons import CLASSROOM_ID, Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import decoders_created
-from sfu.room import RoomDirectory
+from sfu.room import LessonRoom, RoomDirectory
 from sfu.scope import covers, is_full_admin, is_scoped
 from sfu.store import LessonStore
 from sfu.tokens import Claims, TokenError, TokenIssuer, new_subject
@@ -166,6 +167,12 @@ def _patched(lesson: Lesson, body: Any) -> Lesson:
     return changed
 
 
+def cascade_stats(room: LessonRoom) -> dict[str, Any]:
+    """The lesson across nodes: on its origin, the edges' relay links; on an edge, its link."""
+    relays = [p.classroom.removeprefix("relay:") for p in room.participants.values() if p.role == Role.RELAY]
+    return {"relays": relays, **({"edge": room.relay_stats()} if isinstance(room, EdgeRoom) else {})}
+
+
 def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                   registry: NodeRegistry | None = None) -> list[web.RouteDef]:
     nodes: NodeRegistry = registry or LocalRegistry("")
@@ -255,6 +262,11 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
             room.update_lesson(changed)
         return web.json_response(await live(changed))
 
+    async def cluster_nodes(request: web.Request) -> web.Response:
+        """The cluster's live nodes and the load each last reported (admin)."""
+        require_admin(request, tokens)
+        return web.json_response({"nodes": [dataclasses.asdict(n) for n in await nodes.nodes()]})
+
     async def stats(request: web.Request) -> web.Response:
         """Forwarding counters (admin): proves the server forwards and never decodes."""
         require_admin(request, tokens)
@@ -297,7 +309,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                                  "subscribe": p.subscriber.candidate_pair() if p.subscriber else None}
                    for p in room.participants.values()}
             out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots,
-                                         "ice": ice}
+                                         "ice": ice, **cascade_stats(room)}
         return web.json_response(out)
 
     return [
@@ -308,4 +320,5 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
         web.post("/api/lessons/{lesson_id}/tokens", mint_tokens),
         web.patch("/api/lessons/{lesson_id}", update_lesson),
         web.get("/api/stats", stats),
+        web.get("/api/cluster/nodes", cluster_nodes),
     ]

@@ -34,6 +34,7 @@ class Role(enum.StrEnum):
     OBSERVER = "observer"  # watches everything, never publishes, invisible to classrooms
     ADMIN = "admin"  # manages lessons through the API
     SYSTEM = "system"  # the recorder and other hidden server-side participants
+    RELAY = "relay"  # another node of the cluster taking the lesson's media for its viewers (sfu.cascade)
 
 
 class LessonError(ValueError):

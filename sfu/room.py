@@ -95,6 +95,7 @@ class LessonRoom:
         self.floor: str | None = None
         self.courseware = False
         self.guests: list[str | None] = [None] * guest_places(lesson)  # brought-in listeners, by place
+        self.remote_names: dict[str, str] = {}  # listening classrooms on edge nodes whose hand is up
         self.started_at = time.time()
         self._listeners: list[RoomListener] = []
 
@@ -157,7 +158,7 @@ class LessonRoom:
         if room is not None:
             return room.name
         p = self.by_classroom(classroom, listening=True)
-        return p.name if p is not None else classroom
+        return p.name if p is not None else self.remote_names.get(classroom, classroom)
 
     def hands_json(self) -> list[dict[str, Any]]:
         out = []
@@ -173,6 +174,8 @@ class LessonRoom:
             if replaced is not None:
                 await self.leave(replaced.sid, reason="replaced by a new connection")
         participant.slot_specs = slot_specs(self.lesson, participant.role, participant.classroom)
+        if participant.role == Role.LISTENER and participant.classroom in self.guests:
+            participant.brought_in = True  # brought in while on an edge node: it came here to publish
         self.participants[participant.sid] = participant
         if participant.visible:
             self._emit("classroom_joined", participant.to_json())
@@ -287,7 +290,8 @@ class LessonRoom:
         if p.subscriber is None:
             p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
                                               self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
-                                              adaptive=self.tiers and p.role != Role.SYSTEM and not patrol)
+                                              adaptive=self.tiers and p.role not in (Role.SYSTEM, Role.RELAY)
+                                              and not patrol)
             if patrol:
                 p.slot_specs = [spec for spec in p.slot_specs if spec.source == "camera"]
             for spec in p.slot_specs:
@@ -361,6 +365,22 @@ class LessonRoom:
             self._emit("hand_raised", {"classroom": p.classroom, "name": p.name})
             self._emit("hands", {"queue": self.hands_json()})
 
+    def remote_hand(self, sid: str, classroom: str, name: str, up: bool) -> None:
+        """A listening classroom on an edge node (`sfu.cascade`) raised or lowered its hand; `sid`
+        is the edge's relay."""
+        if self._participant(sid).role != Role.RELAY:
+            raise RoomError("forbidden", "only another node of the cluster passes on a hand")
+        if up and all(c != classroom for c, _ in self.hands):
+            self.remote_names[classroom] = name
+            self.hands.append((classroom, time.time()))
+            self._emit("hand_raised", {"classroom": classroom, "name": name})
+        elif not up and any(c == classroom for c, _ in self.hands):
+            self.hands = [(c, t) for c, t in self.hands if c != classroom]
+            self._emit("hand_lowered", {"classroom": classroom})
+        else:
+            return
+        self._emit("hands", {"queue": self.hands_json()})
+
     def lower_hand(self, sid: str, classroom: str | None = None) -> None:
         p = self._participant(sid)
         target = p.classroom if classroom is None else classroom
@@ -417,25 +437,36 @@ class LessonRoom:
         self._require_master(self._participant(sid), "bring a listening classroom in")
         if not self.lesson.broadcast:
             raise RoomError("bad_request", "only a broadcast lesson has listening classrooms")
-        p = self._listener(classroom)
-        if p.brought_in:
+        # a listening classroom on an edge node (its hand came through the edge) takes its place
+        # now; the edge sends it here, where it publishes (`join`)
+        remote = isinstance(classroom, str) and classroom in self.remote_names and not self.by_classroom(
+            classroom, listening=True)
+        p = None if remote else self._listener(classroom)
+        if (p is not None and p.brought_in) or classroom in self.guests:
             return
         if None not in self.guests:
             raise RoomError("limit_guests", f"all {len(self.guests)} places for interactive classrooms are "
                                             "taken: send a classroom back first")
+        name = p.name if p is not None else self.remote_names[str(classroom)]
         place = self.guests.index(None)
-        self.guests[place] = p.classroom
-        p.brought_in = True
-        self.hands = [(c, t) for c, t in self.hands if c != p.classroom]
+        self.guests[place] = str(classroom)
+        self.hands = [(c, t) for c, t in self.hands if c != classroom]
         self._emit("hands", {"queue": self.hands_json()})
-        self._emit("brought_in", {"classroom": p.classroom, "name": p.name, "place": f"{GUEST}{place + 1}"})
-        self._emit("classroom_joined", p.to_json())
+        self._emit("brought_in", {"classroom": classroom, "name": name, "place": f"{GUEST}{place + 1}"})
+        if p is not None:
+            p.brought_in = True
+            self._emit("classroom_joined", p.to_json())
         self.rebind()
 
     async def send_back(self, sid: str, classroom: object) -> None:
         """The master sends a brought-in classroom back to listening: its publishing ends."""
         master = self._participant(sid)
         self._require_master(master, "send a classroom back")
+        if isinstance(classroom, str) and classroom in self.guests and not self.by_classroom(classroom):
+            self.guests = [None if g == classroom else g for g in self.guests]  # it never came from its edge
+            self._emit("sent_back", {"classroom": classroom, "name": self._name_of(classroom)})
+            self.rebind()
+            return
         p = self._listener(classroom)
         if not p.brought_in:
             return
@@ -478,7 +509,12 @@ class RoomDirectory:
         """Called when the last participant has left a room and it is dropped."""
         self._closed.append(callback)
 
-    def _room_empty(self, room: LessonRoom) -> None:
+    def add_edge(self, room: LessonRoom) -> None:
+        """An edge node's room of a lesson live elsewhere (`sfu.cascade`): nothing is recorded
+        here (the origin records), so the created-callbacks are not called."""
+        self.rooms[room.lesson.id] = room
+
+    def room_empty(self, room: LessonRoom) -> None:
         if self.rooms.get(room.lesson.id) is room:
             del self.rooms[room.lesson.id]
             for cb in self._closed:
@@ -490,7 +526,7 @@ class RoomDirectory:
     def get_or_create(self, lesson: Lesson) -> LessonRoom:
         room = self.rooms.get(lesson.id)
         if room is None:
-            room = LessonRoom(lesson, self.ice_servers, self._room_empty, self.video_codecs, self.tiers)
+            room = LessonRoom(lesson, self.ice_servers, self.room_empty, self.video_codecs, self.tiers)
             self.rooms[lesson.id] = room
             for cb in self._created:
                 cb(room)

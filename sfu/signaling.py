@@ -2,7 +2,8 @@
 
 Client -> server (each answered through the socket.io ack as {"ok": true, ...} or
 {"ok": false, "error": {"code", "message"}}):
-  join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware}
+  join {token, lesson?}            -> {lesson, you, classrooms, hands, floor, courseware, guests,
+                                       nodes? (a viewer in a cluster: the live nodes, to try if ours dies)}
   publish {sdp, sources{mid: camera|mic|courseware}} -> {sdp}   (answer)
   subscribe {mode?: full|patrol}   -> {sdp, slots}               (our offer; patrol: observers,
                                       camera slots only, keyframes only: a patrol wall's tile)
@@ -10,6 +11,7 @@ Client -> server (each answered through the socket.io ack as {"ok": true, ...} o
   ice {target: publish|subscribe, candidate: {candidate, sdpMid, sdpMLineIndex}}
   raise_hand {} / lower_hand {classroom?} / give_floor {classroom} / take_floor {}
   request_mute {classroom} / courseware {on} / leave {}
+  relay_hand {classroom, name, up}  (only an edge node's relay link, sfu.cascade: a hand raised there)
 Server -> client events: classroom_joined, classroom_left, hand_raised, hand_lowered, hands,
   floor, mute_requested, courseware, slots, error, kicked {reason, code?: "lesson_ended" when an
   administrator ended the lesson}, and server_stopping {reason,
@@ -36,6 +38,7 @@ from typing import Any
 import socketio
 
 from sfu.admission import Admission, LimitError, Limits
+from sfu.cascade import VIEWER_ROLES, Cascade
 from sfu.cluster import LocalRegistry, NodeRegistry
 from sfu.lessons import Role
 from sfu.media.endpoint import SdpError
@@ -111,13 +114,15 @@ class Signaling:
 
     def __init__(self, sio: socketio.AsyncServer, store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                  registry: NodeRegistry | None = None, attendance: AttendanceLog | None = None,
-                 admission: Admission | None = None, error_counts: Counter[str] | None = None):
+                 admission: Admission | None = None, error_counts: Counter[str] | None = None,
+                 cascade: Cascade | None = None):
         self.sio = sio
         self.admission = admission or Admission(Limits())
         self.limits = self.admission.limits
         # error code -> how often a client was told it (shared with the socket.io server's own refusals)
         self.error_counts: Counter[str] = error_counts if error_counts is not None else Counter()
         self.registry: NodeRegistry = registry or LocalRegistry("")
+        self.cascade = cascade or Cascade(self.registry, rooms, tokens)
         self.attendance = attendance
         self._attendance_rows: dict[str, int] = {}  # sid -> open attendance row
         self.store = store
@@ -143,6 +148,7 @@ class Signaling:
             "courseware": self._courseware,
             "bring_in": self._bring_in,
             "send_back": self._send_back,
+            "relay_hand": self._relay_hand,
             "leave": self._leave,
         }
         for event, handler in handlers.items():
@@ -184,7 +190,7 @@ class Signaling:
     # connection): run it in a thread so a slow disk or a remote database never stalls media.
 
     async def _open_attendance(self, session: Session) -> None:
-        if self.attendance is None:
+        if self.attendance is None or session.participant.role == Role.RELAY:  # a node, not a classroom
             return
         p = session.participant
         row = await asyncio.to_thread(self.attendance.opened, session.lesson_id, p.classroom, str(p.role), p.name,
@@ -246,6 +252,20 @@ class Signaling:
             if event == "media_failed":
                 message = f"{data['connection']} connection failed"
                 self._spawn(self._refuse(data["sid"], "media_failed", message, close=True))
+                return
+            if event == "relay_lost":  # an edge's link to the origin: its viewers come back and are placed again
+                for sid in list(room.participants):
+                    self._spawn(self._refuse(sid, "relay_lost", "this node lost the lesson's link to its origin",
+                                             close=True))
+                return
+            if event == "move":  # an edge's listener brought in: it goes to the origin to publish
+                self._spawn(self._refuse(data["sid"], "redirect", "brought in: publish on the lesson's node",
+                                         close=True, url=data["url"]))
+                return
+            if event == "rebound":  # an edge room follows the origin: only its own viewers' slots changed
+                for viewer in room.participants.values():
+                    if viewer.subscriber is not None:
+                        self._spawn(self.sio.emit("slots", {"slots": room.slots_json(viewer)}, to=viewer.sid))
                 return
             if event in ("classroom_joined", "classroom_left"):
                 presence = [p.to_json() for p in room.connected_classrooms()]
@@ -340,10 +360,31 @@ class Signaling:
                     sid, "bad_token", f"token role {role} does not match classroom's role {actual}", close=True
                 )
         owner = await self.registry.claim(lesson.id)
-        if owner != self.registry.node_url:
-            return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {owner}", close=True, url=owner)
-        classroom = claims.classroom if role in CLASSROOM_ROLES else f"observer-{sid[:8]}"
-        room = self.rooms.get_or_create(lesson)
+        here = self.registry.node_url
+        local = self.rooms.get(lesson.id)
+        # a listening classroom the master brought in publishes on the lesson's node, wherever it knocks
+        guest = role == Role.LISTENER and local is not None and claims.classroom in local.guests
+        place = await self.cascade.place(role) if (owner != here or role in VIEWER_ROLES) and not guest else here
+        if guest and owner != here:
+            place = owner
+        if place != here or (owner != here and role not in VIEWER_ROLES):
+            target = owner if place == here else place
+            return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {target}", close=True,
+                                      url=target)
+        if role == Role.RELAY:
+            classroom = f"relay:{claims.classroom}"
+        else:
+            classroom = claims.classroom if role in CLASSROOM_ROLES else f"observer-{sid[:8]}"
+        room: LessonRoom
+        if owner != here:  # a viewer placed here, on an edge of the lesson
+            try:
+                room = await self.cascade.edge_room(lesson, owner)
+            except Exception as exc:
+                logger.warning("lesson %s: no relay link to %s (%s); sending the viewer there", lesson.id, owner, exc)
+                return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {owner}", close=True,
+                                          url=owner)
+        else:
+            room = self.rooms.get_or_create(lesson)
         self._listen(room)
         participant = Participant(sid=sid, classroom=classroom, name=claims.name or classroom, role=role)
         replaced = await room.join(participant)
@@ -364,10 +405,12 @@ class Signaling:
             logger.info("join from %s: the socket closed while joining", sid)
             await self._drop(sid, "disconnected while joining")
             return {"ok": False, "error": {"code": "not_connected", "message": "join: the socket closed"}}
+        nodes = await self.cascade.node_urls() if role in VIEWER_ROLES else []
         return {
             "ok": True,
             "you": {"classroom": classroom, "name": participant.name, "role": str(role)},
             **room.state(),
+            **({"nodes": nodes} if nodes else {}),  # a viewer whose node dies tries these
         }
 
     async def end_lesson(self, lesson_id: str, reason: str = "the lesson was ended by an administrator") -> list[str]:
@@ -444,6 +487,11 @@ class Signaling:
 
     async def _send_back(self, session: Session, data: dict[str, Any]) -> None:
         await self._room(session).send_back(session.sid, _field(data, "classroom", str, max_len=64))
+
+    async def _relay_hand(self, session: Session, data: dict[str, Any]) -> None:
+        self._room(session).remote_hand(session.sid, _field(data, "classroom", str, max_len=64),
+                                        _field(data, "name", str, max_len=self.limits.max_field_chars),
+                                        bool(_field(data, "up", bool)))
 
     async def _leave(self, session: Session, data: dict[str, Any]) -> None:
         await self._drop(session.sid, "left")

@@ -37,6 +37,9 @@ def add_commands(sub: Any) -> None:
                        help="run as one of several nodes sharing lessons through Redis")
     serve.add_argument("--node-url", default=os.environ.get("TWINCLASS_NODE_URL"),
                        help="URL classrooms use to reach this node (with --redis-url; default http://HOST:PORT)")
+    serve.add_argument("--node-capacity", type=int, default=None,
+                       help="with --redis-url: subscribers this node takes before listening classrooms and "
+                            "observers are placed on another node (default 400)")
     serve.add_argument("--no-demo", action="store_true", help="do not create the demo lesson")
     serve.add_argument("--frame-ancestors", default=os.environ.get("TWINCLASS_FRAME_ANCESTORS", ""),
                        help="origins that may embed the pages in a frame, e.g. a bureau portal showing the patrol "
@@ -68,7 +71,7 @@ def add_commands(sub: Any) -> None:
     token.add_argument("--lesson", default="")
     token.add_argument("--classroom", default="")
     token.add_argument("--name", default=None)
-    token.add_argument("--role", required=True, choices=[r.value for r in Role if r != Role.SYSTEM])
+    token.add_argument("--role", required=True, choices=[r.value for r in Role if r not in (Role.SYSTEM, Role.RELAY)])
     token.add_argument("--ttl", type=float, default=6 * 3600, help="seconds the token stays valid")
     token.add_argument("--sub", default=None,
                        help="who holds it: the author of its comments and evaluations (a new one unless given; "
@@ -111,6 +114,8 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 def run_serve(args: argparse.Namespace) -> int:
     from twinclass.server import ServerConfig, serve
 
+    if args.node_capacity is not None and args.node_capacity < 1:
+        raise SystemExit(f"twinclass serve: --node-capacity: must be at least 1 (got {args.node_capacity})")
     config = ServerConfig(
         hosts=_hosts(args.hosts),
         port=args.port,
@@ -122,6 +127,7 @@ def run_serve(args: argparse.Namespace) -> int:
         video_codecs=tuple(c.strip().upper() for c in args.video_codecs.split(",") if c.strip()),
         redis_url=args.redis_url,
         node_url=args.node_url,
+        **({"node_capacity": args.node_capacity} if args.node_capacity is not None else {}),
         create_demo=not args.no_demo,
         frame_ancestors=_frame_ancestors(args.frame_ancestors),
         limits=limits_from_args(args),

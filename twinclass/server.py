@@ -19,10 +19,12 @@ from recorder.config import RecorderConfig
 from scheduler import http as scheduler_http
 from sfu.addresses import bind_hosts, loopback_ice_addresses, public_host, url_host
 from sfu.admission import Admission, Limits, OriginPolicy, TrustedProxies, normalize_origin
-from sfu.cluster import LocalRegistry, NodeRegistry, RedisRegistry
+from sfu.cascade import Cascade
+from sfu.cluster import DEFAULT_CAPACITY, LocalRegistry, NodeRegistry, RedisRegistry
 from sfu.http_api import lesson_routes, require_admin
 from sfu.lessons import Classroom, Lesson, LessonError, Role
 from sfu.media.aiortc_adapter import use_forward_path, use_host_addresses
+from sfu.node_load import NodeLoadSampler
 from sfu.room import RoomDirectory
 from sfu.signaling import Signaling
 from sfu.signaling_server import SignalingServer
@@ -59,6 +61,7 @@ class ServerConfig:
     video_codecs: tuple[str, ...] = ("VP8", "H264")  # preference order offered to receiving classrooms
     redis_url: str | None = None  # lessons spread over several nodes: ownership, presence, socket.io fan-out
     node_url: str | None = None  # how classrooms reach this node (default: http://host:port)
+    node_capacity: int = DEFAULT_CAPACITY  # subscribers this node takes before viewers are placed elsewhere
     create_demo: bool = True
     frame_ancestors: tuple[str, ...] = ()  # CSP sources that may frame the pages (a bureau portal); () = none
     limits: Limits = field(default_factory=Limits)  # signaling limits (sfu.admission)
@@ -138,7 +141,16 @@ def build(config: ServerConfig) -> Services:
     registry: NodeRegistry = (
         RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
     )
-    signaling = Signaling(sio, store, tokens, rooms, registry, attendance, admission, sio.error_counts)
+    cascade = None
+    if config.redis_url:  # viewers are placed by load; an edge takes a lesson from its origin (sfu.cascade)
+        sampler = NodeLoadSampler(rooms, config.public_url, config.node_capacity)
+        cascade = Cascade(registry, rooms, tokens, sampler.now)
+
+        async def report_load(app: web.Application) -> None:
+            registry.report_load(sampler)
+
+        app.on_startup.append(report_load)
+    signaling = Signaling(sio, store, tokens, rooms, registry, attendance, admission, sio.error_counts, cascade)
     app.add_routes(lesson_routes(store, tokens, rooms, registry))
     app.add_routes(debug_routes(tokens, rooms, signaling, sio))
 

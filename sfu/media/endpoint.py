@@ -206,6 +206,37 @@ class PublisherEndpoint(_Endpoint):
         await super().close()
 
 
+class RelayEndpoint(_Endpoint):
+    """Receives another node's offer of slots (an edge node's relay link to a lesson's origin,
+    `sfu.cascade`): each labelled m-line becomes a PublishedTrack, keyed by mid, fed like a
+    classroom's (its PLIs and NACKs go back to the other node)."""
+
+    def __init__(self, ice_servers: Sequence[str], on_state: Callable[[str], None]) -> None:
+        super().__init__(ice_servers, on_state)
+        self.tracks: dict[str, PublishedTrack] = {}
+
+    async def answer(self, sdp: str, labels: dict[str, str]) -> str:
+        """Apply the offer; `labels` names the track each mid carries (others are left unused)."""
+        check_description(sdp, "offer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            raise SdpError(f"offer rejected: {exc or type(exc).__name__}") from exc
+        for transceiver in self.pc.getTransceivers():
+            label = labels.get(transceiver.mid or "")
+            if label is not None and transceiver.mid not in self.tracks:
+                track = PublishedTrack(transceiver.kind, label)
+                track.bind(ReceiverTap(transceiver.receiver, track.on_packet))
+                self.tracks[str(transceiver.mid)] = track
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        for track in self.tracks.values():
+            track.close()
+        await super().close()
+
+
 LinkListener = Callable[[dict[str, Any], bool], None]  # (link state, did the tier change)
 
 

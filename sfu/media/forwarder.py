@@ -202,6 +202,7 @@ class SlotStats:
     source_switches: int = 0
     dropped_low_frame: int = 0  # low-frame mode: packets of frames that were not keyframes
     keyframes_forwarded: int = 0  # low-frame mode
+    keyframe_requests: int = 0  # PLI/FIR from the subscriber (an edge node's relay link: its viewers')
 
 
 class Slot:
@@ -243,6 +244,7 @@ class Slot:
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI/FIR: pass it upstream (rate-limited by the track)."""
+        self.stats.keyframe_requests += 1
         if self.source is not None:
             self._ask_keyframe(self.source)
 
