@@ -99,6 +99,7 @@ class ClassroomClient:
         self.origin: str | None = None
         self.server_stopping: dict[str, Any] | None = None  # the last `server_stopping` event
         self._pub: RTCPeerConnection | None = None
+        self._peers: set[RTCPeerConnection] = set()  # every connection made and not yet closed
         self._sub: RTCPeerConnection | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._players: list[Any] = []
@@ -330,9 +331,13 @@ class ClassroomClient:
         return rtc_configuration(self.config.ice_servers)
 
     def _watch(self, pc: RTCPeerConnection, what: str) -> None:
+        self._peers.add(pc)
+
         @pc.on("connectionstatechange")
         async def changed() -> None:
             logger.info("%s connection %s", what, pc.connectionState)
+            if pc.connectionState == "closed":
+                self._peers.discard(pc)
             if pc.connectionState == "failed" and (pc is self._pub or pc is self._sub):
                 await self._restart()
 
@@ -531,6 +536,15 @@ class ClassroomClient:
         with contextlib.suppress(Exception, asyncio.TimeoutError):
             await asyncio.wait_for(self.sio.shutdown(), CLOSE_TIMEOUT_S)
         await self._close_peers()
+        # A close the cancelled tasks above left half-way (a disconnect closes the old connections
+        # in a task of its own), or one that timed out, is finished here: a receiver left running
+        # keeps its decoder thread, and a process with such a thread never exits.
+        await _close_all(list(self._peers))
+        for pc in list(self._peers):
+            for transceiver in pc.getTransceivers():
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    await asyncio.wait_for(transceiver.receiver.stop(), CLOSE_TIMEOUT_S)
+        self._peers.clear()
         for track in (self._video, self._audio):
             if track is not None:
                 track.stop()

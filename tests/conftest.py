@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,3 +29,23 @@ def classrooms(server: ServerProcess, tmp_path: Path) -> Iterator[ClassroomLaunc
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     with start_redis(tmp_path) as proc:
         yield proc
+
+
+def _leftover_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A test that leaves a non-daemon thread running (an aiortc receiver nobody stopped keeps its
+    decoder thread) would hang the interpreter's exit after the last test, and CI with it: name
+    the threads and end the run as failed instead."""
+    deadline = time.monotonic() + 10
+    while _leftover_threads() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _leftover_threads()
+    if left:
+        print(f"\nFAILED: threads left running after the tests: {sorted(t.name for t in left)}", file=sys.stderr,
+              flush=True)
+        sys.stdout.flush()
+        os._exit(3)
