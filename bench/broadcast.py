@@ -32,7 +32,6 @@ p50; the origin's cost per edge <= one local viewer's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -49,12 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROOT,
+    add_decoder_worker_options,
     api_post,
     cpu_seconds,
-    decoding_observers,
+    decoder_worker_command,
     free_port,
     read_json,
     redis_server,
+    run_decoder_worker,
     scrape,
     serve,
     stop,
@@ -231,8 +232,7 @@ class Run:
             tokens.append(token(self.data, "--lesson", LESSON, "--classroom", f"decoder-{self.serial}",
                                 "--role", "listener"))
         out = self.work / f"decoders-{self.serial}.json"
-        proc = subprocess.Popen([sys.executable, __file__, "--decoders-worker", self.entry.url, "--tokens",
-                                 ",".join(tokens), "--seconds", str(seconds), "--out", str(out)],
+        proc = subprocess.Popen(decoder_worker_command(__file__, self.entry.url, tokens, seconds, out),
                                 cwd=str(ROOT), stdout=self.log(f"decoders-{self.serial}"), stderr=subprocess.STDOUT)
         return proc, out
 
@@ -375,13 +375,9 @@ def main() -> None:
     parser.add_argument("--measure", type=float, default=10.0)
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", default=None, help="keep data and logs here")
-    parser.add_argument("--decoders-worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    add_decoder_worker_options(parser)
     args = parser.parse_args()
-    if args.decoders_worker:
-        asyncio.run(decoding_observers(args.decoders_worker, args.tokens.split(","), args.seconds, Path(args.out)))
+    if run_decoder_worker(args):
         return
     results: list[RowResult] = []
     with tempfile.TemporaryDirectory(prefix="twinclass-broadcast-") as tmp:

@@ -3,6 +3,7 @@ on sys.path first). Everything binds to 127.0.0.1; processes are `twinclass` com
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -91,6 +92,30 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
+def add_decoder_worker_options(parser: Any) -> None:
+    """The hidden options with which a bench runs itself as a process of `decoding_observers`."""
+    parser.add_argument("--decoders-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+
+
+def decoder_worker_command(script: str, url: str, tokens: list[str], seconds: float, out: Path) -> list[str]:
+    """The command line that runs `script` (a bench with `add_decoder_worker_options`) as a decoders' process."""
+    return [sys.executable, script, "--decoders-worker", url, "--tokens", ",".join(tokens),
+            "--seconds", str(seconds), "--out", str(out)]
+
+
+def run_decoder_worker(args: Any) -> bool:
+    """Run the decoders' process if the options ask for one (then True: the bench has nothing else to do)."""
+    if not args.decoders_worker:
+        return False
+    import asyncio
+
+    asyncio.run(decoding_observers(args.decoders_worker, args.tokens.split(","), args.seconds, Path(args.out)))
+    return True
+
+
 async def decoding_observers(url: str, tokens: list[str], seconds: float, out: Path) -> None:
     """Full `twinclass classroom` observers (every frame decoded, its pattern read) for `seconds`, or until
     SIGTERM; then writes to `out` a JSON list of what each saw of the master (fps, latency, verified frames,
@@ -136,19 +161,10 @@ def api_post(url: str, admin_token: str, body: Any = None) -> Any:
 
 
 def redis_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A private `redis-server` on a free loopback port (nothing saved); its process and URL, once it answers."""
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("redis-server did not start")
+    """A private `redis-server` on a free loopback port (the test harness's, nothing saved); its process
+    and URL, once it answers."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import start_redis
+
+    redis = start_redis(workdir)
+    return redis.proc, redis.url

@@ -28,7 +28,6 @@ Variants run one after the other within each row, so they share the machine's lo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -46,10 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROOT,
+    add_decoder_worker_options,
     cpu_seconds,
-    decoding_observers,
+    decoder_worker_command,
     free_port,
     read_json,
+    run_decoder_worker,
     scrape,
     serve,
     stop,
@@ -142,8 +143,7 @@ def run_one(args: argparse.Namespace, row: Row, variant: str, work: Path) -> dic
         if args.decoders:
             tokens = [token(data, "--lesson", "demo", "--classroom", f"obs-{i}", "--role", "observer")
                       for i in range(args.decoders)]
-            procs.append(subprocess.Popen([sys.executable, __file__, "--decoders-worker", url, "--tokens",
-                                           ",".join(tokens), "--seconds", str(total), "--out", str(decoded)], **quiet))
+            procs.append(subprocess.Popen(decoder_worker_command(__file__, url, tokens, total, decoded), **quiet))
         stats_files = []
         quiet["stdout"] = logs[3]
         light_procs = []
@@ -231,13 +231,9 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="directory for py-spy flame graphs of window B")
     parser.add_argument("--json", default=None, help="also write every result here")
     parser.add_argument("--keep", default=None, help="keep each run's data and logs (server, publisher, ...) here")
-    parser.add_argument("--decoders-worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    add_decoder_worker_options(parser)
     args = parser.parse_args()
-    if args.decoders_worker:
-        asyncio.run(decoding_observers(args.decoders_worker, args.tokens.split(","), args.seconds, Path(args.out)))
+    if run_decoder_worker(args):
         return
 
     rows = [Row.parse(r) for r in args.rows.split(",") if r]

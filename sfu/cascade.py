@@ -105,7 +105,7 @@ class RelayLink:
         self.ready.set()
 
     def _media_state(self, state: str) -> None:
-        if state == "failed":
+        if state in ("failed", "closed"):  # closed without us: e.g. ICE consent expired
             self._lost("the media link failed")
 
     async def send(self, event: str, data: dict[str, Any]) -> None:

@@ -364,11 +364,10 @@ class Signaling:
         local = self.rooms.get(lesson.id)
         # a listening classroom the master brought in publishes on the lesson's node, wherever it knocks
         guest = role == Role.LISTENER and local is not None and claims.classroom in local.guests
-        place = await self.cascade.place(role) if (owner != here or role in VIEWER_ROLES) and not guest else here
-        if guest and owner != here:
-            place = owner
-        if place != here or (owner != here and role not in VIEWER_ROLES):
-            target = owner if place == here else place
+        # classrooms that publish (and an edge's relay) meet on the lesson's node; a viewer stays on
+        # this node while it has room (an edge of the lesson if the lesson lives elsewhere)
+        target = owner if role not in VIEWER_ROLES or guest else await self.cascade.place(role)
+        if target != here:
             return await self._refuse(sid, "redirect", f"lesson {lesson.id} is live on {target}", close=True,
                                       url=target)
         if role == Role.RELAY:
