@@ -309,6 +309,10 @@ class LessonRoom:
     def _link(self, p: Participant, link: dict[str, Any], tier_changed: bool) -> None:
         """The server's view of a classroom's downlink (and, when it moved, the tier it now takes)."""
         if p.sid in self.participants:
+            rtt_ms = link.get("rtt_ms")
+            if isinstance(rtt_ms, int | float) and rtt_ms > 0:  # its uplink takes the same path back
+                for track in p.published.values():
+                    track.nack.follow_rtt(rtt_ms / 1000)
             self._emit("link", {"sid": p.sid, "classroom": p.classroom, **link})
             if tier_changed:
                 self._emit("tiers", {"sid": p.sid, "classroom": p.classroom, "tier": link.get("tier")})

@@ -2,7 +2,8 @@
 
 aiortc's receiver NACKs a missing packet once, when the gap first shows; if that request or
 its retransmission is lost too (a few % loss makes that common), the packet stays missing and
-every subscriber's picture waits for it. The server asks again every `retry_s` until
+every subscriber's picture waits for it. The server asks again every `retry_s` (twice the
+classroom's round trip, between RETRY_MIN_S and RETRY_MAX_S: `follow_rtt`) until
 `give_up_s` after the gap appeared; then the gap is unrepairable and the track asks the
 publisher for a keyframe instead (the caller does that).
 """
@@ -21,10 +22,14 @@ class _Missing:
     asked: int = 1
 
 
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 0.2  # also the interval while the round trip is unknown
+
+
 class NackTracker:
     """The missing sequence numbers of one incoming stream."""
 
-    def __init__(self, retry_s: float = 0.2, give_up_s: float = 1.0, max_missing: int = 500) -> None:
+    def __init__(self, retry_s: float = RETRY_MAX_S, give_up_s: float = 1.0, max_missing: int = 500) -> None:
         self.retry_s = retry_s
         self.give_up_s = give_up_s
         self.max_missing = max_missing
@@ -33,6 +38,12 @@ class NackTracker:
         self.requested = 0  # NACKed sequence numbers, retries included
         self.repaired = 0
         self.given_up = 0
+
+    def follow_rtt(self, rtt_s: float) -> None:
+        """Ask again after twice the round trip (a request or its repair lost), within the bounds.
+        A fixed 200 ms made a lost repair on a short link wait 200 ms for each retry: a subscriber,
+        which gives up on a gap after 600 ms, then froze until a keyframe came."""
+        self.retry_s = min(RETRY_MAX_S, max(RETRY_MIN_S, 2 * rtt_s))
 
     def on_packet(self, seq: int, now: float) -> list[int]:
         """A packet arrived (first copy or repair); returns sequence numbers to NACK right away."""

@@ -124,6 +124,22 @@ def test_nack_tracker_asks_again_then_gives_up() -> None:
     assert nack.missing == {}
 
 
+def test_nack_tracker_asks_again_after_twice_the_round_trip() -> None:
+    """On a short link a lost repair is asked for again within 50 ms, so eight retries fit in the
+    subscriber's 600 ms (a fixed 200 ms fitted two); a rural round trip keeps 200 ms."""
+    nack = NackTracker()
+    nack.follow_rtt(0.0013)  # loopback / a school LAN
+    nack.on_packet(100, 0.0)
+    assert nack.on_packet(102, 0.0) == [101]
+    asked = [t / 100 for t in range(1, 61) if nack.due(t / 100)[0]]
+    assert len(asked) >= 8 and asked[0] <= 0.06, asked
+    rural = NackTracker()
+    rural.follow_rtt(0.150)
+    assert rural.retry_s == 0.2
+    rural.follow_rtt(0.040)
+    assert rural.retry_s == 0.08
+
+
 def test_nack_tracker_across_the_sequence_wrap_and_after_a_jump() -> None:
     nack = NackTracker()
     nack.on_packet(65534, 0.0)
