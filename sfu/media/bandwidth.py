@@ -133,7 +133,12 @@ class DownlinkEstimate:
 
     Congested means more than 8 % loss in the subscriber's receiver reports, or a round trip
     more than 180 ms above the lowest seen in the last 30 s (a bottleneck queue filling) for
-    three seconds. REMBs are reported but do not decide: aiortc's delay-based estimate, which
+    three seconds, or a full bottleneck: more than 5 % of what we sent asked for again (NACKed:
+    the loss before repair) while the round trip is 80 ms above its lowest. The receiver reports
+    alone miss a line capped a little below what we send: repairs (RTX) count as received, so
+    they show little loss, and a 200 ms buffer holds the round trip just around +180 ms. Random
+    loss on an uncongested line raises no queue, and a CPU stall drops nothing: neither alone
+    moves the tier. REMBs are reported but do not decide: aiortc's delay-based estimate, which
     our classroom terminals send, follows the incoming rate and reads CPU stalls as congestion.
     Two congested seconds in a row (one, above 20 % loss) move the subscriber to the lower tier;
     after `probe_wait_s` clean seconds it tries the full streams again, and a probe that brings
@@ -143,12 +148,16 @@ class DownlinkEstimate:
     INTERVAL_S = 1.0
     SETTLE_S = 3.0
     PROBE_CHECK_S = 6.0
+    QUEUEING_S = 0.18  # a round trip this far above its lowest for 3 s: a queue filling
+    FILLING_S = 0.08  # ...this far, while what we send is lost before repair: a full queue dropping
+    REPAIR_LOSS = 0.05
     FIRST_PROBE_WAIT_S = 8.0
     MAX_PROBE_WAIT_S = 30.0
 
     def __init__(self) -> None:
         self.tier = "full"
         self.loss = 0.0
+        self.loss_before_repair = 0.0  # share of the video packets we sent that the subscriber NACKed
         self.rtt_s: float | None = None
         self.min_rtt_s: float | None = None
         self.remb_bps: int | None = None
@@ -167,6 +176,8 @@ class DownlinkEstimate:
         self._last_update: float | None = None
         self._started_at = 0.0
         self._sent_bytes_at_last = 0
+        self._sent_packets_at_last: int | None = None
+        self._nacked_at_last = 0
 
     def on_report(self, ssrc: int, report: LinkReport, now: float) -> None:
         loss = self._downlink_loss(ssrc, report)
@@ -203,12 +214,15 @@ class DownlinkEstimate:
         fraction = report.fraction_lost if report.fraction_lost is not None else ours
         return min(1.0, ours, fraction)
 
-    def update(self, now: float, sent_bytes_total: int) -> str | None:
-        """Once a second, with the video bytes sent so far: the new tier when it changes, else None."""
+    def update(self, now: float, sent_bytes_total: int, sent_packets_total: int | None = None,
+               nacked_total: int | None = None) -> str | None:
+        """Once a second, with the video bytes (and packets) sent so far and the distinct ones of
+        them the subscriber NACKed: the new tier when it changes, else None."""
         if self._last_update is None:
             self._last_update = self._started_at = now
             self._sent_bytes_at_last = sent_bytes_total
             self._clean_since = now
+            self._count_repairs(sent_packets_total, nacked_total)
             return None
         span = now - self._last_update
         if span < self.INTERVAL_S:
@@ -224,10 +238,11 @@ class DownlinkEstimate:
         while self._rtts and now - self._rtts[0][0] > 30.0:
             self._rtts.popleft()
         self.min_rtt_s = min(r for _, r in self._rtts) if self._rtts else None
-        queueing = (self.rtt_s is not None and self.min_rtt_s is not None
-                    and self.rtt_s > self.min_rtt_s + 0.18)
-        self._queueing_run = self._queueing_run + 1 if queueing else 0
-        self.congested = self.loss > 0.08 or self._queueing_run >= 3
+        self._count_repairs(sent_packets_total, nacked_total)
+        above = (self.rtt_s - self.min_rtt_s) if self.rtt_s is not None and self.min_rtt_s is not None else 0.0
+        self._queueing_run = self._queueing_run + 1 if above > self.QUEUEING_S else 0
+        full_queue = self.loss_before_repair > self.REPAIR_LOSS and above > self.FILLING_S
+        self.congested = self.loss > 0.08 or self._queueing_run >= 3 or full_queue
         if self.congested:
             self._congested_run += 1
             self._clean_since = None
@@ -236,6 +251,19 @@ class DownlinkEstimate:
             if self._clean_since is None:
                 self._clean_since = now
         return self._decide(now)
+
+    def _count_repairs(self, sent_packets_total: int | None, nacked_total: int | None) -> None:
+        """The loss before repair over the packets sent since the last judged second (20 at least)."""
+        if sent_packets_total is None or nacked_total is None:
+            return
+        if self._sent_packets_at_last is None:
+            self._sent_packets_at_last, self._nacked_at_last = sent_packets_total, nacked_total
+            return
+        sent = sent_packets_total - self._sent_packets_at_last
+        if sent < 20:
+            return  # a quiet second (a paused camera, the low tier of a still picture): wait
+        self.loss_before_repair = min(1.0, max(0, nacked_total - self._nacked_at_last) / sent)
+        self._sent_packets_at_last, self._nacked_at_last = sent_packets_total, nacked_total
 
     def _decide(self, now: float) -> str | None:
         if now - self._started_at < self.SETTLE_S:
@@ -275,6 +303,7 @@ class DownlinkEstimate:
             "tier": self.tier,
             "state": self.state(),
             "loss": round(self.loss, 3),
+            "loss_before_repair": round(self.loss_before_repair, 3),
             "rtt_ms": round(self.rtt_s * 1000, 1) if self.rtt_s is not None else None,
             "downlink_kbps": round(self.remb_bps / 1000, 1) if self.remb_bps is not None else None,
             "sent_kbps": round(self.sent_bps / 1000, 1),

@@ -302,8 +302,8 @@ class SubscriberEndpoint(_Endpoint):
                               report.highest_sequence, sent)
         self.link.on_report(ssrc, link, time.monotonic())
 
-    def video_octets_sent(self) -> int:
-        return sum(s.port.octets_sent for s in self.slots.values() if s.kind == "video" and s.port is not None)
+    def _video_ports(self) -> list[SenderPort]:
+        return [s.port for s in self.slots.values() if s.kind == "video" and s.port is not None]
 
     async def _watch_link(self) -> None:
         """Once a second: judge the downlink, move the video slots to the tier it takes."""
@@ -311,7 +311,9 @@ class SubscriberEndpoint(_Endpoint):
         while not self.closed:
             await asyncio.sleep(DownlinkEstimate.INTERVAL_S)
             try:
-                changed = self.link.update(time.monotonic(), self.video_octets_sent())
+                ports = self._video_ports()
+                changed = self.link.update(time.monotonic(), sum(p.octets_sent for p in ports),
+                                           sum(p.packets_sent for p in ports), sum(p.nacked for p in ports))
                 if changed is not None and self.adaptive:
                     logger.info("downlink %s: video now at tier %s", self.link.to_json(), changed)
                     for slot in self.slots.values():

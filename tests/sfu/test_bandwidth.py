@@ -172,3 +172,41 @@ def test_downlink_loss_counts_only_what_we_sent() -> None:
                                     packets_sent=sent), t)
         est.update(t, int(t * 50_000))
     assert abs(est.loss - 0.2) < 0.01 and est.tier == "low"
+
+
+def _run_capped(est: DownlinkEstimate, seconds: int, rtt: float, nacked_share: float, t: float,
+                totals: list[int]) -> list[str]:
+    """Seconds of 100 video packets sent, `nacked_share` of them NACKed, reports showing 1 % loss
+    after repair (RTX counts as received) and this round trip."""
+    changes = []
+    for _ in range(seconds):
+        t += 1.0
+        totals[0] += 100
+        totals[1] += round(100 * nacked_share)
+        est.on_report(1, LinkReport(fraction_lost=0.01, rtt_s=rtt), t)
+        tier = est.update(t, int(t * 30_000), totals[0], totals[1])
+        if tier is not None:
+            changes.append(tier)
+    return changes
+
+
+def test_downlink_sees_a_full_queue_dropping_what_repairs_hide() -> None:
+    """A line capped a little below what we send: its 200 ms buffer stays full, tail-drops 15 %,
+    the repairs make the receiver reports look clean and the round trip sits at +150 ms (under
+    the 180 ms queueing rule): loss before repair with a raised round trip is congestion."""
+    est = DownlinkEstimate()
+    totals = [0, 0]
+    assert _run_capped(est, 5, 0.05, 0.0, 0.0, totals) == []
+    assert _run_capped(est, 3, 0.20, 0.15, 5.0, totals) == ["low"]
+    assert est.loss_before_repair == 0.15 and est.to_json()["loss_before_repair"] == 0.15
+
+
+def test_downlink_keeps_full_on_random_loss_or_a_stall_alone() -> None:
+    """10 % random loss with no queue (repairs work), or a CPU stall raising the round trip
+    with nothing lost: neither is a full queue."""
+    est = DownlinkEstimate()
+    totals = [0, 0]
+    assert _run_capped(est, 5, 0.05, 0.0, 0.0, totals) == []
+    assert _run_capped(est, 10, 0.05, 0.10, 5.0, totals) == []
+    assert _run_capped(est, 2, 0.20, 0.0, 15.0, totals) == []
+    assert est.tier == "full"

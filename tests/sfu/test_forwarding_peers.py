@@ -134,6 +134,10 @@ async def test_lost_packets_are_repaired_from_the_forwarders_history() -> None:
     assert len(counters) > 100, len(counters)
     missing = (counters[-1] - counters[0] + 1) - len(counters)
     assert missing == 0 and sub.video.bad == 0, f"{missing} frames lost although every loss was retransmittable"
+    port = sub.endpoint.slots["v"].port
+    assert port is not None  # each dropped packet counted once as the subscriber's loss before repair
+    assert len(dropped) - 2 <= port.nacked <= len(dropped), (port.nacked, len(dropped))
+    assert 0.01 < sub.endpoint.link.loss_before_repair < 0.1, sub.endpoint.link.to_json()  # 1 in 25
     await _close(sub, pub)
 
 

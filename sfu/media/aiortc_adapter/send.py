@@ -63,6 +63,8 @@ class SenderPort:
         self.retransmissions = 0
         self.retransmit_misses = 0
         self.retransmits_throttled = 0
+        self.nacked = 0  # distinct packets we sent that the subscriber asked for again: its loss before repair
+        self._nacked_at: dict[int, float] = {}  # seq -> when first NACKed
         self._repairs: dict[int, tuple[int, float]] = {}  # seq -> (times resent, when last)
         # (when, octets sent so far), at most every 0.1 s: what was sent in the last second is
         # derived from the sender's own octet count, nothing is kept per packet
@@ -179,6 +181,7 @@ class SenderPort:
         if packet is None or packet.sequence_number != sequence_number:
             self.retransmit_misses += 1  # never sent (lost upstream), or older than the history
             return
+        self._count_nack(sequence_number)
         if not self._repair_allowed(sequence_number, len(packet.payload)):
             self.retransmits_throttled += 1
             return
@@ -197,6 +200,16 @@ class SenderPort:
         except ConnectionError:
             return
         self.retransmissions += 1
+
+    def _count_nack(self, seq: int) -> None:
+        """Count a packet the first time it is NACKed (a repair lost and asked for again is not new loss)."""
+        now = time.monotonic()
+        if now - self._nacked_at.get(seq, -1e9) <= 10.0:
+            return
+        self.nacked += 1
+        self._nacked_at[seq] = now
+        if len(self._nacked_at) > 2 * RTP_HISTORY_SIZE:
+            self._nacked_at = {k: at for k, at in self._nacked_at.items() if now - at <= 10.0}
 
     def _sent_packet(self, sequence_number: int) -> RtpPacket | None:
         """The packet last sent with this sequence number's history slot (None: nothing there yet)."""
