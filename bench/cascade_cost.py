@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_seconds, free_port, serve, stop, token, wait_http
+from bench.common import cpu_seconds, exit_on_sigterm, free_port, serve, stop, token, wait_http
 from bench.light_receiver import LightClient, PublishSpec
 from classroom_client.encoders import install_publisher_encoders
 from sfu.media.aiortc_adapter import use_host_addresses
@@ -127,7 +127,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per phase")
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--fps", type=int, default=15)
-    print(json.dumps(asyncio.run(amain(parser.parse_args())), indent=1))
+    args = parser.parse_args()
+    exit_on_sigterm()
+    print(json.dumps(asyncio.run(amain(args)), indent=1))
 
 
 if __name__ == "__main__":

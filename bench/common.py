@@ -63,6 +63,12 @@ def serve(data_dir: Path, port: int, log: IO[bytes] | None = None,
                             env={**os.environ, "TWINCLASS_RECORDER": "0"})
 
 
+def exit_on_sigterm() -> None:
+    """A bench stopped with SIGTERM (`kill PID`) leaves by SystemExit, so its `finally` stops the
+    servers and clients it started instead of leaving them running."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
+
+
 def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 10) -> None:
     """SIGTERM each process still running (all first, so they wind down together), wait up to `timeout`
     seconds for each, SIGKILL the ones that did not leave. Only these PIDs are signalled."""

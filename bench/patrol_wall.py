@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, api_post, free_port, read_json, scrape, serve, stop, token, wait_http
+from bench.common import ROOT, api_post, exit_on_sigterm, free_port, read_json, scrape, serve, stop, token, wait_http
 from bench.light_receiver import LightClient, PublishSpec
 from bench.realistic_source import TexturedPatternTrack, use_fixed_rate_vp8
 from bench.sfu_forwarding import SERVER_OPTIONS, Window, wait_light, window
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    exit_on_sigterm()
     width, height = (int(v) for v in args.size.split("x"))
     if args.publishers_worker:
         video = ((lambda label: TexturedPatternTrack(width, height, args.fps, label))

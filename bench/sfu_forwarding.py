@@ -48,6 +48,7 @@ from bench.common import (
     add_decoder_worker_options,
     cpu_seconds,
     decoder_worker_command,
+    exit_on_sigterm,
     free_port,
     read_json,
     run_decoder_worker,
@@ -233,6 +234,7 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="keep each run's data and logs (server, publisher, ...) here")
     add_decoder_worker_options(parser)
     args = parser.parse_args()
+    exit_on_sigterm()
     if run_decoder_worker(args):
         return
 

@@ -11,8 +11,8 @@ the bench creates a lesson "soak" (master, rural-1..8) through the API. Who is w
                   slots and signaling, not media)
   rural-1, -2     FULL terminals (`twinclass classroom`, same pattern), each in its own process
   rural-3..8      LIGHT clients (bench/light_receiver.py): publish a 160x120 5 fps pattern (and, with
-                  --rural-audio, a tone), receive without decoding, raise and lower hands
-  30 observers    LIGHT receivers in the same process; every `--churn-every` s `--churn` of them leave
+                  --rural-audio, a tone), receive without decoding, raise and lower hands; one process
+  30 observers    LIGHT receivers in a second process; every `--churn-every` s `--churn` of them leave
                   and as many new ones join
 Every minute a row: the server's RSS, file descriptors, asyncio tasks and threads (its /metrics),
 the forwarded bitrate over the minute, classrooms and observers live, the event loop's lag, and the
@@ -44,7 +44,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, ROOT, cpu_seconds, free_port, read_json, scrape, serve, stop, wait_http
+from bench.common import BIN, ROOT, cpu_seconds, exit_on_sigterm, free_port, read_json, scrape, serve, stop, wait_http
 from classroom_client.cli import TOKEN_ENV
 from classroom_client.session import ClassroomClient, ClientConfig
 from classroom_client.sources import SourceSpec
@@ -207,12 +207,17 @@ async def run_lesson(args: argparse.Namespace, url: str, metrics_url: str, issue
              "--duration", str(args.minutes * 60 + 300)],  # a safety net: stopped by PID at the end
             cwd=str(ROOT), stdout=log(r), stderr=subprocess.STDOUT,
             env={**os.environ, TOKEN_ENV: tok}))  # not --token: a command line shows in `ps`
+    light = [sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url,
+             "--secret-file", str(args.data / "token-secret"), "--lesson", LESSON]
+    # the light rurals' encoders in a process of their own: beside 30 receivers their 5 fps frames
+    # came late (a starved sender, not the server), which the master counted as freezes
     procs.append(subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server", url,
-         "--secret-file", str(args.data / "token-secret"), "--lesson", LESSON, "--rurals", ",".join(LIGHT_RURALS),
-         "--observers", str(args.observers), "--churn", str(args.churn), "--churn-every", str(args.churn_every),
-         "--stats-json", str(work / "light.json"), "--size", args.light_size, "--fps", str(args.light_fps),
-         *([] if args.rural_audio else ["--no-rural-audio"])],
+        [*light, "--rurals", ",".join(LIGHT_RURALS), "--stats-json", str(work / "light-rurals.json"),
+         "--size", args.light_size, "--fps", str(args.light_fps), *([] if args.rural_audio else ["--no-rural-audio"])],
+        cwd=str(ROOT), stdout=log("light-rurals"), stderr=subprocess.STDOUT))
+    procs.append(subprocess.Popen(
+        [*light, "--observers", str(args.observers), "--churn", str(args.churn), "--churn-every", str(args.churn_every),
+         "--stats-json", str(work / "light.json")],
         cwd=str(ROOT), stdout=log("light"), stderr=subprocess.STDOUT))
     master = ClassroomClient(ClientConfig(
         server=url, token=issuer.mint(lesson=LESSON, classroom="master", name="master", role="master", ttl_s=6 * 3600),
@@ -263,7 +268,7 @@ async def run_lesson(args: argparse.Namespace, url: str, metrics_url: str, issue
     with contextlib.suppress(Exception):
         await asyncio.wait_for(master_task, 15)
     return {"rows": [asdict(r) for r in rows], "actions": conductor.actions, "actions_failed": conductor.failed,
-            "light": read_json(work / "light.json"),
+            "light": read_json(work / "light.json"), "light_rurals": read_json(work / "light-rurals.json"),
             "full": {p.stem: read_json(p) for p in stats_files}}
 
 
@@ -333,6 +338,7 @@ def main() -> int:
                         help="light rurals publish a tone too (off by default: 2 cores cannot forward it all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
+    exit_on_sigterm()
 
     work = Path(tempfile.mkdtemp(prefix="twinclass-soak-"))
     args.data = work / "var"

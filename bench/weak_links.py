@@ -42,7 +42,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, ROOT, cpu_seconds, free_port, read_json, serve, stop, token, wait_http
+from bench.common import BIN, ROOT, cpu_seconds, exit_on_sigterm, free_port, read_json, serve, stop, token, wait_http
 
 ROWS: dict[str, str] = {
     "clean": "none",
@@ -348,6 +348,7 @@ def main() -> None:
     parser.add_argument("--size", default="640x360", help="test pattern size of every classroom")
     parser.add_argument("--out", type=Path, default=RESULTS / "weak_links.json")
     args = parser.parse_args()
+    exit_on_sigterm()
     names = [n.strip() for n in args.rows.split(",") if n.strip()]
     unknown = [n for n in names if n not in ROWS]
     if unknown:
