@@ -139,8 +139,9 @@ class DownlinkEstimate:
     reports alone miss a line capped below what we send: repairs (RTX) count as received in
     aiortc's, so under a 230 kbit cap they showed 0-16 % while 29 % was dropped, and the round trip
     rose only ~70 ms. Random loss on a rural line (3-10 %) stays under 15 %, and a CPU stall
-    raising the round trip loses nothing: neither moves the tier. REMBs are reported but do not decide: aiortc's delay-based estimate, which
-    our classroom terminals send, follows the incoming rate and reads CPU stalls as congestion.
+    raising the round trip loses nothing: neither moves the tier. REMBs are reported but do not
+    decide: aiortc's delay-based estimate, which our classroom terminals send, follows the
+    incoming rate and reads CPU stalls as congestion.
     Two congested seconds in a row (one, above 20 % loss) move the subscriber to the lower tier;
     after `probe_wait_s` clean seconds it tries the full streams again, and a probe that brings
     congestion back within `PROBE_CHECK_S` doubles the wait (up to `MAX_PROBE_WAIT_S`).
