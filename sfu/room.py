@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "mic", "courseware")
 CLASSROOM_ROLES = (Role.MASTER, Role.RURAL, Role.LISTENER)  # one connection per classroom id
+# A classroom that leaves closes its media connections about when its socket goes, and its DTLS
+# close may come first: a connection closed (not failed) counts as lost only if the classroom is
+# still here this much later.
+CLOSED_GRACE_S = 0.5
 
 
 class RoomError(Exception):
@@ -330,9 +334,15 @@ class LessonRoom:
         return offer, self.slots_json(p)
 
     def _media_state(self, p: Participant, endpoint: PublisherEndpoint | SubscriberEndpoint, state: str) -> None:
+        if state == "closed":
+            asyncio.get_running_loop().call_later(CLOSED_GRACE_S, self._media_lost, p, endpoint, state)
+        elif state in LOST_STATES:
+            self._media_lost(p, endpoint, state)
+
+    def _media_lost(self, p: Participant, endpoint: PublisherEndpoint | SubscriberEndpoint, state: str) -> None:
         """A media connection of a classroom still here failed or was closed (not by us: an
         endpoint we close is silent): that connection ends, the session stays."""
-        if state not in LOST_STATES or self.participants.get(p.sid) is not p:
+        if self.participants.get(p.sid) is not p or endpoint.closed:
             return
         if endpoint is p.publisher:
             which = "publish"
