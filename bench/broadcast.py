@@ -400,7 +400,7 @@ def main() -> None:
           "(dec: how many reported);\norigin %/edge: node A's CPU over the master-alone window, per edge node "
           "with viewers; lag: mean event-loop lag per node (A/B); master: its publishing connection and socket;\n"
           "replaced: viewers whose socket or connection closed; errors: signaling error codes the servers sent "
-          "(limit_*: an admission limit; media_failed: ICE/DTLS gave up)")
+          "(limit_*: an admission limit)")
     for text in verdict(results, args.decoders):
         print(text)
     if args.json:

@@ -4,6 +4,9 @@ The socket.io connection and its reconnection live here; the uplink is in `publi
 downlink (slots, receive loops, per-remote figures) in `reception`, the waits between attempts in
 `backoff`. One socket.io client per classroom, reused for every reconnection: never a second socket
 while the first is still connecting.
+
+A media connection lost while the socket stays is made again alone, on the same session
+(`recovery`).
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from classroom_client.opus import OpusDecoder
 from classroom_client.pattern import source_tag
 from classroom_client.publishing import TONES_HZ, publish
 from classroom_client.reception import Reception, SlotInfo
+from classroom_client.recovery import Refused, recover
 from classroom_client.sources import SourceSpec, open_sources
 from classroom_client.stats import RemoteStats, write_stats
 from sfu.addresses import loopback_ice_addresses
 from sfu.media.aiortc_adapter import selected_candidate_pair, use_decoder, use_host_addresses
-from sfu.media.endpoint import rtc_configuration
+from sfu.media.endpoint import LOST_STATES, ice_ufrag, rtc_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +109,11 @@ class ClassroomClient:
         self._players: list[Any] = []
         self._video: MediaStreamTrack | None = None
         self._audio: MediaStreamTrack | None = None
-        self._setup_lock = asyncio.Lock()
+        self.setup_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._connecting: asyncio.Task[Any] | None = None  # our connect loop, when one runs
+        self._recovering: dict[str, asyncio.Task[Any]] = {}  # "publish"/"subscribe" -> making it again
+        self.media_restarts = {"publish": 0, "subscribe": 0}  # lost connections made again on their session
         self._resume_at = 0.0  # monotonic: a stopping server asked us not to knock before this
         if config.link is None and config.link_file is not None:
             config.link = LinkSpec()  # a clean line for now, so a SPEC written later has a line to act on
@@ -140,6 +146,8 @@ class ClassroomClient:
         @sio.event
         async def disconnect(reason: Any = None) -> None:
             self.joined.clear()
+            for task in self._recovering.values():  # a call of theirs would wait for its timeout
+                task.cancel()
             # closed beside the socket.io loop: it answers the server's close without waiting for aiortc
             self._spawn(_close_all(self._detach_peers()))
             if reason not in (sio.reason.CLIENT_DISCONNECT, sio.reason.SERVER_DISCONNECT):
@@ -185,13 +193,25 @@ class ClassroomClient:
             self._log_event("sent_back", data)
             if isinstance(data, dict) and data.get("classroom") == self.classroom:
                 logger.info("the master sent us back to listening")
-                pc, self._pub = self._pub, None
-                if pc is not None:
-                    self._spawn(_close_all([pc]))
+                recovering = self._recovering.pop("publish", None)
+                if recovering is not None:
+                    recovering.cancel()
+                self.let_go("publish")
 
         @sio.on("slots")
         async def slots(data: dict[str, Any]) -> None:
             self._apply_slots(data.get("slots", []))
+
+        @sio.on("media_lost")
+        async def media_lost(data: dict[str, Any]) -> None:
+            if not isinstance(data, dict):
+                return
+            what = data.get("target")
+            pc = self._pub if what == "publish" else self._sub if what == "subscribe" else None
+            # the server names the connection by our side's ICE username fragment: an older one's
+            # loss (we made a new one already) is not this one's
+            if pc is not None and _local_ufrag(pc) == data.get("ufrag"):
+                self._lost(pc, str(what), f"the server's side {data.get('state')}")
 
         @sio.on("link")
         async def link(data: dict[str, Any]) -> None:
@@ -265,13 +285,13 @@ class ClassroomClient:
             err = reply.get("error") or {}
             if event == "join":
                 raise JoinRefused(err.get("message", "refused"), err.get("code", ""), err.get("url"))
-            raise RuntimeError(f"{event}: {err.get('code')}: {err.get('message')}")
+            raise Refused(f"{event}: {err.get('code')}: {err.get('message')}", str(err.get("code") or ""))
         return reply
 
     # -- session setup -------------------------------------------------------------------------
 
     async def _setup(self) -> None:
-        async with self._setup_lock:
+        async with self.setup_lock:
             try:
                 await self._close_peers()
                 state = await self.call("join", {"token": self.config.token})
@@ -338,16 +358,64 @@ class ClassroomClient:
             logger.info("%s connection %s", what, pc.connectionState)
             if pc.connectionState == "closed":
                 self._peers.discard(pc)
-            if pc.connectionState == "failed" and (pc is self._pub or pc is self._sub):
-                await self._restart()
+            if pc.connectionState in LOST_STATES:  # a connection we close ourselves is let go first
+                self._lost(pc, what, pc.connectionState)
+
+    def _lost(self, pc: RTCPeerConnection, what: str, why: str) -> None:
+        """Our publishing or receiving connection is lost while the session may stay: that one
+        alone is made again (a connection we let go of already, or an old one, is not ours)."""
+        if pc is not (self._pub if what == "publish" else self._sub):
+            return
+        logger.warning("%s connection lost (%s): making it again", what, why)
+        self._log_event("media_lost", {"connection": what, "why": why})
+        self.let_go(what)
+        task = self._recovering.get(what)
+        if task is None or task.done():
+            self._recovering[what] = self._spawn(self._recover(what, self.sessions))
+
+    async def _recover(self, what: str, session: int) -> None:
+        if await recover(self, what, session):
+            self.media_restarts[what] += 1
+
+    # (what `recovery` needs of a session)
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def still_on(self, session: int) -> bool:
+        return self.sessions == session and self.joined.is_set() and self.sio.connected
+
+    def has(self, what: str) -> bool:
+        return (self._pub if what == "publish" else self._sub) is not None
+
+    async def connect_again(self, what: str) -> None:
+        if what == "publish":
+            await self._publish(self._classrooms())
+        else:
+            await self._subscribe()
+
+    def let_go(self, what: str) -> None:
+        pc = self._pub if what == "publish" else self._sub
+        if what == "publish":
+            self._pub = None
+        else:
+            self._sub = None
+        if pc is not None:
+            self._spawn(_close_all([pc]))
+
+    def start_over(self) -> None:
+        self._spawn(self._restart())
+
+    def _classrooms(self) -> list[dict[str, Any]]:
+        return [self.lesson["master"], *self.lesson.get("rurals", [])]
 
     async def _publish_now(self) -> None:
         """Publish in the lesson we are in (a listening classroom the master brought in)."""
         if not self.config.publish or self._stop.is_set():
             return
-        async with self._setup_lock:
+        async with self.setup_lock:
             if self._pub is None:
-                await self._publish([self.lesson["master"], *self.lesson.get("rurals", [])])
+                await self._publish(self._classrooms())
 
     async def _publish(self, classrooms: list[dict[str, Any]]) -> None:
         if self._video is None and self._audio is None:
@@ -510,6 +578,7 @@ class ClassroomClient:
             "encoder_restarts": self._encoders.restarts if self._encoders else 0,
             "role": self.role,
             "sessions": self.sessions,
+            "media_restarts": self.media_restarts,
             "stalls_recovered": self.stalls_recovered,
             "server": self.config.server,
             "redirects": self.redirects,
@@ -548,6 +617,11 @@ class ClassroomClient:
         for track in (self._video, self._audio):
             if track is not None:
                 track.stop()
+
+
+def _local_ufrag(pc: RTCPeerConnection) -> str | None:
+    local = pc.localDescription
+    return ice_ufrag(local.sdp) if local is not None else None
 
 
 async def _close_all(pcs: list[RTCPeerConnection]) -> None:

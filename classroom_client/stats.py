@@ -6,6 +6,8 @@
      "updated_at": <unix time>,
      "server_link": the last `link` event from the server ({downlink_kbps, loss, rtt_ms, state}) or null,
      "encoder_restarts": times our VP8 encoder was rebuilt after its first start (REMB churn),
+     "media_restarts": {"publish": n, "subscribe": n}: connections lost under a live session and
+                       made again on it (classroom_client/recovery.py),
      "ice": {"publish"|"subscribe": the ICE candidate pair each connection uses,
              {"local": {address, port, type}, "remote": {...}}, or null before one is chosen},
      "remotes": {"<classroom id>": {

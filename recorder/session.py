@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 CAPTURE_FORMAT = "twinclass-capture/1"
 RECORDED_EVENTS = frozenset({
     "classroom_joined", "classroom_left", "hand_raised", "hand_lowered", "floor", "mute_requested",
-    "courseware", "published",
+    "courseware", "published", "unpublished",
 })
 
 

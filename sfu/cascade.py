@@ -64,6 +64,7 @@ class RelayLink:
             self.sio.on(event, self._mirror(event))
         self.sio.on("disconnect", self._disconnected)
         self.sio.on("kicked", self._kicked)
+        self.sio.on("media_lost", self._media_lost)
 
     def _mirror(self, event: str) -> Callable[[Any], Any]:
         async def handler(data: Any = None) -> None:
@@ -77,6 +78,10 @@ class RelayLink:
 
     async def _kicked(self, data: Any = None) -> None:
         self._lost(f"the origin dropped the relay ({data.get('reason') if isinstance(data, dict) else data})")
+
+    async def _media_lost(self, data: Any = None) -> None:
+        # the origin lost its side of our media link (it ended it): the link is lost, as when ours goes
+        self._lost(f"the origin lost the media link ({data.get('state') if isinstance(data, dict) else data})")
 
     def _lost(self, why: str) -> None:
         if not self.closed:

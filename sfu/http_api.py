@@ -309,7 +309,7 @@ def lesson_routes(store: LessonStore, tokens: TokenIssuer, rooms: RoomDirectory,
                                  "subscribe": p.subscriber.candidate_pair() if p.subscriber else None}
                    for p in room.participants.values()}
             out["lessons"][lesson_id] = {"participants": len(room.participants), "tracks": tracks, "slots": slots,
-                                         "ice": ice, **cascade_stats(room)}
+                                         "ice": ice, "media_lost": dict(room.media_lost), **cascade_stats(room)}
         return web.json_response(out)
 
     return [

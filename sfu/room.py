@@ -4,18 +4,32 @@ a broadcast, which listening classrooms the master has brought in: `sfu.slot_pla
 The room decides which published track feeds each subscriber slot; the forwarding plane
 (`sfu.media`) moves the packets. Every change (join, leave, publish, floor) re-resolves the
 slots, so a classroom that comes back takes its place again without renegotiation.
+
+A classroom's media connection can be lost while its session stays (ICE or DTLS gave up, the
+other side closed it): that connection alone ends, like a leave for what it carried (its tracks
+unpublished, the slots they fed freed), the classroom is told (`media_lost`) and publishes or
+subscribes again on the same session. A publish offer from a new connection (another ICE
+username fragment) or a second subscribe replaces the connection it follows the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.lessons import Lesson, Role
-from sfu.media.endpoint import DEFAULT_VIDEO_CODECS, PublisherEndpoint, SubscriberEndpoint
+from sfu.media.endpoint import (
+    DEFAULT_VIDEO_CODECS,
+    LOST_STATES,
+    PublisherEndpoint,
+    SubscriberEndpoint,
+    ice_ufrag,
+)
 from sfu.media.forwarder import PublishedTrack, Slot
 from sfu.slot_plan import FLOOR, GUEST, SlotSpec, guest_index, guest_places, slot_specs
 
@@ -23,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "mic", "courseware")
 CLASSROOM_ROLES = (Role.MASTER, Role.RURAL, Role.LISTENER)  # one connection per classroom id
+# A classroom that leaves closes its media connections about when its socket goes, and its DTLS
+# close may come first: a connection closed (not failed) counts as lost only if the classroom is
+# still here this much later.
+CLOSED_GRACE_S = 0.5
 
 
 class RoomError(Exception):
@@ -97,7 +115,11 @@ class LessonRoom:
         self.guests: list[str | None] = [None] * guest_places(lesson)  # brought-in listeners, by place
         self.remote_names: dict[str, str] = {}  # listening classrooms on edge nodes whose hand is up
         self.started_at = time.time()
+        # "<classroom>/<publish|subscribe>/<failed|closed|replaced>" -> media connections lost so
+        # (replaced: the classroom came with a new one before the old one was seen to go)
+        self.media_lost: Counter[str] = Counter()
         self._listeners: list[RoomListener] = []
+        self._closing: set[asyncio.Task[None]] = set()  # lost connections being closed
 
     # -- listeners (signaling fan-out, recorder's timeline) ----------------------------------
 
@@ -267,6 +289,11 @@ class LessonRoom:
                 raise RoomError("bad_request", f"sources[{mid}]: unknown source {source!r}")
             if source == "courseware" and p.role != Role.MASTER:
                 raise RoomError("forbidden", "only the master classroom shares courseware")
+        ufrag = ice_ufrag(sdp)  # (an offer without one is refused below, like any malformed offer)
+        if p.publisher is not None and ufrag is not None and ufrag != p.publisher.remote_ufrag:
+            # not a renegotiation: the classroom's new connection after it lost the last one
+            self.media_lost[f"{p.classroom}/publish/replaced"] += 1
+            await self._unpublish(p).close()
         if p.publisher is None:
 
             def on_track(source: str, track: PublishedTrack) -> None:
@@ -277,34 +304,80 @@ class LessonRoom:
                 self.rebind()
                 self._emit("published", {"classroom": p.classroom, "source": source, "kind": track.kind})
 
-            p.publisher = PublisherEndpoint(self.ice_servers, p.classroom, on_track,
-                                            lambda state: self._media_state(p, "publish", state))
+            publisher = PublisherEndpoint(self.ice_servers, p.classroom, on_track,
+                                          lambda state: self._media_state(p, publisher, state))
+            p.publisher = publisher
         return await p.publisher.accept_offer(sdp, sources)
 
     async def subscribe(self, sid: str, patrol: bool = False) -> tuple[str, list[dict[str, Any]]]:
-        """The participant's receiving connection (made at its first subscribe). `patrol` (observers
-        only): camera slots alone, each in low-frame mode (keyframes only: a patrol tile)."""
+        """A new receiving connection for the participant (one it had is closed: it lost that one).
+        `patrol` (observers only): camera slots alone, each in low-frame mode (keyframes only: a
+        patrol tile)."""
         p = self._participant(sid)
         if patrol and p.role not in (Role.OBSERVER, Role.ADMIN):
             raise RoomError("forbidden", f"mode: patrol subscriptions are for observers, not a {p.role}")
-        if p.subscriber is None:
-            p.subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, "subscribe", state),
-                                              self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
-                                              adaptive=self.tiers and p.role not in (Role.SYSTEM, Role.RELAY)
-                                              and not patrol)
-            if patrol:
-                p.slot_specs = [spec for spec in p.slot_specs if spec.source == "camera"]
-            for spec in p.slot_specs:
-                p.subscriber.add_slot(spec.key, spec.kind, low_frame=patrol)
-            self.rebind()
-        offer = await p.subscriber.create_offer()
+        if p.subscriber is not None:  # a new receiving connection: the classroom lost the last one
+            self.media_lost[f"{p.classroom}/subscribe/replaced"] += 1
+            old, p.subscriber = p.subscriber, None
+            await old.close()
+        subscriber = SubscriberEndpoint(self.ice_servers, lambda state: self._media_state(p, subscriber, state),
+                                        self.video_codecs, on_link=lambda link, tiers: self._link(p, link, tiers),
+                                        adaptive=self.tiers and p.role not in (Role.SYSTEM, Role.RELAY) and not patrol)
+        p.subscriber = subscriber
+        p.slot_specs = slot_specs(self.lesson, p.role, p.classroom)
+        if patrol:
+            p.slot_specs = [spec for spec in p.slot_specs if spec.source == "camera"]
+        for spec in p.slot_specs:
+            subscriber.add_slot(spec.key, spec.kind, low_frame=patrol)
+        self.rebind()
+        offer = await subscriber.create_offer()
         return offer, self.slots_json(p)
 
-    def _media_state(self, p: Participant, which: str, state: str) -> None:
-        if state == "failed" and p.sid in self.participants:
-            # ICE/DTLS gave up: the session is useless; the signaling layer closes it and the
-            # classroom's terminal reconnects from scratch.
-            self._emit("media_failed", {"sid": p.sid, "classroom": p.classroom, "connection": which})
+    def _media_state(self, p: Participant, endpoint: PublisherEndpoint | SubscriberEndpoint, state: str) -> None:
+        if state == "closed":
+            asyncio.get_running_loop().call_later(CLOSED_GRACE_S, self._media_lost, p, endpoint, state)
+        elif state in LOST_STATES:
+            self._media_lost(p, endpoint, state)
+
+    def _media_lost(self, p: Participant, endpoint: PublisherEndpoint | SubscriberEndpoint, state: str) -> None:
+        """A media connection of a classroom still here failed or was closed (not by us: an
+        endpoint we close is silent): that connection ends, the session stays."""
+        if self.participants.get(p.sid) is not p or endpoint.closed:
+            return
+        if endpoint is p.publisher:
+            which = "publish"
+            self._unpublish(p)
+        elif endpoint is p.subscriber:
+            which = "subscribe"
+            p.subscriber = None
+        else:
+            return
+        ufrag = endpoint.remote_ufrag  # the classroom knows its connection by it
+        self.media_lost[f"{p.classroom}/{which}/{state}"] += 1
+        logger.info("lesson %s: %s's %s connection %s; it may connect again", self.lesson.id, p.classroom, which,
+                    state)
+        self._spawn(endpoint.close())
+        self._emit("media_lost", {"sid": p.sid, "classroom": p.classroom, "target": which, "state": state,
+                                  "ufrag": ufrag})
+
+    def _unpublish(self, p: Participant) -> PublisherEndpoint:
+        """The classroom's publication ends (the slots its tracks fed are freed); returns its
+        publishing connection, for the caller to close."""
+        endpoint, p.publisher = p.publisher, None
+        assert endpoint is not None
+        sources = sorted(p.published)
+        for track in p.published.values():
+            track.close()
+        p.published.clear()
+        self.rebind()
+        if sources:
+            self._emit("unpublished", {"classroom": p.classroom, "sources": sources})
+        return endpoint
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _link(self, p: Participant, link: dict[str, Any], tier_changed: bool) -> None:
         """The server's view of a classroom's downlink (and, when it moved, the tier it now takes)."""
@@ -476,12 +549,8 @@ class LessonRoom:
             return
         p.brought_in = False
         self.guests = [None if g == p.classroom else g for g in self.guests]
-        for track in p.published.values():
-            track.close()
-        p.published.clear()
         if p.publisher is not None:
-            publisher, p.publisher = p.publisher, None
-            await publisher.close()
+            await self._unpublish(p).close()
         if self.floor == p.classroom:
             self.floor = None
             self._emit("floor", {"classroom": None, "by": master.classroom, "previous": p.classroom})
@@ -492,6 +561,8 @@ class LessonRoom:
     async def close(self) -> None:
         for sid in list(self.participants):
             await self.leave(sid, reason="lesson closed")
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=5)
 
 
 class RoomDirectory:

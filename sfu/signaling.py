@@ -17,6 +17,13 @@ Server -> client events: classroom_joined, classroom_left, hand_raised, hand_low
   administrator ended the lesson}, and server_stopping {reason,
   retry_after_s} when the server drains (SIGTERM): it then closes the socket; come back after
   retry_after_s (twinclass/server.py `drain`).
+  media_lost {target: publish|subscribe, state: failed|closed, ufrag}: the server's side of that
+  media connection failed or was closed (ICE or DTLS gave up, a DTLS close, ICE consent expired)
+  while the session stays; the server has ended it (a publication's tracks are unpublished, the
+  slots they fed freed). `ufrag` is the ICE username fragment of the classroom's side of the lost
+  connection: if it is the connection the classroom uses now, it publishes (or subscribes) again on
+  this session. A publish offer with another ICE username fragment than the publishing
+  connection's, or another subscribe, replaces the connection the same way.
 
 A malformed message or SDP gets an `error` event and closes that session only. Limits
 (`sfu.admission.Limits`: sockets per token and address, joins per second, the join deadline,
@@ -121,6 +128,7 @@ class Signaling:
         self.limits = self.admission.limits
         # error code -> how often a client was told it (shared with the socket.io server's own refusals)
         self.error_counts: Counter[str] = error_counts if error_counts is not None else Counter()
+        self.media_lost: Counter[str] = Counter()  # "<publish|subscribe>/<failed|closed>" -> connections lost
         self.registry: NodeRegistry = registry or LocalRegistry("")
         self.cascade = cascade or Cascade(self.registry, rooms, tokens)
         self.attendance = attendance
@@ -249,9 +257,10 @@ class Signaling:
         channel = f"lesson:{room.lesson.id}"
 
         def on_room_event(event: str, data: dict[str, Any]) -> None:
-            if event == "media_failed":
-                message = f"{data['connection']} connection failed"
-                self._spawn(self._refuse(data["sid"], "media_failed", message, close=True))
+            if event == "media_lost":  # that connection alone: the classroom makes a new one, same session
+                self.media_lost[f"{data['target']}/{data['state']}"] += 1
+                self._spawn(self.sio.emit("media_lost", {k: data[k] for k in ("target", "state", "ufrag")},
+                                          to=data["sid"]))
                 return
             if event == "relay_lost":  # an edge's link to the origin: its viewers come back and are placed again
                 for sid in list(room.participants):
@@ -278,9 +287,10 @@ class Signaling:
                 if p is not None and p.subscriber is not None:
                     self._spawn(self.sio.emit("slots", {"slots": room.slots_json(p)}, to=p.sid))
                 return
-            if event != "published":
+            if event not in ("published", "unpublished"):
                 self._spawn(self.sio.emit(event, data, room=channel))
-            if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published", "sent_back"):
+            if event in ("classroom_joined", "classroom_left", "floor", "courseware", "published", "unpublished",
+                         "sent_back"):
                 for p in room.participants.values():
                     if p.subscriber is not None:
                         self._spawn(self.sio.emit("slots", {"slots": room.slots_json(p)}, to=p.sid))

@@ -186,6 +186,13 @@ class ServerCollector(Collector):
         for code, n in sorted(counts.items()):
             errors.add_metric([str(code)], n)
         yield errors
+        lost: Mapping[str, int] = getattr(self.signaling, "media_lost", None) or {}
+        media = CounterMetricFamily("twinclass_media_connections_lost",
+                                    "Classrooms' media connections that failed or were closed under a live session",
+                                    labels=["target", "state"])
+        for key, n in sorted(lost.items()):
+            media.add_metric(key.split("/", 1), n)
+        yield media
 
     def _runtime(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("twinclass_event_loop_lag_last_seconds", "How late the last loop-lag probe woke",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -111,6 +112,19 @@ def check_description(sdp: str, what: str) -> None:
             raise SdpError(f"{what}: m={media.kind} lacks ICE credentials or a DTLS fingerprint")
 
 
+_ICE_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+
+
+def ice_ufrag(sdp: str | None) -> str | None:
+    """The ICE username fragment a description gives (the first; bundled sections share it).
+
+    Every new peer connection picks a new one, so it tells a connection from its successor: a
+    publisher's renegotiation keeps it, a republish after a lost connection does not.
+    """
+    found = _ICE_UFRAG.search(sdp or "")
+    return found.group(1) if found else None
+
+
 DEFAULT_VIDEO_CODECS = ("VP8", "H264")
 
 
@@ -128,7 +142,13 @@ def video_codec_preferences(order: Sequence[str]) -> list[RTCRtpCodecCapability]
     return caps + rtx
 
 
+LOST_STATES = ("failed", "closed")  # a connection in one of these carries nothing any more
+
+
 class _Endpoint:
+    """`on_state` hears the connection's states until we close it ourselves: a "closed" it hears
+    came from the other side or from aiortc (a DTLS close, ICE consent expired), never from us."""
+
     def __init__(self, ice_servers: Sequence[str], on_state: Callable[[str], None]) -> None:
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._on_state = on_state
@@ -136,7 +156,14 @@ class _Endpoint:
 
         @self.pc.on("connectionstatechange")
         def _state_changed() -> None:
-            on_state(self.pc.connectionState)
+            if not self.closed:
+                on_state(self.pc.connectionState)
+
+    @property
+    def remote_ufrag(self) -> str | None:
+        """The peer's ICE username fragment (None before its description came)."""
+        remote = self.pc.remoteDescription
+        return ice_ufrag(remote.sdp) if remote is not None else None
 
     async def add_ice_candidate(self, candidate: dict[str, Any]) -> None:
         await add_remote_candidate(self.pc, candidate)

@@ -18,7 +18,7 @@ import socketio
 from fuzz_rig import REPLY_TIMEOUT_S, FuzzFailure
 
 INTERNAL_CODES = frozenset({"server_error"})
-CLOSING_CODES = frozenset({"protocol_error", "bad_token", "not_found", "redirect", "media_failed"})
+CLOSING_CODES = frozenset({"protocol_error", "bad_token", "not_found", "redirect"})
 # The server's admission limits (joins per second per address, sockets per token): a fuzzer joins far
 # more often than a classroom, so it waits for the limit to let it through, as a patient client would.
 RATE_CODES = frozenset({"limit_join_rate", "limit_token", "limit_address"})

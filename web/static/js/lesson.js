@@ -144,6 +144,13 @@ export class LessonApp {
       this._applySlots(slots || []);
       this.render();
     });
+    sig.on("media_lost", ({ target, ufrag } = {}) => {
+      // the server lost its side of one of our connections (ICE/DTLS gave up, a DTLS close) and
+      // ended it: if it is the one we use now, we set up again (as for a failed one)
+      const pc = target === "publish" ? this.pub?.pc : target === "subscribe" ? this.sub?.pc : null;
+      const mine = pc?.localDescription?.sdp?.match(/^a=ice-ufrag:(\S+)/m)?.[1];
+      if (mine && mine === ufrag) this._restart(this.session);
+    });
     sig.on("link", (link) => {
       this.state.link = link;
       this.render();
