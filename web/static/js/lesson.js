@@ -1,8 +1,10 @@
 // The lesson session: join with the link's token, publish our camera and microphone, receive the
 // slots the server feeds, follow hands/floor/courseware events, and come back by itself after a
-// network loss. Owns the state; LessonView draws it.
+// network loss (in a cluster, on another node when ours died: failover.js). Owns the state;
+// LessonView draws it.
 
 import { Signaling, reconnectDelay } from "./signaling.js";
+import { FAILOVER_KNOCK_MS, Failover, originOf } from "./failover.js";
 import { Publisher, Subscriber, rtcConfiguration } from "./peer.js";
 import * as media from "./media.js";
 import { StatsMonitor } from "./stats.js";
@@ -59,6 +61,12 @@ export class LessonApp {
     this.screen = null; // the shared courseware track
     this.session = 0; // bumped on every (re)connection; stale async work checks it
     this.joinedOnce = false;
+    this.joined = false; // in the lesson on the current socket
+    this.onEdge = false; // joined on an edge node of the lesson (the join reply names its `origin`)
+    this.joinToken = null; // the token of the last join (a login session's: fetched from the page's node)
+    this.redirectTo = null; // a mid-session `redirect`: where to go when the server closes the socket
+    this.failover = new Failover();
+    this.failoverTimer = null;
     this.stopped = false;
     this.unstableTimer = null;
     this.statsMonitor = new StatsMonitor();
@@ -84,14 +92,31 @@ export class LessonApp {
   _bindSignaling() {
     const s = this.state;
     const sig = this.sig;
-    sig.on("connect", () => this._join());
+    sig.on("connect", () => {
+      this.failover.back();
+      this._join();
+    });
     sig.on("disconnect", (reason) => {
+      console.info("connection lost:", reason, this._server());
       this._lost();
+      if (this.redirectTo) { // brought in on an edge: to the lesson's node, like a server restart there
+        this.failover.lost(false);
+        return this._moveTo(this.redirectTo);
+      }
       // socket.io retries by itself after a network loss, but not when the server closed the
       // session (e.g. its media connection failed): then we come back ourselves.
+      const unclean = reason !== "io server disconnect" && reason !== "io client disconnect";
+      this.failover.lost(unclean);
+      if (unclean && this.failover.canMove(this._server())) this.sig.retrySoon(FAILOVER_KNOCK_MS);
       if (reason === "io server disconnect") this._reconnectSoon();
+      this._watchFailover();
     });
-    sig.on("connect_error", () => this._lost());
+    sig.on("connect_error", (err) => {
+      console.info("could not connect:", err?.message, this._server());
+      this._lost();
+      const next = this.failover.failed(this._server());
+      if (next) this._moveTo(next, this.failover.delayMs);
+    });
     sig.onReconnectAttempt((n) => {
       s.attempt = n;
       this.render();
@@ -117,7 +142,8 @@ export class LessonApp {
       if (classroom !== s.you?.classroom) return;
       s.broughtIn = true;
       this.view.toast("notice.brought_in", {}, "success");
-      this._publish(this.session).catch((err) => console.warn("publishing when brought in failed", err));
+      // on an edge node the server sends us to the lesson's node (`redirect`), where we publish
+      if (!this.onEdge) this._publish(this.session).catch((err) => console.warn("publishing when brought in failed", err));
       this.render();
     });
     sig.on("sent_back", ({ classroom }) => {
@@ -150,6 +176,8 @@ export class LessonApp {
     });
     sig.on("error", (err) => {
       if (FATAL_CODES[err?.code]) this._fatal(FATAL_CODES[err.code], { message: err.message });
+      // mid-session (a join's own refusal is handled by its reply): the server closes us next
+      if (err?.code === "redirect" && this.joined && originOf(err.url)) this.redirectTo = err.url;
     });
     sig.on("kicked", (info) => this._fatal(info?.code === "lesson_ended" ? "fatal.ended" : "fatal.kicked"));
     sig.on("server_stopping", (info) => {
@@ -161,9 +189,11 @@ export class LessonApp {
     });
   }
 
-  /** The link's token; without one, a fresh short-lived one from the login session (null: neither). */
+  /** The link's token; without one, a fresh short-lived one from the login session (null: neither);
+   * on another node than the page's (its node died), the token we last joined with. */
   async _joinToken() {
     if (this.token) return this.token;
+    if (this.sig.server && this.joinToken) return this.joinToken;
     const res = await fetch(`/api/session/join-token?lesson=${encodeURIComponent(this.lessonId)}`,
       { cache: "no-store", credentials: "same-origin" });
     if (res.status === 401 || res.status === 403 || res.status === 404) return null;
@@ -185,6 +215,7 @@ export class LessonApp {
       const token = await this._joinToken();
       if (session !== this.session) return;
       if (!token) return this._fatal("fatal.no_token");
+      this.joinToken = token;
       reply = await this.sig.call("join", { token, lesson: this.lessonId });
     } catch (err) {
       if (FATAL_CODES[err.code]) return this._fatal(FATAL_CODES[err.code], { message: err.message });
@@ -196,7 +227,11 @@ export class LessonApp {
     s.lesson = reply.lesson;
     s.online = new Set((reply.classrooms || []).map((c) => c.classroom));
     for (const c of reply.classrooms || []) if (c.name) s.names.set(c.classroom, c.name);
-    s.broughtIn = false; // a listening classroom comes back listening
+    this.joined = true;
+    this.onEdge = Boolean(reply.origin);
+    this.failover.remember(reply.nodes);
+    // a listening classroom comes back listening, unless it was brought in (then it came here to publish)
+    s.broughtIn = s.you.role === "listener" && (reply.guests || []).includes(s.you.classroom);
     s.hands = reply.hands || [];
     s.floor = reply.floor ?? null;
     s.courseware = Boolean(reply.courseware);
@@ -207,7 +242,7 @@ export class LessonApp {
     this.joinedOnce = true;
     this.render();
     try {
-      if (s.you.role === "master" || s.you.role === "rural") await this._publish(session);
+      if (s.you.role === "master" || s.you.role === "rural" || s.broughtIn) await this._publish(session);
       if (session !== this.session) return;
       await this._subscribe(session);
     } catch (err) {
@@ -219,6 +254,7 @@ export class LessonApp {
   /** The socket is gone: drop the media connections; socket.io is already reconnecting. */
   _lost() {
     if (this.stopped) return;
+    this.joined = false;
     this.session += 1;
     this._closePeers();
     this.state.connection = "reconnecting";
@@ -243,18 +279,48 @@ export class LessonApp {
     }, delay);
   }
 
+  /** The node the socket is on (an origin). */
+  _server() {
+    return this.sig.server || location.origin;
+  }
+
+  /** Talk to another node from this page (failover, a mid-session redirect), same token, after
+   * `delayMs` (a redirect: the node is up; a failover: failover.js says how long). */
+  _moveTo(url, delayMs = 0) {
+    const target = originOf(url);
+    this.redirectTo = null;
+    if (this.stopped || !target) return;
+    console.info("moving to", target, `in ${Math.round(delayMs)} ms`);
+    this._lost();
+    this.sig.moveTo(target === location.origin ? null : target, delayMs);
+    this._watchFailover();
+  }
+
+  /** The socket is down: when it is not back within FAILOVER_AFTER_MS, the next node. */
+  _watchFailover() {
+    clearTimeout(this.failoverTimer);
+    const wait = this.failover.waitMs();
+    if (this.stopped || wait === Infinity || !this.failover.unclean) return;
+    this.failoverTimer = setTimeout(() => {
+      if (this.stopped || this.sig.connected || this.failover.lostAt === null) return;
+      if (this.failover.waitMs() > 0) return this._watchFailover();
+      const next = this.failover.next(this._server());
+      if (next) this._moveTo(next, this.failover.delayMs);
+    }, wait);
+  }
+
   /** In a cluster the lesson lives on one node: go there, with the same link. */
   _redirect(url) {
-    let target;
-    try {
-      target = new URL(url, location.href);
-    } catch {
-      return false;
+    const target = originOf(url);
+    if (!target) return false;
+    if (target === location.origin) {
+      if (!this.sig.server) return false; // here already
+      this._moveTo(target); // back to the page's own node (we had failed over from it)
+      return true;
     }
-    if (!/^https?:$/.test(target.protocol) || target.origin === location.origin) return false;
     this.stopped = true;
     this.sig.disconnect();
-    location.assign(`${target.origin}${location.pathname}${location.search}`);
+    location.assign(`${target}${location.pathname}${location.search}`);
     return true;
   }
 
