@@ -7,8 +7,9 @@
 // nothing is back within FAILOVER_AFTER_MS, it goes to the next other node, in turn, and joins
 // there with the same token (that node places it again): the first move after FAILOVER_DELAY_MS
 // ± FAILOVER_JITTER_MS (that node is up), each further one without getting in after the
-// reconnection backoff (every node down, or our own line: no storm of attempts). A server that closed the socket itself
-// (a restart: `server_stopping`) is waited for: only FAILOVER_FAILURES failed attempts move on.
+// reconnection backoff (every node down, or our own line: no storm of attempts). A server that
+// closed the socket itself (a restart: `server_stopping`) is waited for: only FAILOVER_FAILURES
+// failed attempts move on.
 // The page stays where it was loaded from; socket.io goes to the other node's origin, which the
 // page's Content-Security-Policy names (connect-src lists the cluster's nodes,
 // twinclass/http_policy.py) and whose server takes the page's Origin (sfu/admission.py).
@@ -31,15 +32,25 @@ export function originOf(url) {
   }
 }
 
+/** The failover state of one page, and the moves of its `Signaling` (sig.moveTo). `onMove()` runs
+ * before each move (the page drops its media connections); `stopped()` says the page gave up. */
 export class Failover {
-  constructor() {
+  constructor(sig, { onMove = () => {}, stopped = () => false } = {}) {
+    this.sig = sig;
+    this.onMove = onMove;
+    this.stopped = stopped;
     this.nodes = []; // the last join reply's `nodes`, as origins
     this.moves = 0; // how often we went to another node (cycles through the others)
     this.lostAt = null; // Date.now() when the socket broke (or when we last moved): null while connected
     this.unclean = false; // the line broke (no close from the server)
     this.failures = 0; // failed connection attempts since then
     this.hops = 0; // moves since we were last connected
-    this.delayMs = 0; // how long the last move waits before it connects
+    this.timer = null;
+  }
+
+  /** The node the socket is on (an origin). */
+  get server() {
+    return this.sig.server || location.origin;
   }
 
   /** The join reply's `nodes` (absent for a classroom that publishes: it never fails over). */
@@ -47,47 +58,74 @@ export class Failover {
     this.nodes = (Array.isArray(nodes) ? nodes : []).map(originOf).filter(Boolean);
   }
 
-  /** Whether there is a node to go to besides `current`. */
-  canMove(current) {
-    return this.nodes.some((n) => n !== current);
+  connected() {
+    this.lostAt = null;
+    this.failures = 0;
+    this.hops = 0;
+    clearTimeout(this.timer);
   }
 
-  lost(unclean) {
+  /** The socket closed (socket.io's reason): a broken line gets a quick knock on the same node
+   * when there is another to go to, and a deadline. */
+  disconnected(reason) {
+    this._lost(reason !== "io server disconnect" && reason !== "io client disconnect");
+    if (this.unclean && this.nodes.some((n) => n !== this.server)) this.sig.retrySoon(FAILOVER_KNOCK_MS);
+    this._watch();
+  }
+
+  /** A connection attempt failed: after one (a broken line) or FAILOVER_FAILURES (a server that
+   * closed us), the next node. */
+  connectFailed() {
+    this.failures += 1;
+    if (this.failures >= (this.unclean ? 1 : FAILOVER_FAILURES)) this._next();
+  }
+
+  /** Go to `url`'s node now (a mid-session redirect, or back to the page's own node), counted
+   * like a server that closed us. */
+  moveTo(url) {
+    const target = originOf(url);
+    if (!target) return;
+    this._lost(false);
+    this._go(target, 0);
+  }
+
+  _lost(unclean) {
     this.lostAt = Date.now();
     this.unclean = unclean;
     this.failures = 0;
   }
 
-  back() {
-    this.lostAt = null;
-    this.failures = 0;
-    this.hops = 0;
-  }
-
-  /** A connection attempt to `current` failed: the node to go to now, or null (stay). */
-  failed(current) {
-    this.failures += 1;
-    return this.failures >= (this.unclean ? 1 : FAILOVER_FAILURES) ? this.next(current) : null;
-  }
-
-  /** Still not back: how long to wait before asking `due` again (0: due now). */
-  waitMs() {
-    return this.lostAt === null ? Infinity : Math.max(0, this.lostAt + FAILOVER_AFTER_MS - Date.now());
-  }
-
-  /** The next node other than `current`, or null when there is none; connect after `delayMs`. */
-  next(current) {
-    const others = this.nodes.filter((n) => n !== current);
-    if (!others.length) return null;
+  _next() {
+    const others = this.nodes.filter((n) => n !== this.server);
+    if (!others.length) return;
     const node = others[this.moves % others.length];
     this.moves += 1;
     this.hops += 1;
-    this.delayMs = this.hops === 1
+    const delayMs = this.hops === 1
       ? FAILOVER_DELAY_MS + (2 * Math.random() - 1) * FAILOVER_JITTER_MS
       : reconnectDelay(this.hops - 1);
-    this.lostAt = Date.now() + this.delayMs; // a new wait, for the new node
+    this.lostAt = Date.now() + delayMs; // a new wait, for the new node
     this.unclean = true; // a node we were sent to is up: one failed attempt there is enough
     this.failures = 0;
-    return node;
+    this._go(node, delayMs);
+  }
+
+  _go(target, delayMs) {
+    if (this.stopped()) return;
+    console.info("moving to", target, `in ${Math.round(delayMs)} ms`);
+    this.onMove();
+    this.sig.moveTo(target === location.origin ? null : target, delayMs);
+    this._watch();
+  }
+
+  /** When the socket is not back within FAILOVER_AFTER_MS of a broken line (or of a move): the next node. */
+  _watch() {
+    clearTimeout(this.timer);
+    if (this.stopped() || this.lostAt === null || !this.unclean) return;
+    this.timer = setTimeout(() => {
+      if (this.stopped() || this.sig.connected || this.lostAt === null) return;
+      if (Date.now() < this.lostAt + FAILOVER_AFTER_MS) return this._watch();
+      this._next();
+    }, Math.max(0, this.lostAt + FAILOVER_AFTER_MS - Date.now()));
   }
 }

@@ -4,7 +4,7 @@
 // LessonView draws it.
 
 import { Signaling, reconnectDelay } from "./signaling.js";
-import { FAILOVER_KNOCK_MS, Failover, originOf } from "./failover.js";
+import { Failover, originOf } from "./failover.js";
 import { Publisher, Subscriber, rtcConfiguration } from "./peer.js";
 import * as media from "./media.js";
 import { StatsMonitor } from "./stats.js";
@@ -65,8 +65,7 @@ export class LessonApp {
     this.onEdge = false; // joined on an edge node of the lesson (the join reply names its `origin`)
     this.joinToken = null; // the token of the last join (a login session's: fetched from the page's node)
     this.redirectTo = null; // a mid-session `redirect`: where to go when the server closes the socket
-    this.failover = new Failover();
-    this.failoverTimer = null;
+    this.failover = null;
     this.stopped = false;
     this.unstableTimer = null;
     this.statsMonitor = new StatsMonitor();
@@ -75,6 +74,7 @@ export class LessonApp {
   start() {
     if (!window.RTCPeerConnection) return this._fatal("media.unsupported");
     this.sig = new Signaling();
+    this.failover = new Failover(this.sig, { onMove: () => this._lost(), stopped: () => this.stopped });
     this._bindSignaling();
     this.sig.connect();
     setInterval(() => this.render(), 1000);
@@ -93,29 +93,26 @@ export class LessonApp {
     const s = this.state;
     const sig = this.sig;
     sig.on("connect", () => {
-      this.failover.back();
+      this.failover.connected();
       this._join();
     });
     sig.on("disconnect", (reason) => {
-      console.info("connection lost:", reason, this._server());
+      console.info("connection lost:", reason, this.failover.server);
       this._lost();
-      if (this.redirectTo) { // brought in on an edge: to the lesson's node, like a server restart there
-        this.failover.lost(false);
-        return this._moveTo(this.redirectTo);
+      if (this.redirectTo) { // brought in on an edge: to the lesson's node
+        const url = this.redirectTo;
+        this.redirectTo = null;
+        return this.failover.moveTo(url);
       }
+      this.failover.disconnected(reason); // in a cluster: another node if ours does not come back
       // socket.io retries by itself after a network loss, but not when the server closed the
       // session (e.g. its media connection failed): then we come back ourselves.
-      const unclean = reason !== "io server disconnect" && reason !== "io client disconnect";
-      this.failover.lost(unclean);
-      if (unclean && this.failover.canMove(this._server())) this.sig.retrySoon(FAILOVER_KNOCK_MS);
       if (reason === "io server disconnect") this._reconnectSoon();
-      this._watchFailover();
     });
     sig.on("connect_error", (err) => {
-      console.info("could not connect:", err?.message, this._server());
+      console.info("could not connect:", err?.message, this.failover.server);
       this._lost();
-      const next = this.failover.failed(this._server());
-      if (next) this._moveTo(next, this.failover.delayMs);
+      this.failover.connectFailed();
     });
     sig.onReconnectAttempt((n) => {
       s.attempt = n;
@@ -279,43 +276,13 @@ export class LessonApp {
     }, delay);
   }
 
-  /** The node the socket is on (an origin). */
-  _server() {
-    return this.sig.server || location.origin;
-  }
-
-  /** Talk to another node from this page (failover, a mid-session redirect), same token, after
-   * `delayMs` (a redirect: the node is up; a failover: failover.js says how long). */
-  _moveTo(url, delayMs = 0) {
-    const target = originOf(url);
-    this.redirectTo = null;
-    if (this.stopped || !target) return;
-    console.info("moving to", target, `in ${Math.round(delayMs)} ms`);
-    this._lost();
-    this.sig.moveTo(target === location.origin ? null : target, delayMs);
-    this._watchFailover();
-  }
-
-  /** The socket is down: when it is not back within FAILOVER_AFTER_MS, the next node. */
-  _watchFailover() {
-    clearTimeout(this.failoverTimer);
-    const wait = this.failover.waitMs();
-    if (this.stopped || wait === Infinity || !this.failover.unclean) return;
-    this.failoverTimer = setTimeout(() => {
-      if (this.stopped || this.sig.connected || this.failover.lostAt === null) return;
-      if (this.failover.waitMs() > 0) return this._watchFailover();
-      const next = this.failover.next(this._server());
-      if (next) this._moveTo(next, this.failover.delayMs);
-    }, wait);
-  }
-
   /** In a cluster the lesson lives on one node: go there, with the same link. */
   _redirect(url) {
     const target = originOf(url);
     if (!target) return false;
     if (target === location.origin) {
       if (!this.sig.server) return false; // here already
-      this._moveTo(target); // back to the page's own node (we had failed over from it)
+      this.failover.moveTo(target); // back to the page's own node (we had failed over from it)
       return true;
     }
     this.stopped = true;
