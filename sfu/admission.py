@@ -10,7 +10,8 @@
   with brackets and a port, an IPv4-mapped IPv6 address and the plain address are one client.
   The per-address limits count an IPv6 client by its /64 (`sfu.addresses.limit_key`).
 - `OriginPolicy`: a browser's socket.io request must come from the server's own origin (its public
-  URL, or the Host the request came to) or one configured with `--allowed-origin`; a request
+  URL, or the Host the request came to), one configured with `--allowed-origin`, or another
+  node of the cluster (`cluster`: a viewer's page fails over from a dead node to this one); a request
   without an `Origin` header (the headless terminal, other non-browser clients) is not a browser's
   cross-site request and passes.
 - `Admission`: the bookkeeping behind the limits (used by `sfu.signaling_server` per connection
@@ -22,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -145,8 +146,10 @@ def normalize_origin(origin: str) -> str | None:
 class OriginPolicy:
     """Which `Origin`s may open a socket.io connection (python-engineio's `cors_allowed_origins` callable)."""
 
-    def __init__(self, public_url: str, allowed: Sequence[str] = (), proxies: TrustedProxies | None = None) -> None:
+    def __init__(self, public_url: str, allowed: Sequence[str] = (), proxies: TrustedProxies | None = None,
+                 cluster: Callable[[], Iterable[str]] = tuple) -> None:
         self.proxies = proxies or TrustedProxies()
+        self.cluster = cluster  # the cluster's node URLs now (`sfu.cluster.NodeRegistry.members`)
         self.allowed: set[str] = set()
         for origin in (public_url, *allowed):
             normal = normalize_origin(origin)
@@ -170,7 +173,11 @@ class OriginPolicy:
         if origin is None:  # not a browser's cross-site request
             return True
         normal = normalize_origin(origin)
-        return normal is not None and (normal in self.allowed or normal in self.own_origins(environ))
+        if normal is None:
+            return False
+        if normal in self.allowed or normal in self.own_origins(environ):
+            return True
+        return any(normalize_origin(url) == normal for url in self.cluster())
 
     def __call__(self, origin: str | None, environ: dict[str, Any]) -> bool:
         return self.allows(origin, environ)

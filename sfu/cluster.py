@@ -11,6 +11,11 @@ that expires unless refreshed, so a node that dies drops out within `LOAD_TTL_S`
 classroom or an observer is placed by `choose_node`: the node it reached while that has room,
 else the least-loaded live node with room; an edge node then takes the lesson's media from its
 origin over one relay link (`sfu.cascade`).
+
+The cluster's members (every node seen in the last `MEMBER_TTL_S`, live or not) are a sorted set
+beside the load keys. A page served by one member may open socket.io to any other (its Origin is
+allowed there, and its Content-Security-Policy lets it connect): a viewer's page whose node died
+goes on with another node, the page itself still from the dead node's origin.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -27,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 LOAD_TTL_S = 3.0  # a node's load report expires this long after its last refresh (it died)
 LOAD_REFRESH_S = 1.0
+MEMBER_TTL_S = 24 * 3600.0  # a node not seen for this long is no longer a member (its pages' Origin is refused)
 DEFAULT_CAPACITY = 400  # subscribers a node takes before listeners go elsewhere
 
 
@@ -93,6 +100,10 @@ class NodeRegistry(Protocol):
         """Report this node's load every LOAD_REFRESH_S from now on."""
         ...
 
+    def members(self) -> tuple[str, ...]:
+        """The URLs of the cluster's nodes seen lately, this one included (no I/O: the last reading)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -120,6 +131,9 @@ class LocalRegistry:
     def report_load(self, sample: LoadSampler) -> None:
         return None
 
+    def members(self) -> tuple[str, ...]:
+        return ()
+
     async def close(self) -> None:
         return None
 
@@ -138,9 +152,13 @@ class RedisRegistry:
         self._owned: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
+        self._members: tuple[str, ...] = ()
 
     def _node_key(self, url: str) -> str:
         return f"{self._prefix}:node:{url}"
+
+    def _members_key(self) -> str:
+        return f"{self._prefix}:members"
 
     def _owner_key(self, lesson_id: str) -> str:
         return f"{self._prefix}:lesson:{lesson_id}:node"
@@ -196,9 +214,20 @@ class RedisRegistry:
                 load = sample()
                 await self._redis.set(self._node_key(self.node_url), json.dumps(asdict(load)),
                                       px=int(LOAD_TTL_S * 1000))
+                await self._read_members()
             except Exception:  # Redis away for a moment: the key expires, other nodes stop placing here
                 logger.warning("could not report this node's load")
             await asyncio.sleep(LOAD_REFRESH_S)
+
+    async def _read_members(self) -> None:
+        now = time.time()
+        key = self._members_key()
+        await self._redis.zadd(key, {self.node_url: now})
+        await self._redis.zremrangebyscore(key, "-inf", now - MEMBER_TTL_S)
+        self._members = tuple(sorted(str(url) for url in await self._redis.zrange(key, 0, -1)))
+
+    def members(self) -> tuple[str, ...]:
+        return self._members
 
     async def nodes(self) -> list[NodeLoad]:
         keys = [k async for k in self._redis.scan_iter(match=self._node_key("*"), count=200)]

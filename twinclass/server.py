@@ -122,9 +122,14 @@ def build(config: ServerConfig) -> Services:
     rooms = RoomDirectory(config.ice_servers, config.video_codecs, config.tiers)
     proxies = TrustedProxies(config.trusted_proxies)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    registry: NodeRegistry = (
+        RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
+    )
     admission = Admission(config.limits, proxies)
     sio = SignalingServer(
-        admission, OriginPolicy(config.public_url, config.allowed_origins, proxies), client_manager=manager,
+        # a page of another node of the cluster may connect: a viewer fails over to us when its node dies
+        admission, OriginPolicy(config.public_url, config.allowed_origins, proxies, registry.members),
+        client_manager=manager,
         ping_interval=10, ping_timeout=10,  # a classroom that drops off is noticed within ~20 s
     )
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware()])
@@ -136,11 +141,9 @@ def build(config: ServerConfig) -> Services:
             store, tokens, proxies))
     logout_targets = [normalize_origin(config.oidc.issuer) or ""] if config.oidc else []  # POST /logout's redirect
     http_policy.install(app, http_policy.policy_for(config.frame_ancestors, config.public_url,
-                                                    timetable_pages.inline_style_hashes(), logout_targets))
+                                                    timetable_pages.inline_style_hashes(), logout_targets,
+                                                    registry.members))
     sio.attach(app)
-    registry: NodeRegistry = (
-        RedisRegistry(config.redis_url, config.public_url) if config.redis_url else LocalRegistry(config.public_url)
-    )
     cascade = None
     if config.redis_url:  # viewers are placed by load; an edge takes a lesson from its origin (sfu.cascade)
         sampler = NodeLoadSampler(rooms, config.public_url, config.node_capacity)

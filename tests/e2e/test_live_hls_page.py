@@ -3,44 +3,15 @@ picture shows the master's test pattern (read back from the <video> element's pi
 
 from __future__ import annotations
 
-import base64
-
-import numpy as np
 from browser import SCREENSHOTS, save_console_log
 from harness import ClassroomLauncher, ServerProcess, mint_token, wait_until
+from lesson_page import video_picture
 from playwright.sync_api import Browser
 
-from classroom_client.pattern import PatternInfo, read_pattern, source_tag
+from classroom_client.pattern import PatternInfo, source_tag
 
 LESSON = {"id": "live2", "kind": "broadcast", "title": "名师课堂 · 直播观看", "subject": "数学", "grade": "5",
           "master": {"id": "m1", "name": "名师工作室"}, "rurals": []}
-
-# the <video>'s current picture at its own size, as luma bytes (base64), and the page's clock then
-GRAB = """() => {
-  const v = document.getElementById('live-video');
-  if (!v.videoWidth) return null;
-  const c = document.createElement('canvas');
-  c.width = v.videoWidth; c.height = v.videoHeight;
-  const g = c.getContext('2d');
-  g.drawImage(v, 0, 0);
-  const rgba = g.getImageData(0, 0, c.width, c.height).data;
-  const luma = new Uint8Array(c.width * c.height);
-  for (let i = 0; i < luma.length; i++) {
-    luma[i] = 0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2];
-  }
-  let s = '';
-  for (let i = 0; i < luma.length; i += 8192) s += String.fromCharCode.apply(null, luma.subarray(i, i + 8192));
-  return {w: c.width, h: c.height, luma: btoa(s), now: Date.now(), t: v.currentTime};
-}"""
-
-
-def _picture(page) -> tuple[PatternInfo | None, int, float]:  # type: ignore[no-untyped-def]
-    grab = page.evaluate(GRAB)
-    if grab is None:
-        return None, 0, 0.0
-    luma = np.frombuffer(base64.b64decode(grab["luma"]), np.uint8).reshape(grab["h"], grab["w"])
-    return read_pattern(luma), int(grab["now"]), float(grab["t"])
-
 
 def test_the_watch_page_plays_the_live_stream(server: ServerProcess, classrooms: ClassroomLauncher,
                                               chromium: Browser) -> None:
@@ -71,7 +42,7 @@ def test_the_watch_page_plays_the_live_stream(server: ServerProcess, classrooms:
         readings: list[tuple[PatternInfo, int]] = []
 
         def pattern_seen() -> bool:
-            info, now_ms, _t = _picture(page)
+            info, now_ms = video_picture(page, "#live-video")
             if info is not None:
                 readings.append((info, now_ms))
             return len(readings) >= 5

@@ -45,6 +45,19 @@ def test_origin_policy_allows_the_servers_own_origins_and_the_configured_ones() 
         OriginPolicy("http://127.0.0.1:8080", ["evil.example"])
 
 
+def test_origin_policy_allows_pages_of_the_clusters_other_nodes() -> None:
+    """A viewer's page whose node died connects to another node (web/static/js/failover.js): that
+    node takes the Origin of any member of the cluster, as the registry lists them now."""
+    members = ["http://127.0.0.1:8080", "http://10.0.0.2:8080", "https://Node3.School.cn:443"]
+    policy = OriginPolicy("http://127.0.0.1:8080", (), cluster=lambda: members)
+    here = environ("192.0.2.7", host="127.0.0.1:8080")
+    assert policy.allows("http://10.0.0.2:8080", here) and policy.allows("https://node3.school.cn", here)
+    assert not policy.allows("http://10.0.0.2:8081", here) and not policy.allows("http://10.0.0.3:8080", here)
+    members.remove("http://10.0.0.2:8080")  # read each time: a node no longer a member is refused
+    assert not policy.allows("http://10.0.0.2:8080", here)
+    assert not OriginPolicy("http://127.0.0.1:8080").allows("http://10.0.0.2:8080", here)  # no cluster
+
+
 def test_join_limits_per_address_and_per_token() -> None:
     bucket = TokenBucket(rate=2, burst=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]

@@ -47,5 +47,12 @@ async def test_nodes_report_their_load_and_a_dead_node_expires(redis_server: Red
     c = RedisRegistry(redis_server.url, "http://c")
     try:
         assert await c.nodes() == []  # a node that closes removes its key
+        # ... but stays a member of the cluster (its pages' Origin is still taken elsewhere), dead or not
+        c.report_load(lambda: NodeLoad("http://c"))
+        for _ in range(50):
+            if c.members():
+                break
+            await asyncio.sleep(0.1)
+        assert c.members() == ("http://a", "http://b", "http://c")
     finally:
         await c.close()

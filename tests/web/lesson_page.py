@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import time
@@ -9,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from browser import SCREENSHOTS, save_console_log
 from harness import ROOT, TWINCLASS, ClassroomLauncher, ClassroomProcess, ServerProcess, mint_token, wait_for
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
+
+from classroom_client.pattern import PatternInfo, read_pattern
 
 # Counts what the page asks of the browser's media APIs (an observer must ask for nothing) and
 # keeps every RTCPeerConnection so a test can read its senders the way getStats would.
@@ -43,6 +47,35 @@ VIDEO_STATE = """
   visible: !!(v.offsetWidth || v.offsetHeight),
 }))
 """
+
+# a <video>'s current picture at its own size, as luma bytes (base64), and the page's clock then
+GRAB = """(sel) => {
+  const v = document.querySelector(sel);
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0);
+  const rgba = g.getImageData(0, 0, c.width, c.height).data;
+  const luma = new Uint8Array(c.width * c.height);
+  for (let i = 0; i < luma.length; i++) {
+    luma[i] = 0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2];
+  }
+  let s = '';
+  for (let i = 0; i < luma.length; i += 8192) s += String.fromCharCode.apply(null, luma.subarray(i, i + 8192));
+  return {w: c.width, h: c.height, luma: btoa(s), now: Date.now()};
+}"""
+
+
+def video_picture(page: Page, selector: str) -> tuple[PatternInfo | None, int]:
+    """The test pattern in the picture a <video> shows now (None: no picture, or not the pattern)
+    and the page's clock (ms since the epoch) when it was read."""
+    grab = page.evaluate(GRAB, selector)
+    if grab is None:
+        return None, 0
+    luma = np.frombuffer(base64.b64decode(grab["luma"]), np.uint8).reshape(grab["h"], grab["w"])
+    return read_pattern(luma), int(grab["now"])
+
 
 # A connection indicator (`.quality`: dot + figures, as views.js renders it) as the user sees it.
 INDICATOR_STATE = """

@@ -16,6 +16,8 @@ from browser import CHROMIUM, FLAGS, launch_chromium
 from harness import ROOT, ServerProcess, mint_token, start_server
 from playwright.sync_api import Browser, Page
 
+from twinclass.http_policy import HeaderPolicy
+
 EXAMPLE = ROOT / "scheduler" / "examples" / "small.json"
 
 
@@ -74,6 +76,18 @@ def test_every_kind_of_response_carries_the_policy(server: ServerProcess) -> Non
         assert csp.get("frame-ancestors") == ["'none'"], (kind, csp)
         assert csp.get("object-src") == ["'none'"], (kind, csp)
         assert {"'self'", f"ws://127.0.0.1:{server.port}"} <= set(csp.get("connect-src", [])), (kind, csp)
+
+
+def test_pages_may_connect_to_the_clusters_other_nodes() -> None:
+    """connect-src names every member of the cluster (a viewer's page fails over to one when its
+    node dies), http(s) for socket.io's polling and ws(s); what CSP cannot name is left out."""
+    members = ["http://10.0.0.2:8080", "https://node3.school.cn", "http://[fd00::2]:8080", "http://a b/",
+               "ftp://10.0.0.9", "http://127.0.0.1:8080"]
+    connect = HeaderPolicy(cluster=lambda: members).csp("127.0.0.1:8080").split("connect-src ")[1].split(";")[0]
+    assert connect.split() == ["'self'", "ws://127.0.0.1:8080", "wss://127.0.0.1:8080", "http://10.0.0.2:8080",
+                               "ws://10.0.0.2:8080", "https://node3.school.cn", "wss://node3.school.cn",
+                               "http://127.0.0.1:8080"], connect
+    assert "connect-src 'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080;" in HeaderPolicy().csp("127.0.0.1:8080")
 
 
 def test_a_portal_may_embed_the_pages_and_tls_gets_hsts(tmp_path: Path) -> None:

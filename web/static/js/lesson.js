@@ -1,8 +1,10 @@
 // The lesson session: join with the link's token, publish our camera and microphone, receive the
 // slots the server feeds, follow hands/floor/courseware events, and come back by itself after a
-// network loss. Owns the state; LessonView draws it.
+// network loss (in a cluster, on another node when ours died: failover.js). Owns the state;
+// LessonView draws it.
 
 import { Signaling, reconnectDelay } from "./signaling.js";
+import { Failover, originOf } from "./failover.js";
 import { Publisher, Subscriber, rtcConfiguration } from "./peer.js";
 import * as media from "./media.js";
 import { StatsMonitor } from "./stats.js";
@@ -59,6 +61,11 @@ export class LessonApp {
     this.screen = null; // the shared courseware track
     this.session = 0; // bumped on every (re)connection; stale async work checks it
     this.joinedOnce = false;
+    this.joined = false; // in the lesson on the current socket
+    this.onEdge = false; // joined on an edge node of the lesson (the join reply names its `origin`)
+    this.joinToken = null; // the token of the last join (a login session's: fetched from the page's node)
+    this.redirectTo = null; // a mid-session `redirect`: where to go when the server closes the socket
+    this.failover = null;
     this.stopped = false;
     this.unstableTimer = null;
     this.statsMonitor = new StatsMonitor();
@@ -67,6 +74,7 @@ export class LessonApp {
   start() {
     if (!window.RTCPeerConnection) return this._fatal("media.unsupported");
     this.sig = new Signaling();
+    this.failover = new Failover(this.sig, { onMove: () => this._lost(), stopped: () => this.stopped });
     this._bindSignaling();
     this.sig.connect();
     setInterval(() => this.render(), 1000);
@@ -84,14 +92,28 @@ export class LessonApp {
   _bindSignaling() {
     const s = this.state;
     const sig = this.sig;
-    sig.on("connect", () => this._join());
+    sig.on("connect", () => {
+      this.failover.connected();
+      this._join();
+    });
     sig.on("disconnect", (reason) => {
+      console.info("connection lost:", reason, this.failover.server);
       this._lost();
+      if (this.redirectTo) { // brought in on an edge: to the lesson's node
+        const url = this.redirectTo;
+        this.redirectTo = null;
+        return this.failover.moveTo(url);
+      }
+      this.failover.disconnected(reason); // in a cluster: another node if ours does not come back
       // socket.io retries by itself after a network loss, but not when the server closed the
       // session (e.g. its media connection failed): then we come back ourselves.
       if (reason === "io server disconnect") this._reconnectSoon();
     });
-    sig.on("connect_error", () => this._lost());
+    sig.on("connect_error", (err) => {
+      console.info("could not connect:", err?.message, this.failover.server);
+      this._lost();
+      this.failover.connectFailed();
+    });
     sig.onReconnectAttempt((n) => {
       s.attempt = n;
       this.render();
@@ -117,7 +139,8 @@ export class LessonApp {
       if (classroom !== s.you?.classroom) return;
       s.broughtIn = true;
       this.view.toast("notice.brought_in", {}, "success");
-      this._publish(this.session).catch((err) => console.warn("publishing when brought in failed", err));
+      // on an edge node the server sends us to the lesson's node (`redirect`), where we publish
+      if (!this.onEdge) this._publish(this.session).catch((err) => console.warn("publishing when brought in failed", err));
       this.render();
     });
     sig.on("sent_back", ({ classroom }) => {
@@ -157,6 +180,8 @@ export class LessonApp {
     });
     sig.on("error", (err) => {
       if (FATAL_CODES[err?.code]) this._fatal(FATAL_CODES[err.code], { message: err.message });
+      // mid-session (a join's own refusal is handled by its reply): the server closes us next
+      if (err?.code === "redirect" && this.joined && originOf(err.url)) this.redirectTo = err.url;
     });
     sig.on("kicked", (info) => this._fatal(info?.code === "lesson_ended" ? "fatal.ended" : "fatal.kicked"));
     sig.on("server_stopping", (info) => {
@@ -168,9 +193,11 @@ export class LessonApp {
     });
   }
 
-  /** The link's token; without one, a fresh short-lived one from the login session (null: neither). */
+  /** The link's token; without one, a fresh short-lived one from the login session (null: neither);
+   * on another node than the page's (its node died), the token we last joined with. */
   async _joinToken() {
     if (this.token) return this.token;
+    if (this.sig.server && this.joinToken) return this.joinToken;
     const res = await fetch(`/api/session/join-token?lesson=${encodeURIComponent(this.lessonId)}`,
       { cache: "no-store", credentials: "same-origin" });
     if (res.status === 401 || res.status === 403 || res.status === 404) return null;
@@ -192,6 +219,7 @@ export class LessonApp {
       const token = await this._joinToken();
       if (session !== this.session) return;
       if (!token) return this._fatal("fatal.no_token");
+      this.joinToken = token;
       reply = await this.sig.call("join", { token, lesson: this.lessonId });
     } catch (err) {
       if (FATAL_CODES[err.code]) return this._fatal(FATAL_CODES[err.code], { message: err.message });
@@ -203,7 +231,11 @@ export class LessonApp {
     s.lesson = reply.lesson;
     s.online = new Set((reply.classrooms || []).map((c) => c.classroom));
     for (const c of reply.classrooms || []) if (c.name) s.names.set(c.classroom, c.name);
-    s.broughtIn = false; // a listening classroom comes back listening
+    this.joined = true;
+    this.onEdge = Boolean(reply.origin);
+    this.failover.remember(reply.nodes);
+    // a listening classroom comes back listening, unless it was brought in (then it came here to publish)
+    s.broughtIn = s.you.role === "listener" && (reply.guests || []).includes(s.you.classroom);
     s.hands = reply.hands || [];
     s.floor = reply.floor ?? null;
     s.courseware = Boolean(reply.courseware);
@@ -214,7 +246,7 @@ export class LessonApp {
     this.joinedOnce = true;
     this.render();
     try {
-      if (s.you.role === "master" || s.you.role === "rural") await this._publish(session);
+      if (s.you.role === "master" || s.you.role === "rural" || s.broughtIn) await this._publish(session);
       if (session !== this.session) return;
       await this._subscribe(session);
     } catch (err) {
@@ -226,6 +258,7 @@ export class LessonApp {
   /** The socket is gone: drop the media connections; socket.io is already reconnecting. */
   _lost() {
     if (this.stopped) return;
+    this.joined = false;
     this.session += 1;
     this._closePeers();
     this.state.connection = "reconnecting";
@@ -252,16 +285,16 @@ export class LessonApp {
 
   /** In a cluster the lesson lives on one node: go there, with the same link. */
   _redirect(url) {
-    let target;
-    try {
-      target = new URL(url, location.href);
-    } catch {
-      return false;
+    const target = originOf(url);
+    if (!target) return false;
+    if (target === location.origin) {
+      if (!this.sig.server) return false; // here already
+      this.failover.moveTo(target); // back to the page's own node (we had failed over from it)
+      return true;
     }
-    if (!/^https?:$/.test(target.protocol) || target.origin === location.origin) return false;
     this.stopped = true;
     this.sig.disconnect();
-    location.assign(`${target.origin}${location.pathname}${location.search}`);
+    location.assign(`${target}${location.pathname}${location.search}`);
     return true;
   }
 
