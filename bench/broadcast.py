@@ -367,8 +367,16 @@ def line(r: RowResult, decoders: int) -> str:
             f" {'-' if edge is None else f'{edge:.2f}':>13} | {lag:>9} {r.master:>6} {r.replaced:>8}  {errors}")
 
 
+def valid(r: RowResult) -> bool:
+    """A row that measured forwarding: the master up, the viewers in and seeing (nearly) every packet. On a
+    starved machine (the receivers, or other work, beside the servers) a row says nothing about the server."""
+    return r.master == "up" and r.connected >= 0.95 * r.viewers and r.missed_pct < 1.0
+
+
 def verdict(results: list[RowResult], decoders: int) -> list[str]:
-    out = []
+    out = [f"{r.topology} {r.viewers}: not valid (master {r.master}, {r.connected}/{r.viewers} connected, "
+           f"{r.missed_pct:.1f} % missed; load {r.load:.1f})" for r in results if not valid(r)]
+    results = [r for r in results if valid(r)]
     one = [r for r in results if r.topology == "1"]
     two = [r for r in results if r.topology != "1"]
     if one:

@@ -61,3 +61,21 @@ async def test_the_wire_path_counts_what_aiortc_counts_and_reports_back(tmp_path
         finally:
             for client in clients:
                 await client.close()
+
+
+def test_wire_statistics_match_aiortc_and_drop_what_srtp_replay_protection_drops() -> None:
+    from aiortc.rtcrtpreceiver import StreamStatistics
+    from aiortc.rtp import RtpPacket
+
+    from bench.rtp_counting import WireStats
+
+    # wraps at 65535, one reordered pair, two repeats, one packet (4) never comes
+    seqs = [65530, 65531, 65533, 65532, 65534, 65534, 65535, 0, 1, 1, 3, 2, 65533, 5]
+    wire = WireStats(90000)
+    counted = [wire.count(s, s * 3000) for s in seqs]
+    reference = StreamStatistics(90000)
+    for s in dict.fromkeys(seqs):  # aiortc's path: SRTP lets each packet through once
+        reference.add(RtpPacket(sequence_number=s, timestamp=s * 3000))
+    assert counted.count(False) == 3
+    assert (wire.max_seq, wire.cycles, wire.packets_received, wire.packets_lost) == \
+        (reference.max_seq, reference.cycles, reference.packets_received, reference.packets_lost) == (5, 65536, 11, 1)
