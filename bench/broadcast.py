@@ -1,7 +1,7 @@
 """A master-teacher broadcast (名师课堂) to many listening classrooms, on one node and on two.
 
-    .venv/bin/python bench/broadcast.py [--viewers 50,100,200] [--topologies 1,2] [--decoders 2]
-        [--bitrate 1000000] [--size 640x480] [--per-process 25] [--measure 10] [--keep DIR]
+    .venv/bin/python bench/broadcast.py [--viewers 50,100,200] [--topologies 1,2,2split,2fill] [--decoders 2]
+        [--bitrate 1000000] [--size 640x480] [--per-process 25] [--measure 10] [--node-capacity N] [--keep DIR]
 
 In their own processes: `twinclass serve` (node A; for the two-node rows also node B, both with
 `--redis-url` of a private `redis-server` and their own `--node-url`, sharing one data dir), the
@@ -9,9 +9,12 @@ master (`bench/realistic_source.py --mic`: a moving, detailed picture at a fixed
 30 fps, and a tone), `--decoders` full decoding listening classrooms (`twinclass classroom` code:
 every frame decoded and its pattern read: glass-to-glass latency), and the viewers: light listening
 classrooms (`bench/light_receiver.py --role listener`: real ICE/DTLS-SRTP, RTP only counted),
-`--per-process` to a niced process. The master publishes on node A; in the two-node rows the
-decoders and viewers connect to node B. Node B either serves them itself (the node-to-node cascade)
-or refuses the join with code "redirect" and the origin's URL: the clients follow it, as the
+`--per-process` to a niced process. The master publishes on node A. Two-node layouts (`--topologies`):
+`2`, the decoders and viewers connect to node B; `2split`, every other viewers' process connects to
+A, the rest and the decoders to B; `2fill`, all connect to A, which keeps them while it has room
+(`--node-capacity` on both nodes, default half the largest row) and places the rest on B. A node
+serves a viewer placed there itself (B takes the lesson from A over one relay link: the cascade) or
+refuses the join with code "redirect" and another node's URL: the clients follow it, as the
 classroom terminal does, and the table's `placed` column says where every viewer ended up.
 
 Server limits: all clients come from 127.0.0.1, so the bench raises the per-address admission
@@ -24,7 +27,7 @@ count; decoders join for each row's window and leave after it). Per row: CPU per
 /proc), marginal CPU per viewer ((CPU_row - CPU_W0) summed over nodes / (viewers + decoders)),
 forwarded 1-Mbps streams per core (extra forwarded Mbps / extra CPU), viewers that saw every packet
 (no sequence gap on any stream since they joined), bitrate per viewer, the decoders' p50/p95 latency,
-and, in two-node rows with viewers on B, the origin's cost per edge (CPU_A - CPU_A,W0 per edge node).
+and, in two-node rows with viewers on B only, the origin's cost per edge (CPU_A - CPU_A,W0 per edge node).
 Targets: >= 200 streams per core (<= 0.5 % of a core per viewer) on one node; the cascade adds <= 20 ms
 p50; the origin's cost per edge <= one local viewer's.
 """
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +56,7 @@ from bench.common import (
     api_post,
     cpu_seconds,
     decoder_worker_command,
+    exit_on_sigterm,
     free_port,
     read_json,
     redis_server,
@@ -91,9 +96,16 @@ class Sample:
     errors: dict[str, dict[str, int]]  # node -> signaling error code -> count so far
 
 
+LAYOUTS = ("1", "2", "2split", "2fill")
+
+
+def node_count(layout: str) -> int:
+    return int(layout[0])
+
+
 @dataclass
 class RowResult:
-    topology: int
+    topology: str  # LAYOUTS: "1" one node; "2" viewers on edge B; "2split" half on A, half on B; "2fill" A then B
     viewers: int
     cpu: dict[str, float]  # node -> CPU-s/s in the row's window
     base_cpu: dict[str, float]  # node -> CPU-s/s in W0
@@ -109,12 +121,13 @@ class RowResult:
     lag_ms: dict[str, float] = field(default_factory=dict)  # node -> mean event-loop lag in the window
     errors: dict[str, int] = field(default_factory=dict)  # signaling errors sent so far (all nodes), by code
     replaced: int = 0  # viewers whose socket or connection was closed (each replaced by a new one)
+    keyframed: int = 0  # viewers that saw a keyframe start on every video stream
     missed_pct: float = 0.0  # of the packets the live viewers should have had, the share they missed
     master: str = "?"  # the master's connection at the end of the window
 
 
 def crowd_totals(files: list[Path], names: dict[str, str]) -> dict[str, Any]:
-    keys = ("connected", "complete", "bytes", "packets", "packets_missed", "lost", "failures")
+    keys = ("connected", "complete", "keyframed", "bytes", "packets", "packets_missed", "lost", "failures")
     out: dict[str, Any] = {key: 0 for key in keys}
     out["placed"] = {}
     for path in files:
@@ -154,9 +167,10 @@ def master_state(log: Path) -> str:
 class Run:
     """One topology: its servers, the master, and the viewers as they are added row by row."""
 
-    def __init__(self, args: argparse.Namespace, topology: int, work: Path) -> None:
+    def __init__(self, args: argparse.Namespace, topology: str, work: Path) -> None:
         self.args = args
         self.topology = topology
+        self.count = node_count(topology)
         self.work = work
         self.data = work / "data"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -173,16 +187,18 @@ class Run:
 
     def start(self) -> None:
         extra = ["--log-level", "WARNING", *SERVER_OPTIONS, *BROADCAST_OPTIONS]
-        if self.topology > 1:
+        if self.count > 1:
             redis, redis_url = redis_server(self.work)
             self.procs.append(redis)
             extra += ["--redis-url", redis_url]
-        for i in range(self.topology):
+            if self.topology == "2fill":
+                extra += ["--node-capacity", str(self.args.node_capacity or max(self.args.viewers) // 2)]
+        for i in range(self.count):
             name = "AB"[i]
             port, mport = free_port(), free_port()
             url = f"http://127.0.0.1:{port}"
             node_extra = [*extra, "--metrics-port", str(mport)]
-            if self.topology > 1:
+            if self.count > 1:
                 node_extra += ["--node-url", url]
             proc = serve(self.data, port, self.log(f"server-{name}"), extra=node_extra)
             self.nodes.append(Node(name, url, f"http://127.0.0.1:{mport}/metrics", proc))
@@ -204,24 +220,36 @@ class Run:
 
     @property
     def entry(self) -> Node:
-        """Where viewers and decoders connect: node B in the two-node rows."""
-        return self.nodes[-1]
+        """Where the decoders connect, and the viewers but in "2split": node B in the two-node rows, but A in
+        "2fill" (A's --node-capacity: placement fills A, then B)."""
+        return self.nodes[0] if self.topology == "2fill" else self.nodes[-1]
+
+    def viewer_url(self, process: int) -> str:
+        """Where a viewers' process connects: in "2split" every other one to A, the others to B."""
+        if self.topology == "2split":
+            return self.nodes[process % 2].url
+        return self.entry.url
 
     @property
     def names(self) -> dict[str, str]:
         return {n.url: n.name for n in self.nodes}
 
-    def add_viewers(self, total: int) -> None:
+    def add_viewers(self, total: int, extra: Sequence[str] = ()) -> list[subprocess.Popen[bytes]]:
+        """Light viewers' processes (`--per-process` each, niced) until there are `total`; the new ones."""
         log = self.log(f"viewers-{total}")
+        new = []
         while self.viewers < total:
             k = min(self.args.per_process, total - self.viewers)
             self.crowd_files.append(self.work / f"viewers-{len(self.crowd_files)}.json")
-            self.procs.append(subprocess.Popen(
+            new.append(subprocess.Popen(
                 ["nice", "-n", "5", sys.executable, str(ROOT / "bench" / "light_receiver.py"), "--server",
-                 self.entry.url, "--secret-file", str(self.data / "token-secret"), "--lesson", LESSON, "--role",
-                 "listener", "--observers", str(k), "--stats-json", str(self.crowd_files[-1])],
+                 self.viewer_url(len(self.crowd_files) - 1), "--secret-file", str(self.data / "token-secret"),
+                 "--lesson", LESSON, "--role", "listener", "--observers", str(k), "--stats-json",
+                 str(self.crowd_files[-1]), *extra],
                 cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT))
             self.viewers += k
+        self.procs += new
+        return new
 
     def start_decoders(self, seconds: float) -> tuple[subprocess.Popen[bytes], Path] | None:
         if not self.args.decoders:
@@ -251,7 +279,7 @@ def rates(a: Sample, b: Sample) -> tuple[dict[str, float], float, float]:
     return cpu, out_mbps, crowd_kbps
 
 
-def run_topology(args: argparse.Namespace, topology: int, work: Path) -> list[RowResult]:
+def run_topology(args: argparse.Namespace, topology: str, work: Path) -> list[RowResult]:
     run = Run(args, topology, work)
     results = []
     try:
@@ -261,7 +289,7 @@ def run_topology(args: argparse.Namespace, topology: int, work: Path) -> list[Ro
         time.sleep(args.measure)
         base_cpu, base_out, _ = rates(s0, sample(run.nodes, [], run.names))
         for n in args.viewers:
-            print(f"  {topology} node(s), {n} viewers ...", file=sys.stderr, flush=True)
+            print(f"  {topology}: {n} viewers ...", file=sys.stderr, flush=True)
             run.add_viewers(n)
             decoders = run.start_decoders(args.warmup * 2 + args.measure + 40 + n * 0.3)
             connected = wait_light(run.crowd_files, n, timeout=60 + n * 0.6)
@@ -291,7 +319,7 @@ def run_topology(args: argparse.Namespace, topology: int, work: Path) -> list[Ro
                 ",".join(sorted({run.names.get(str(s.get("server", "")).rstrip("/"), "?") for s in seen})),
                 lag, errors, int(b.crowd["lost"]),
                 missed_pct=100 * b.crowd["packets_missed"] / max(1, b.crowd["packets"] + b.crowd["packets_missed"]),
-                master=master_state(work / "master.log")))
+                master=master_state(work / "master.log"), keyframed=int(b.crowd["keyframed"])))
             print("   ", line(results[-1], args.decoders), file=sys.stderr, flush=True)
     finally:
         run.stop()
@@ -313,13 +341,14 @@ def latency(r: RowResult, key: str) -> float:
 def origin_per_edge(r: RowResult) -> float | None:
     """CPU share of a core the origin (A) spends for each edge node that has viewers, over W0."""
     edges = sum(1 for name, n in r.placed.items() if name != "A" and n > 0)
-    if r.topology < 2 or edges == 0:
+    if node_count(r.topology) < 2 or edges == 0 or r.placed.get("A", 0) > 0:  # A's own viewers: not an edge's cost
         return None
     return 100 * (r.cpu["A"] - r.base_cpu["A"]) / edges
 
 
-HEAD = (f"{'nodes':>5} {'viewers':>7} {'load':>5} | {'CPU A':>6} {'CPU B':>6} {'%/viewer':>8} {'streams/core':>12} |"
-        f" {'complete':>9} {'missed':>6} {'kbps/viewer':>11} {'placed':>14} | {'p50 ms':>6} {'p95 ms':>6} {'dec':>5} |"
+HEAD = (f"{'nodes':>6} {'viewers':>7} {'load':>5} | {'CPU A':>6} {'CPU B':>6} {'%/viewer':>8} {'streams/core':>12} |"
+        f" {'complete':>9} {'key':>4} {'missed':>6} {'kbps/viewer':>11} {'placed':>14} |"
+        f" {'p50 ms':>6} {'p95 ms':>6} {'dec':>5} |"
         f" {'origin %/edge':>13} | {'lag ms':>9} {'master':>6} {'replaced':>8}  errors")
 
 
@@ -331,17 +360,26 @@ def line(r: RowResult, decoders: int) -> str:
     dec_at = f"{len(r.decoders)}@{r.decoders_placed or '-'}"
     lag = "/".join(f"{r.lag_ms[k]:.0f}" for k in sorted(r.lag_ms))
     errors = " ".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
-    return (f"{r.topology:>5} {r.viewers:>7} {r.load:>5.1f} | {r.cpu.get('A', 0):>6.3f} "
+    return (f"{r.topology:>6} {r.viewers:>7} {r.load:>5.1f} | {r.cpu.get('A', 0):>6.3f} "
             f"{r.cpu.get('B', float('nan')):>6.3f} {pct_per_viewer(r, decoders):>8.2f} {per_core:>12.0f} |"
-            f" {f'{r.complete}/{r.connected}':>9} {r.missed_pct:>5.2f}% {r.per_viewer_kbps:>11.0f} {placed:>14} |"
+            f" {f'{r.complete}/{r.connected}':>9} {r.keyframed:>4} {r.missed_pct:>5.2f}%"
+            f" {r.per_viewer_kbps:>11.0f} {placed:>14} |"
             f" {latency(r, 'latency_ms_p50'):>6.0f} {latency(r, 'latency_ms_p95'):>6.0f} {dec_at:>5} |"
             f" {'-' if edge is None else f'{edge:.2f}':>13} | {lag:>9} {r.master:>6} {r.replaced:>8}  {errors}")
 
 
+def valid(r: RowResult) -> bool:
+    """A row that measured forwarding: the master up, the viewers in and seeing (nearly) every packet. On a
+    starved machine (the receivers, or other work, beside the servers) a row says nothing about the server."""
+    return r.master == "up" and r.connected >= 0.95 * r.viewers and r.missed_pct < 1.0
+
+
 def verdict(results: list[RowResult], decoders: int) -> list[str]:
-    out = []
-    one = [r for r in results if r.topology == 1]
-    two = [r for r in results if r.topology == 2]
+    out = [f"{r.topology} {r.viewers}: not valid (master {r.master}, {r.connected}/{r.viewers} connected, "
+           f"{r.missed_pct:.1f} % missed; load {r.load:.1f})" for r in results if not valid(r)]
+    results = [r for r in results if valid(r)]
+    one = [r for r in results if r.topology == "1"]
+    two = [r for r in results if r.topology != "1"]
     if one:
         worst = max(pct_per_viewer(r, decoders) for r in one)
         met = "met" if worst <= TARGET_PCT_PER_VIEWER else "NOT met"
@@ -354,19 +392,31 @@ def verdict(results: list[RowResult], decoders: int) -> list[str]:
         delta = latency(r2, "latency_ms_p50") - latency(r1, "latency_ms_p50")
         edge = origin_per_edge(r2)
         local = pct_per_viewer(r1, decoders)
-        edge_text = ("no viewer on B (redirected to the origin: no cascade yet)" if edge is None else
+        edge_text = (f"placed {' '.join(f'{k}:{v}' for k, v in sorted(r2.placed.items()))}" if edge is None else
                      f"origin {edge:.2f} % per edge vs {local:.2f} % per local viewer: "
                      f"{'met' if edge <= local else 'NOT met'}")
-        out.append(f"{r2.viewers} viewers: two nodes add {delta:+.0f} ms p50 (target <= {TARGET_CASCADE_MS:.0f}); "
-                   + edge_text)
+        out.append(f"{r2.viewers} viewers, {r2.topology}: two nodes add {delta:+.0f} ms p50 "
+                   f"(target <= {TARGET_CASCADE_MS:.0f}); " + edge_text)
+    return out
+
+
+def layouts(text: str) -> list[str]:
+    out = [x for x in text.split(",") if x]
+    for x in out:
+        if x not in LAYOUTS:
+            raise argparse.ArgumentTypeError(f"{x!r}: one of {', '.join(LAYOUTS)}")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",") if x], default=[50, 100, 200])
-    parser.add_argument("--topologies", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 2],
-                        help="1: one node; 2: origin A + edge B (viewers connect to B)")
+    parser.add_argument("--topologies", type=layouts, default=["1", "2"],
+                        help="1: one node; 2: origin A + edge B (viewers and decoders connect to B); 2split: every "
+                             "other viewers' process connects to A, the others and the decoders to B; 2fill: all "
+                             "connect to A, whose --node-capacity sends the rest to B")
+    parser.add_argument("--node-capacity", type=int, default=None,
+                        help="2fill: the nodes' --node-capacity (default: half the largest row)")
     parser.add_argument("--decoders", type=int, default=2, help="full decoding listening classrooms per row")
     parser.add_argument("--bitrate", type=int, default=1_000_000, help="the master camera's fixed bitrate")
     parser.add_argument("--size", default="640x480")
@@ -377,12 +427,13 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="keep data and logs here")
     add_decoder_worker_options(parser)
     args = parser.parse_args()
+    exit_on_sigterm()
     if run_decoder_worker(args):
         return
     results: list[RowResult] = []
     with tempfile.TemporaryDirectory(prefix="twinclass-broadcast-") as tmp:
         for topology in args.topologies:
-            work = Path(args.keep or tmp) / f"{topology}-nodes"
+            work = Path(args.keep or tmp) / f"nodes-{topology}"
             work.mkdir(parents=True, exist_ok=True)
             results += run_topology(args, topology, work)
     print()
@@ -395,12 +446,12 @@ def main() -> None:
         print(line(r, args.decoders))
     print("CPU: CPU-s/s per node; %/viewer: (CPU - CPU with the master alone, all nodes) / (viewers + decoders); "
           "streams/core: extra forwarded Mbps / extra CPU;\ncomplete: viewers with no sequence gap since they "
-          "joined; missed: the share of packets they missed;\nplaced: where the viewers ended up (after "
-          "redirects); p50/p95: glass-to-glass at the decoders "
+          "joined; key: viewers that saw a keyframe start; missed: the share of packets they missed;\n"
+          "placed: where the viewers ended up (after redirects); p50/p95: glass-to-glass at the decoders "
           "(dec: how many reported);\norigin %/edge: node A's CPU over the master-alone window, per edge node "
-          "with viewers; lag: mean event-loop lag per node (A/B); master: its publishing connection and socket;\n"
-          "replaced: viewers whose socket or connection closed; errors: signaling error codes the servers sent "
-          "(limit_*: an admission limit)")
+          "with viewers (when A has none); lag: mean event-loop lag per node (A/B);\nmaster: its publishing "
+          "connection and socket; replaced: viewers whose socket or connection closed; errors: signaling error "
+          "codes the servers sent\n(limit_*: an admission limit)")
     for text in verdict(results, args.decoders):
         print(text)
     if args.json:

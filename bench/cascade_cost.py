@@ -8,10 +8,12 @@ and N edge nodes, idle until their phase. Then, each for `--window` seconds afte
 origin's CPU (from /proc) is measured:
   baseline: the master alone;
   local:    N light observers on the origin;
+  full:     N full observers on the origin (`twinclass classroom` code, in this process: every frame
+            decoded; they send NACKs, PLIs, REMB and receiver reports as a real classroom does);
   edges:    N edge nodes, one light observer on each (every edge takes the lesson over one relay link).
-Prints one JSON object: CPU (cores) per phase, the cost per local viewer and per edge, and the
-origin's reported bitrate out (`/api/cluster/nodes`). The item's target: an edge costs the origin
-no more than one local viewer.
+Prints one JSON object: CPU (cores) per phase, the cost per local viewer (light and full) and per
+edge, and the origin's reported bitrate out (`/api/cluster/nodes`). The item's target: an edge costs
+the origin no more than one local viewer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import cpu_seconds, exit_on_sigterm, free_port, serve, stop, token, wait_http
 from bench.light_receiver import LightClient, PublishSpec
 from classroom_client.encoders import install_publisher_encoders
+from classroom_client.session import ClassroomClient, ClientConfig
 from sfu.media.aiortc_adapter import use_host_addresses
 from sfu.tokens import TokenIssuer
 
@@ -103,6 +106,17 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         for client in local:
             await client.close()
             clients.remove(client)
+        full = [ClassroomClient(ClientConfig(server=origin, token=viewer(origin, 50 + i).token, publish=False))
+                for i in range(args.viewers)]
+        try:
+            for c in full:
+                await c.start()
+            out["full_cpu"] = await measure(pid, args.window)
+            out["full_frames_decoded"] = [(m.to_json() if (m := c.remotes.get("master")) else {}).get("frames_decoded")
+                                          for c in full]
+        finally:
+            for c in full:
+                await asyncio.wait_for(c.close(), 10)
         for i, url in enumerate(edges):
             client = viewer(url, 100 + i)
             await client.start()
@@ -112,7 +126,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         out["edges_bitrate_out"] = origin_load(origin, admin)["bitrate_out"]
         out["received_packets_per_edge_viewer"] = [c.counts.packets for c in clients[1:]]
         out["cpu_per_local_viewer"] = round((out["local_cpu"] - out["baseline_cpu"]) / args.viewers, 4)
+        out["cpu_per_full_viewer"] = round((out["full_cpu"] - out["baseline_cpu"]) / args.viewers, 4)
         out["cpu_per_edge"] = round((out["edges_cpu"] - out["baseline_cpu"]) / args.viewers, 4)
+        for kind in ("local_viewer", "full_viewer"):
+            per = out[f"cpu_per_{kind}"]
+            out[f"edge_vs_{kind}"] = round(out["cpu_per_edge"] / per, 2) if per > 0 else None
         return out
     finally:
         for client in clients:

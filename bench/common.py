@@ -26,11 +26,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far, in seconds (from /proc)."""
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(parts[11]) / tick, int(parts[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    return sum(cpu_times(pid))
 
 
 def wait_http(url: str, timeout: float = 20, interval: float = 0.1) -> None:

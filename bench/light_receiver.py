@@ -4,15 +4,22 @@ pattern and a tone. Many fit in one process where full `twinclass classroom` ter
 
     .venv/bin/python bench/light_receiver.py --server URL --secret-file DATA/token-secret --lesson ID \\
         [--rurals rural-3,rural-4] [--observers 30] [--churn 3 --churn-every 60] [--hands-every 20] \\
-        [--role observer|listener] [--mode full|patrol] [--stats-json FILE] [--seconds S]
+        [--role observer|listener] [--mode full|patrol] [--stats-json FILE] [--seconds S] \\
+        [--receive-path wire|aiortc] [--event-loop uvloop|asyncio]
 
-Each receiver still keeps aiortc's per-stream statistics, so the server gets receiver reports (loss,
-round trip) from it as from any subscriber; it sends no NACK, PLI or REMB. The crowd writes
-`--stats-json` every 2 s: clients live, joins and leaves so far, failures, RTP packets and bytes
-received, and on which node (server URL) the clients ended up: a join refused with code
-"redirect" is followed to the node it names, as the classroom terminal does. `--lesson` may name
-several lessons (comma-separated): the crowd's observers go round them. A test tool: of the
-server's adapter (`sfu.media.aiortc_adapter`) it borrows only the receive() without a decoder thread.
+Receive paths (`bench/rtp_counting.py`): `wire`, the default, counts each RTP datagram from its
+header, which SRTP leaves in the clear, as aioice hands it over (SRTP is unprotected only for a
+stream's first packets, up to a video stream's first keyframe); `aiortc`, the earlier path (for
+`bench/light_receiver_cost.py`), lets aiortc unprotect, parse and route every packet to a counting
+handler. Either way each stream's sequence numbers feed aiortc's per-stream statistics, so the
+server gets receiver reports (loss, jitter, round trip) from it as from any subscriber; it sends no
+NACK, PLI or REMB. The process runs on uvloop unless `--event-loop asyncio`.
+
+The crowd writes `--stats-json` every 2 s: clients live, joins and leaves so far, failures, RTP
+packets and bytes received, clients that missed no packet (no sequence gap on any stream) and that
+saw a keyframe start on every video stream, and on which node (server URL) the clients ended up: a
+join refused with code "redirect" is followed to the node it names, as the classroom terminal does.
+`--lesson` may name several lessons (comma-separated): the crowd's observers go round them.
 """
 
 from __future__ import annotations
@@ -33,54 +40,19 @@ from pathlib import Path
 from typing import Any
 
 import socketio
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
-from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RtpPacket
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.rtp_counting import RECEIVE_PATHS, Counts, WireCounter, count_in_aiortc, remote_streams
 from classroom_client.encoders import install_publisher_encoders
 from classroom_client.pattern import source_tag
 from classroom_client.sources import TestPatternTrack, ToneTrack
-from sfu.media.aiortc_adapter import ReceiverTap, use_host_addresses
+from sfu.media.aiortc_adapter import use_host_addresses
 from sfu.media.endpoint import rtc_configuration
 from sfu.tokens import TokenIssuer
 
 logger = logging.getLogger("light")
-
-
-@dataclass
-class Counts:
-    packets: int = 0
-    bytes: int = 0
-
-
-async def _ignore(packet: RtpPacket, codec: Any) -> None:
-    return None
-
-
-def count_only(receiver: RTCRtpReceiver, counts: Counts) -> None:
-    """Replace a receiver's packet handling by counting plus the statistics its receiver reports need."""
-    # the server adapter's tap brings a receive() without aiortc's decoder thread (one per slot would
-    # be hundreds of threads here, each joined on the event loop when its connection closes); its
-    # packet handler is replaced by the counting one below
-    ReceiverTap(receiver, _ignore)
-    r: Any = receiver
-    codecs: dict[int, Any] = r._RTCRtpReceiver__codecs
-    streams: dict[int, StreamStatistics] = r._RTCRtpReceiver__remote_streams
-
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        stream = streams.get(packet.ssrc)
-        if stream is None:
-            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stream.add(packet)
-        counts.packets += 1
-        counts.bytes += len(packet.payload)
-
-    r._handle_rtp_packet = handle
 
 
 @dataclass
@@ -108,14 +80,18 @@ class LightClient:
     counts what arrives."""
 
     def __init__(self, server: str, token: str, publish: PublishSpec | None = None,
-                 subscribe: dict[str, Any] | None = None) -> None:
+                 subscribe: dict[str, Any] | None = None, receive_path: str = "wire") -> None:
+        if receive_path not in RECEIVE_PATHS:
+            raise ValueError(f"receive_path: one of {', '.join(RECEIVE_PATHS)}, not {receive_path!r}")
         self.server = server
+        self.receive_path = receive_path
         self.token = token
         self.publish_spec = publish
         self.subscribe_options = subscribe or {}
         self.redirects = 0
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = self._socket()
         self.counts = Counts()
+        self.link: dict[str, Any] | None = None  # the server's last view of our downlink (from our receiver reports)
         self.classroom = "?"
         self._pcs: list[RTCPeerConnection] = []
 
@@ -137,11 +113,21 @@ class LightClient:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.sio.disconnect(), 5)
                 self.server = moved.url
-                self.sio = socketio.AsyncClient(reconnection=False)
+                self.sio = self._socket()
         self.classroom = state["you"]["classroom"]
         if self.publish_spec is not None:
             await self._publish(self.publish_spec)
         await self._subscribe()
+
+    def _socket(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
+
+        @sio.on("link")
+        def link(data: Any) -> None:  # loss and round trip, as the server reads them from our receiver reports
+            if isinstance(data, dict):
+                self.link = data
+
+        return sio
 
     async def _join(self) -> dict[str, Any]:
         await self.sio.connect(self.server, transports=["websocket"], wait_timeout=10)
@@ -179,9 +165,14 @@ class LightClient:
                                pc.iceConnectionState)
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="offer"))
-        for transceiver in pc.getTransceivers():
-            count_only(transceiver.receiver, self.counts)
+        receivers = [t.receiver for t in pc.getTransceivers()]
+        wire = WireCounter(receivers, self.counts) if self.receive_path == "wire" and receivers else None
+        if self.receive_path == "aiortc":
+            for receiver in receivers:
+                count_in_aiortc(receiver, self.counts)
         await pc.setLocalDescription(await pc.createAnswer())
+        if wire is not None:
+            wire.attach()
         await self.call("subscribe_answer", {"sdp": pc.localDescription.sdp})
 
     @property
@@ -221,6 +212,7 @@ class CrowdStats:
     nodes: dict[str, int] = field(default_factory=dict)  # server URL -> clients live there (after redirects)
     redirected: int = 0  # live clients that were redirected to another node
     complete: int = 0  # live clients that missed no packet (no sequence gap on any stream so far)
+    keyframed: int = 0  # live clients where a keyframe started on every video stream that came
     packets_missed: int = 0  # live clients' sequence gaps, summed over their streams
 
 
@@ -231,8 +223,7 @@ def packets_missed(client: LightClient) -> int | None:
         return None
     missed = 0
     for transceiver in client.connections[-1].getTransceivers():
-        streams: dict[int, StreamStatistics] = getattr(transceiver.receiver, "_RTCRtpReceiver__remote_streams", {})
-        missed += sum(s.packets_lost for s in streams.values())
+        missed += sum(s.packets_lost for s in remote_streams(transceiver.receiver).values())
     return missed
 
 
@@ -271,7 +262,8 @@ class Crowd:
 
     async def add_observer(self) -> None:
         subscribe = {"mode": self.args.mode} if self.args.mode != "full" else {}
-        client = LightClient(self.args.server, self._token(self.args.role, "observer"), subscribe=subscribe)
+        client = LightClient(self.args.server, self._token(self.args.role, "observer"), subscribe=subscribe,
+                             receive_path=self.args.receive_path)
         if await self._start(client):
             self.observers.append(client)
 
@@ -289,7 +281,8 @@ class Crowd:
         i = self.args.rurals.index(classroom)
         spec = PublishSpec(width=width, height=height, fps=self.args.fps, tone_hz=300.0 + 37 * i,
                            audio=not self.args.no_rural_audio)
-        client = LightClient(self.args.server, self._token("rural", classroom), spec)
+        client = LightClient(self.args.server, self._token("rural", classroom), spec,
+                             receive_path=self.args.receive_path)
         client.classroom = classroom
         if await self._start(client):
             self.rurals[classroom] = client
@@ -360,6 +353,7 @@ class Crowd:
         missed = [packets_missed(c) for c in clients]
         self.stats.complete = sum(m == 0 for m in missed)
         self.stats.packets_missed = sum(m or 0 for m in missed)
+        self.stats.keyframed = sum(c.counts.keyframe_seen for c in clients)
         if self.args.stats_json:
             path = Path(self.args.stats_json)
             tmp = path.with_suffix(".tmp")
@@ -408,11 +402,21 @@ def main() -> None:
     parser.add_argument("--hands-every", type=float, default=20.0, help="a light rural raises or lowers its hand")
     parser.add_argument("--stats-json", default=None)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--receive-path", default="wire", choices=list(RECEIVE_PATHS),
+                        help="wire: RTP counted from the datagrams' clear headers (default); aiortc: through "
+                             "aiortc's SRTP, RtpPacket and receiver (the earlier path, for comparison)")
+    parser.add_argument("--event-loop", default="uvloop", choices=["uvloop", "asyncio"])
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
-    asyncio.run(amain(args))
+    loop_factory = None
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(amain(args))
 
 
 if __name__ == "__main__":
